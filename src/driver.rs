@@ -1,0 +1,80 @@
+//! The driver trait: how seawall opens, checks and resets connections.
+//!
+//! A pool knows nothing about a database's wire protocol; it asks a [`Connector`]. The trait is
+//! small on purpose, in the spirit of bb8's `ManageConnection` and deadpool's `Manager`: a driver
+//! for a new database fits in a page.
+//!
+//! The methods split along the hot path. [`Connector::has_broken`] and [`Connector::needs_reset`]
+//! are synchronous and run on every checkout or return, so they must be cheap (look at a flag, not
+//! the network). The asynchronous ones ([`Connector::connect`], [`Connector::ping`],
+//! [`Connector::reset`]) run only when needed: a ping only when a connection sat idle long enough
+//! to be suspect, a reset only when the driver says the session is dirty.
+
+use async_trait::async_trait;
+
+/// Opens, checks and resets the connections of one backend.
+///
+/// # Example
+///
+/// A driver for a toy "connection" that counts its uses:
+///
+/// ```
+/// use seawall::driver::Connector;
+///
+/// struct Counter;
+///
+/// #[derive(Debug)]
+/// struct Refused;
+/// impl std::fmt::Display for Refused {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("refused")
+///     }
+/// }
+/// impl std::error::Error for Refused {}
+///
+/// #[async_trait::async_trait]
+/// impl Connector for Counter {
+///     type Connection = u64;
+///     type Error = Refused;
+///
+///     async fn connect(&self) -> Result<u64, Refused> {
+///         Ok(0)
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Connector: Send + Sync + 'static {
+    /// The connection type the pool hands out.
+    type Connection: Send + 'static;
+    /// The driver's own error; seawall wraps it in [`DriverError`](crate::DriverError) and keeps
+    /// it reachable with [`DriverError::downcast_ref`](crate::DriverError::downcast_ref).
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Opens a new connection.
+    async fn connect(&self) -> Result<Self::Connection, Self::Error>;
+
+    /// A real round trip (for example `SELECT 1`), run on checkout when the connection has been
+    /// idle for longer than the pool's `ping_after_idle`. An error discards the connection.
+    async fn ping(&self, _conn: &mut Self::Connection) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// Cheap, synchronous test: is the connection known to be unusable (socket closed, fatal
+    /// protocol error seen)? Called on checkout and on return; a broken connection is discarded,
+    /// never handed out again.
+    fn has_broken(&self, _conn: &mut Self::Connection) -> bool {
+        false
+    }
+
+    /// Cheap, synchronous test: does the session carry state the next borrower must not see?
+    /// When true, [`Connector::reset`] runs before the connection becomes idle again.
+    fn needs_reset(&self, _conn: &Self::Connection) -> bool {
+        false
+    }
+
+    /// Clears session state (open transaction, session settings, temporary objects, locks)
+    /// before the connection is reused. An error discards the connection.
+    async fn reset(&self, _conn: &mut Self::Connection) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
