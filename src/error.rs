@@ -104,6 +104,9 @@ pub enum WaitCause {
         /// Connects in flight when the wait ended.
         in_flight: usize,
     },
+    /// A connection taken from the pool did not answer its checkout ping before the deadline
+    /// (the backend hangs rather than refuses).
+    PingHung,
     /// Opening connections kept failing: the backend is down or refusing.
     ConnectFailing {
         /// The most recent connect error.
@@ -124,6 +127,7 @@ impl fmt::Display for WaitCause {
                 f,
                 "pool saturated ({in_use}/{max_size} connections in use, {waiters} waiting)"
             ),
+            WaitCause::PingHung => f.write_str("checkout ping did not answer in time"),
             WaitCause::Connecting { in_flight } => {
                 write!(f, "still connecting ({in_flight} connects in flight)")
             }

@@ -1,0 +1,69 @@
+//! Metric names and per-pool handles.
+//!
+//! seawall reports through the [`metrics`] facade, so any exporter (Prometheus, StatsD, ...) the
+//! application installs receives them. Handles are registered once when a pool is built, with the
+//! pool's name as the `pool` label, so the hot path only bumps a handle: install the recorder
+//! before building pools.
+//!
+//! | name | kind | meaning |
+//! |---|---|---|
+//! | `seawall_pool_acquired_total` | counter | connections handed out |
+//! | `seawall_pool_timeouts_total` | counter | acquires that failed at their deadline |
+//! | `seawall_pool_broken_total` | counter | connections discarded as broken |
+//! | `seawall_pool_connects_total` | counter | connections opened |
+//! | `seawall_pool_connect_failures_total` | counter | failed connect attempts |
+//! | `seawall_pool_closed_total` | counter | connections closed for any reason |
+//! | `seawall_pool_acquire_wait_seconds` | histogram | time an acquire waited (0 when served at once) |
+//! | `seawall_pool_connect_seconds` | histogram | duration of successful connects |
+//! | `seawall_pool_size`, `_idle`, `_in_use`, `_waiters`, `_connecting` | gauge | sampled by the pool's maintenance task and on [`Pool::state`](crate::pool::Pool::state) |
+
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+
+use crate::pool::State;
+
+/// Handles for one pool's metrics.
+#[derive(Debug)]
+pub(crate) struct PoolMetrics {
+    pub(crate) acquired: Counter,
+    pub(crate) timeouts: Counter,
+    pub(crate) broken: Counter,
+    pub(crate) connects: Counter,
+    pub(crate) connect_failures: Counter,
+    pub(crate) closed: Counter,
+    pub(crate) acquire_wait: Histogram,
+    pub(crate) connect_time: Histogram,
+    size: Gauge,
+    idle: Gauge,
+    in_use: Gauge,
+    waiters: Gauge,
+    connecting: Gauge,
+}
+
+impl PoolMetrics {
+    pub(crate) fn new(pool: &str) -> Self {
+        let label = ("pool", pool.to_owned());
+        PoolMetrics {
+            acquired: counter!("seawall_pool_acquired_total", &[label.clone()]),
+            timeouts: counter!("seawall_pool_timeouts_total", &[label.clone()]),
+            broken: counter!("seawall_pool_broken_total", &[label.clone()]),
+            connects: counter!("seawall_pool_connects_total", &[label.clone()]),
+            connect_failures: counter!("seawall_pool_connect_failures_total", &[label.clone()]),
+            closed: counter!("seawall_pool_closed_total", &[label.clone()]),
+            acquire_wait: histogram!("seawall_pool_acquire_wait_seconds", &[label.clone()]),
+            connect_time: histogram!("seawall_pool_connect_seconds", &[label.clone()]),
+            size: gauge!("seawall_pool_size", &[label.clone()]),
+            idle: gauge!("seawall_pool_idle", &[label.clone()]),
+            in_use: gauge!("seawall_pool_in_use", &[label.clone()]),
+            waiters: gauge!("seawall_pool_waiters", &[label.clone()]),
+            connecting: gauge!("seawall_pool_connecting", &[label]),
+        }
+    }
+
+    pub(crate) fn publish(&self, state: &State) {
+        self.size.set(state.size as f64);
+        self.idle.set(state.idle as f64);
+        self.in_use.set(state.in_use as f64);
+        self.waiters.set(state.waiters as f64);
+        self.connecting.set(state.connecting as f64);
+    }
+}

@@ -1,0 +1,324 @@
+//! The node pool: a fast, fair connection pool for one backend.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), seawall::Error> {
+//! use seawall::pool::Pool;
+//! use seawall::sim::SimConnector;
+//!
+//! let pool = Pool::builder(SimConnector::default()).name("primary").max_size(4).build()?;
+//! let mut conn = pool.get().await?;          // a `Pooled` guard
+//! conn.query("SELECT 1").await.unwrap();     // derefs to the driver's connection
+//! drop(conn);                                // back to the pool
+//! assert_eq!(pool.state().idle, 1);
+//! # Ok(()) }
+//! ```
+//!
+//! # How an acquire goes
+//!
+//! 1. Under one short lock, pop the most recently returned idle connection. That is the whole
+//!    fast path: one lock, one clock read, no allocation.
+//! 2. Otherwise join the FIFO queue of waiters and, if the pool has room, reserve a connect
+//!    (at most `max_connecting` at once: the storm guard). A connection that becomes free is
+//!    handed directly to the oldest waiter, so nobody starves while others cycle.
+//! 3. Check what was obtained: [`Connector::has_broken`], the jittered max lifetime, the idle
+//!    timeout, and a [`Connector::ping`] if it sat idle past the [`CheckoutTest`] threshold. A
+//!    failed check discards it and the acquire goes on until its deadline.
+//!
+//! An acquire that cannot be served fails at its deadline with [`Error::Timeout`], whose
+//! [`WaitCause`](crate::WaitCause) says whether the pool was saturated, still connecting, or
+//! unable to connect (with the last connect error). Dropping an acquire future at any point
+//! leaks nothing: a connection that was already on its way to it goes to the next waiter.
+
+mod config;
+mod maintenance;
+mod opener;
+mod pooled;
+mod shared;
+mod state;
+
+use std::future::{poll_fn, Future};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::driver::Connector;
+use crate::error::{ConfigError, Error, TimeoutError, WaitCause};
+
+pub use config::{Builder, CheckoutTest};
+pub use opener::ConnectTimedOut;
+pub use pooled::Pooled;
+pub use state::{State, Totals, WaitSummary};
+
+use shared::{Conn, Shared, Take, Waiter, Withdrawn};
+
+/// A pool of connections to one backend. Cloning is cheap and shares the pool.
+pub struct Pool<C: Connector> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C: Connector> Clone for Pool<C> {
+    fn clone(&self) -> Self {
+        Pool {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<C: Connector> std::fmt::Debug for Pool<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", self.shared.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Connector> Pool<C> {
+    /// Starts configuring a pool over `connector`.
+    pub fn builder(connector: C) -> Builder<C> {
+        Builder::new(connector)
+    }
+
+    pub(crate) fn from_parts(connector: C, config: config::Config) -> Self {
+        let shared = Arc::new(Shared::new(connector, config));
+        shared.ensure_maintenance();
+        Pool { shared }
+    }
+
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        self.shared.name()
+    }
+
+    /// The driver behind the pool.
+    pub fn connector(&self) -> &C {
+        &self.shared.connector
+    }
+
+    /// Gets a connection, waiting at most the pool's `acquire_timeout`.
+    pub async fn get(&self) -> Result<Pooled<C>, Error> {
+        self.get_timeout(self.shared.config.acquire_timeout).await
+    }
+
+    /// Gets a connection, waiting at most `timeout` (instead of the pool's `acquire_timeout`).
+    pub async fn get_timeout(&self, timeout: Duration) -> Result<Pooled<C>, Error> {
+        let shared = &self.shared;
+        // Set on the first wait or check, so the fast path reads the clock once.
+        let mut started: Option<Instant> = None;
+        let mut waited = false;
+        loop {
+            let (conn, idle_since) = match shared.take() {
+                Take::Idle(idle) => (idle.conn, Some(idle.since)),
+                Take::Closed => return Err(shared.closed_error()),
+                Take::Wait(waiter, open) => {
+                    shared.ensure_maintenance();
+                    shared.spawn_openers(open);
+                    let start = *started.get_or_insert_with(Instant::now);
+                    waited = true;
+                    let span = tracing::debug_span!("seawall.acquire", pool = %shared.name());
+                    let conn = self.wait(waiter, start, timeout).instrument(span).await?;
+                    (conn, None)
+                }
+            };
+            let now = Instant::now();
+            let start = *started.get_or_insert(now);
+            match self.check(conn, idle_since, now, start + timeout).await {
+                Ok(conn) => {
+                    if waited {
+                        let wait = now.duration_since(start);
+                        shared.waits.record(wait);
+                        shared.metrics.acquire_wait.record(wait.as_secs_f64());
+                    } else {
+                        shared.metrics.acquire_wait.record(0.0);
+                    }
+                    shared.metrics.acquired.increment(1);
+                    return Ok(Pooled::new(conn, shared.clone()));
+                }
+                Err(Some(Error::Timeout(mut e))) => {
+                    e.waited = start.elapsed();
+                    e.timeout = timeout;
+                    shared.inner.lock().totals.timed_out += 1;
+                    shared.metrics.timeouts.increment(1);
+                    return Err(Error::Timeout(e));
+                }
+                Err(Some(e)) => return Err(e),
+                Err(None) => continue,
+            }
+        }
+    }
+
+    /// Checkout checks. `Err(None)`: the connection was discarded, try again.
+    async fn check(
+        &self,
+        mut conn: Conn<C::Connection>,
+        idle_since: Option<Instant>,
+        now: Instant,
+        deadline: Instant,
+    ) -> Result<Conn<C::Connection>, Option<Error>> {
+        let shared = &self.shared;
+        let broken = shared.connector.has_broken(&mut conn.raw);
+        let idle_for = idle_since.map(|since| now.saturating_duration_since(since));
+        let idled_out = match (idle_for, shared.config.idle_timeout) {
+            (Some(idle), Some(limit)) => idle >= limit,
+            _ => false,
+        };
+        if broken || conn.expired(now) || idled_out {
+            shared.discard(conn, broken, true);
+            return Err(None);
+        }
+        let ping = match (shared.config.checkout_test, idle_for) {
+            (_, None) | (CheckoutTest::Never, _) => false,
+            (CheckoutTest::Always, Some(_)) => true,
+            (CheckoutTest::AfterIdle(t), Some(idle)) => idle >= t,
+        };
+        if !ping {
+            return Ok(conn);
+        }
+        let span = tracing::debug_span!("seawall.recycle", pool = %shared.name(), step = "ping");
+        let pinged = tokio::time::timeout_at(deadline, shared.connector.ping(&mut conn.raw))
+            .instrument(span)
+            .await;
+        match pinged {
+            Ok(Ok(())) => Ok(conn),
+            Ok(Err(e)) => {
+                tracing::debug!(pool = %shared.name(), error = %e, "ping on checkout failed");
+                shared.discard(conn, true, true);
+                Err(None)
+            }
+            Err(_) => {
+                shared.discard(conn, true, true);
+                Err(Some(Error::Timeout(TimeoutError {
+                    pool: shared.name().clone(),
+                    waited: Duration::ZERO,
+                    timeout: Duration::ZERO,
+                    cause: WaitCause::PingHung,
+                })))
+            }
+        }
+    }
+
+    /// Waits in the queue until served, closed, or the deadline.
+    async fn wait(
+        &self,
+        waiter: Arc<Waiter<C::Connection>>,
+        start: Instant,
+        timeout: Duration,
+    ) -> Result<Conn<C::Connection>, Error> {
+        let shared = &self.shared;
+        let mut guard = WaitGuard {
+            shared,
+            waiter: Some(waiter),
+        };
+        let sleep = tokio::time::sleep_until(start + timeout);
+        tokio::pin!(sleep);
+        let served = poll_fn(|cx| {
+            let waiter = guard.waiter.as_ref().expect("waiting");
+            if let Poll::Ready(outcome) = waiter.poll(cx) {
+                return Poll::Ready(Some(outcome));
+            }
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await;
+        let waiter = guard.waiter.take().expect("waiting");
+        match served {
+            Some(Some(conn)) => Ok(conn),
+            Some(None) => Err(shared.closed_error()),
+            None => match shared.withdraw(&waiter, true) {
+                Withdrawn::Served(conn) => Ok(conn),
+                Withdrawn::Closed => Err(shared.closed_error()),
+                Withdrawn::Left(cause) => Err(Error::Timeout(TimeoutError {
+                    pool: shared.name().clone(),
+                    waited: start.elapsed(),
+                    timeout,
+                    cause,
+                })),
+            },
+        }
+    }
+
+    /// A snapshot of the pool's sizes, counters and acquire waits.
+    pub fn state(&self) -> State {
+        self.shared.state()
+    }
+
+    /// Changes the maximum size at run time. Growing lets waiters connect at once; shrinking
+    /// closes idle connections now and checked-out ones as they return, until the pool fits.
+    pub fn set_max_size(&self, max_size: usize) -> Result<(), ConfigError> {
+        if max_size == 0 {
+            return Err(ConfigError::new("max_size", "must be at least 1"));
+        }
+        let shared = &self.shared;
+        let mut inner = shared.inner.lock();
+        if inner.min_idle > max_size {
+            return Err(ConfigError::new(
+                "max_size",
+                format!(
+                    "({max_size}) must not be below min_idle ({})",
+                    inner.min_idle
+                ),
+            ));
+        }
+        inner.max_size = max_size;
+        let excess = inner.size.saturating_sub(max_size).min(inner.idle.len());
+        // Close the least recently used first: the bottom of the idle stack.
+        let closing: Vec<_> = inner.idle.drain(..excess).collect();
+        inner.size -= closing.len();
+        inner.totals.closed += closing.len() as u64;
+        let open = if inner.closed {
+            0
+        } else {
+            shared.connects_needed(&mut inner)
+        };
+        drop(inner);
+        shared.metrics.closed.increment(closing.len() as u64);
+        drop(closing);
+        shared.spawn_openers(open);
+        Ok(())
+    }
+
+    /// Closes the pool and waits until every connection is closed: new acquires and waiters
+    /// fail with [`Error::Closed`], idle connections close now, checked-out ones when they are
+    /// returned, connects in flight are dropped when they finish.
+    pub async fn close(&self) {
+        let shared = &self.shared;
+        shared.close();
+        loop {
+            let drained = shared.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            {
+                let inner = shared.inner.lock();
+                if inner.size == 0 && inner.opening == 0 {
+                    return;
+                }
+            }
+            drained.await;
+        }
+    }
+
+    /// Whether [`Pool::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.inner.lock().closed
+    }
+}
+
+/// Withdraws a waiter whose acquire future is dropped, passing on a connection that raced in.
+struct WaitGuard<'a, C: Connector> {
+    shared: &'a Arc<Shared<C>>,
+    waiter: Option<Arc<Waiter<C::Connection>>>,
+}
+
+impl<C: Connector> Drop for WaitGuard<'_, C> {
+    fn drop(&mut self) {
+        if let Some(waiter) = self.waiter.take() {
+            if let Withdrawn::Served(conn) = self.shared.withdraw(&waiter, false) {
+                self.shared.pass_on(conn);
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The connection guard: derefs to the connection and gives it back on drop.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::driver::Connector;
+use crate::error::{DriverError, Error};
+
+use super::shared::{Conn, Shared};
+
+/// A connection checked out of a [`Pool`](super::Pool).
+///
+/// Dropping it returns the connection: broken ones (per [`Connector::has_broken`]) are closed,
+/// dirty ones (per [`Connector::needs_reset`]) are reset in a background task first, expired ones
+/// are closed, and the rest go to the oldest waiter or back to the idle set.
+pub struct Pooled<C: Connector> {
+    conn: Option<Conn<C::Connection>>,
+    shared: Arc<Shared<C>>,
+}
+
+impl<C: Connector> Pooled<C> {
+    pub(crate) fn new(conn: Conn<C::Connection>, shared: Arc<Shared<C>>) -> Self {
+        Pooled {
+            conn: Some(conn),
+            shared,
+        }
+    }
+
+    fn conn(&self) -> &Conn<C::Connection> {
+        self.conn.as_ref().expect("connection present until drop")
+    }
+
+    /// The name of the pool it came from.
+    pub fn pool_name(&self) -> &str {
+        self.shared.name()
+    }
+
+    /// When the underlying connection was opened.
+    pub fn created_at(&self) -> Instant {
+        self.conn().created
+    }
+
+    /// Closes the connection instead of returning it, for example after an error that left it in
+    /// an unknown state. Counts as broken.
+    pub fn discard(mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.shared.discard(conn, true, false);
+        }
+    }
+
+    /// Takes the connection out of the pool for good; the pool opens another when needed.
+    pub fn detach(mut self) -> C::Connection {
+        let conn = self.conn.take().expect("connection present until drop");
+        self.shared.forget();
+        conn.raw
+    }
+
+    /// Returns the connection now, running its session reset (if the driver asks for one) in
+    /// this task and reporting a reset failure, instead of leaving it to a background task.
+    pub async fn release(mut self) -> Result<(), Error> {
+        let Some(mut conn) = self.conn.take() else {
+            return Ok(());
+        };
+        let shared = self.shared.clone();
+        if shared.connector.has_broken(&mut conn.raw) {
+            shared.discard(conn, true, false);
+            return Ok(());
+        }
+        if shared.connector.needs_reset(&conn.raw) {
+            if let Err(e) = reset(&shared, &mut conn).await {
+                shared.discard(conn, true, false);
+                return Err(Error::Driver(e));
+            }
+        }
+        shared.put(conn);
+        Ok(())
+    }
+}
+
+async fn reset<C: Connector>(
+    shared: &Arc<Shared<C>>,
+    conn: &mut Conn<C::Connection>,
+) -> Result<(), DriverError> {
+    let span = tracing::debug_span!("seawall.recycle", pool = %shared.name(), step = "reset");
+    let timeout = shared.config.reset_timeout;
+    match tokio::time::timeout(timeout, shared.connector.reset(&mut conn.raw))
+        .instrument(span)
+        .await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(DriverError::new(e)),
+        Err(_) => Err(DriverError::new(ResetTimedOut(timeout))),
+    }
+}
+
+/// A session reset that did not finish within `reset_timeout`.
+#[derive(Debug)]
+struct ResetTimedOut(std::time::Duration);
+
+impl fmt::Display for ResetTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "session reset timed out after {:?}", self.0)
+    }
+}
+
+impl std::error::Error for ResetTimedOut {}
+
+impl<C: Connector> Drop for Pooled<C> {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let shared = &self.shared;
+        if shared.connector.has_broken(&mut conn.raw) {
+            shared.discard(conn, true, false);
+            return;
+        }
+        if !shared.connector.needs_reset(&conn.raw) {
+            shared.put(conn);
+            return;
+        }
+        // The reset is a round trip: run it off the dropping task. Without a runtime the
+        // session cannot be cleaned, so the connection is closed rather than reused dirty.
+        match shared.runtime() {
+            Some(rt) => {
+                let shared = shared.clone();
+                rt.spawn(async move {
+                    match reset(&shared, &mut conn).await {
+                        Ok(()) => shared.put(conn),
+                        Err(e) => {
+                            tracing::warn!(pool = %shared.name(), error = %e, "session reset failed; closing connection");
+                            shared.discard(conn, true, false);
+                        }
+                    }
+                });
+            }
+            None => shared.discard(conn, false, false),
+        }
+    }
+}
+
+impl<C: Connector> Deref for Pooled<C> {
+    type Target = C::Connection;
+
+    fn deref(&self) -> &C::Connection {
+        &self.conn().raw
+    }
+}
+
+impl<C: Connector> DerefMut for Pooled<C> {
+    fn deref_mut(&mut self) -> &mut C::Connection {
+        &mut self
+            .conn
+            .as_mut()
+            .expect("connection present until drop")
+            .raw
+    }
+}
+
+impl<C: Connector> fmt::Debug for Pooled<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pooled")
+            .field("pool", &self.pool_name())
+            .field("created_at", &self.conn.as_ref().map(|c| c.created))
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,190 @@
+//! Point-in-time snapshot of a pool, and the acquire-wait histogram behind it.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A snapshot of a pool, from [`Pool::state`](crate::pool::Pool::state).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct State {
+    /// The pool's name.
+    pub name: Arc<str>,
+    /// Open connections: idle plus in use.
+    pub size: usize,
+    /// Connections ready in the pool.
+    pub idle: usize,
+    /// Connections checked out (or being reset after their return).
+    pub in_use: usize,
+    /// Callers waiting for a connection.
+    pub waiters: usize,
+    /// Connects in flight, including those sleeping in backoff before a retry.
+    pub connecting: usize,
+    /// The current maximum size.
+    pub max_size: usize,
+    /// Whether the pool is closed.
+    pub closed: bool,
+    /// Counters since the pool was built.
+    pub totals: Totals,
+    /// How long acquires waited.
+    pub acquire_wait: WaitSummary,
+}
+
+/// Counters since the pool was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Totals {
+    /// Connections handed out.
+    pub acquired: u64,
+    /// Acquires that had to wait (the rest were served from the idle set at once).
+    pub waited: u64,
+    /// Acquires that failed at their deadline.
+    pub timed_out: u64,
+    /// Connections discarded as broken (driver said so, a ping or reset failed, or the user
+    /// discarded them).
+    pub broken: u64,
+    /// Connections opened.
+    pub created: u64,
+    /// Connections closed for any reason (broken, lifetime, idle timeout, shrink, close).
+    pub closed: u64,
+    /// Failed connect attempts.
+    pub connect_failures: u64,
+}
+
+/// Summary of acquire waits. Quantiles are bucket upper bounds (within 12.5%).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WaitSummary {
+    /// Acquires measured.
+    pub count: u64,
+    /// Mean wait.
+    pub mean: Duration,
+    /// Median wait.
+    pub p50: Duration,
+    /// 99th percentile wait.
+    pub p99: Duration,
+    /// Longest wait.
+    pub max: Duration,
+}
+
+const SUB: usize = 8; // buckets per power of two
+const SUB_BITS: u32 = 3;
+const BUCKETS: usize = SUB + (64 - SUB_BITS as usize) * SUB;
+
+/// Lock-free log-linear histogram of waits in microseconds.
+///
+/// Only acquires that actually waited are recorded here; immediate ones are counted under the
+/// pool lock (which the fast path holds anyway) and merged in as zero-wait samples, so the fast
+/// path touches no shared cache line beyond the lock.
+#[derive(Debug)]
+pub(crate) struct WaitHistogram {
+    buckets: Box<[AtomicU64]>,
+    sum_us: AtomicU64,
+    max_us: AtomicU64,
+}
+
+impl Default for WaitHistogram {
+    fn default() -> Self {
+        WaitHistogram {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            sum_us: AtomicU64::new(0),
+            max_us: AtomicU64::new(0),
+        }
+    }
+}
+
+fn bucket_of(us: u64) -> usize {
+    if us < SUB as u64 {
+        return us as usize;
+    }
+    let octave = 63 - us.leading_zeros(); // >= SUB_BITS
+    let sub = (us >> (octave - SUB_BITS)) as usize & (SUB - 1);
+    SUB + (octave - SUB_BITS) as usize * SUB + sub
+}
+
+/// The largest value that falls in bucket `i`.
+fn upper_bound(i: usize) -> u64 {
+    if i < SUB {
+        return i as u64;
+    }
+    let octave = (i - SUB) / SUB + SUB_BITS as usize;
+    let sub = ((i - SUB) % SUB) as u64;
+    let base = 1u64 << octave;
+    let width = base >> SUB_BITS;
+    base + (sub + 1) * width - 1
+}
+
+impl WaitHistogram {
+    pub(crate) fn record(&self, wait: Duration) {
+        let us = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
+        self.buckets[bucket_of(us)].fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+        self.max_us.fetch_max(us, Relaxed);
+    }
+
+    /// Summary with `immediate` extra zero-wait samples.
+    pub(crate) fn summary(&self, immediate: u64) -> WaitSummary {
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        let waited: u64 = counts.iter().sum();
+        let count = waited + immediate;
+        if count == 0 {
+            return WaitSummary::default();
+        }
+        let quantile = |q: f64| {
+            let rank = ((count as f64) * q).ceil().max(1.0) as u64;
+            if rank <= immediate {
+                return Duration::ZERO;
+            }
+            let mut seen = immediate;
+            for (i, c) in counts.iter().enumerate() {
+                seen += c;
+                if seen >= rank {
+                    return Duration::from_micros(upper_bound(i));
+                }
+            }
+            Duration::from_micros(self.max_us.load(Relaxed))
+        };
+        let max = Duration::from_micros(self.max_us.load(Relaxed));
+        WaitSummary {
+            count,
+            mean: Duration::from_micros(self.sum_us.load(Relaxed) / count),
+            p50: quantile(0.50).min(max),
+            p99: quantile(0.99).min(max),
+            max,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_bounds_contain_values() {
+        let mut last = 0;
+        for us in (0..100_000u64).chain([u64::MAX / 2, u64::MAX]) {
+            let b = bucket_of(us);
+            assert!(b >= last);
+            assert!(b < BUCKETS);
+            assert!(upper_bound(b) >= us, "value {us} above bound of bucket {b}");
+            if b > 0 {
+                assert!(upper_bound(b - 1) < us);
+            }
+            last = b;
+        }
+    }
+
+    #[test]
+    fn summary_merges_immediate_acquires() {
+        let h = WaitHistogram::default();
+        for _ in 0..10 {
+            h.record(Duration::from_millis(100));
+        }
+        let s = h.summary(90);
+        assert_eq!(s.count, 100);
+        assert_eq!(s.p50, Duration::ZERO);
+        assert_eq!(s.max, Duration::from_millis(100));
+        assert!(s.p99 >= Duration::from_micros(100_000) && s.p99 <= Duration::from_millis(100));
+        assert_eq!(s.mean, Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,586 @@
+//! An in-process simulated database, for tests, the demo and the benchmarks.
+//!
+//! Users can test their own code against it too: it needs no database, runs under
+//! `tokio::time::pause()` (so minutes of simulated traffic take milliseconds and every run with
+//! the same seed gives the same result), and can be told to misbehave.
+//!
+//! A [`SimBackend`] models one database server: `capacity` queries run at once, the rest queue
+//! inside the server (as on a real database, whose CPUs and disks saturate); each query takes a
+//! service time drawn from a [`ServiceTime`] distribution and multiplied by a slowdown factor.
+//! Faults are injected at run time: refused or slow connects, query errors, connections that
+//! break, and outages. [`SimConnector`] is the [`Connector`] that opens [`SimConnection`]s to it.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! use std::time::Duration;
+//! use seawall::pool::Pool;
+//! use seawall::sim::{ServiceTime, SimBackend};
+//!
+//! let db = SimBackend::builder("primary")
+//!     .capacity(4)
+//!     .service_time(ServiceTime::Fixed(Duration::from_millis(2)))
+//!     .build();
+//! let pool = Pool::builder(db.connector()).max_size(8).build().unwrap();
+//! let mut conn = pool.get().await.unwrap();
+//! let took = conn.query("SELECT 1").await.unwrap();
+//! assert_eq!(took, Duration::from_millis(2));
+//!
+//! db.set_down(true); // an outage: connects are refused, open connections break
+//! assert!(conn.query("SELECT 1").await.is_err());
+//! # }
+//! ```
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::Semaphore;
+
+use crate::driver::Connector;
+
+/// How long a query takes on an idle server.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ServiceTime {
+    /// Always the same.
+    Fixed(Duration),
+    /// Exponentially distributed with this mean (memoryless, like many OLTP workloads).
+    Exponential(Duration),
+    /// Uniform between the bounds.
+    Uniform(Duration, Duration),
+}
+
+impl ServiceTime {
+    fn sample(&self, rng: &mut SmallRng) -> Duration {
+        match *self {
+            ServiceTime::Fixed(d) => d,
+            ServiceTime::Exponential(mean) => {
+                let u: f64 = rng.random_range(f64::EPSILON..1.0);
+                mean.mul_f64(-u.ln())
+            }
+            ServiceTime::Uniform(lo, hi) if hi > lo => lo + (hi - lo).mul_f64(rng.random::<f64>()),
+            ServiceTime::Uniform(lo, _) => lo,
+        }
+    }
+}
+
+/// The settings of a simulated server that can change at run time.
+#[derive(Debug, Clone)]
+struct Knobs {
+    service: ServiceTime,
+    slowdown: f64,
+    connect_latency: Duration,
+    connect_failure_rate: f64,
+    query_error_rate: f64,
+    break_rate: f64,
+    hang: bool,
+}
+
+/// Counters of what a simulated server saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SimStats {
+    /// Connect attempts, failed ones included.
+    pub connect_attempts: u64,
+    /// Connections opened.
+    pub connects: u64,
+    /// Connections currently open (dropped connections are subtracted: a leak shows here).
+    pub open_connections: usize,
+    /// Queries started.
+    pub queries: u64,
+    /// Queries that failed.
+    pub query_errors: u64,
+    /// Queries running right now (at most the capacity).
+    pub running: usize,
+    /// Most queries that ever ran at once.
+    pub peak_running: usize,
+    /// Pings answered.
+    pub pings: u64,
+    /// Session resets run.
+    pub resets: u64,
+}
+
+/// One simulated database server.
+pub struct SimBackend {
+    name: Arc<str>,
+    capacity: usize,
+    servers: Semaphore,
+    knobs: Mutex<Knobs>,
+    rng: Mutex<SmallRng>,
+    /// Bumped by an outage: connections from an older epoch are broken.
+    epoch: AtomicU64,
+    connect_attempts: AtomicU64,
+    connects: AtomicU64,
+    open: AtomicUsize,
+    queries: AtomicU64,
+    query_errors: AtomicU64,
+    running: AtomicUsize,
+    peak_running: AtomicUsize,
+    pings: AtomicU64,
+    resets: AtomicU64,
+    next_id: AtomicU64,
+    lag: Mutex<Option<Duration>>,
+    position: AtomicU64,
+    primary: AtomicBool,
+    down: AtomicBool,
+}
+
+impl fmt::Debug for SimBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimBackend")
+            .field("name", &self.name)
+            .field("capacity", &self.capacity)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`SimBackend`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct SimBackendBuilder {
+    name: Arc<str>,
+    capacity: usize,
+    knobs: Knobs,
+    seed: u64,
+    primary: bool,
+}
+
+impl SimBackendBuilder {
+    /// Queries served at once; more queue inside the server. Default 8; at least 1.
+    pub fn capacity(mut self, n: usize) -> Self {
+        self.capacity = n.max(1);
+        self
+    }
+
+    /// Service time of one query. Default fixed 1 ms.
+    pub fn service_time(mut self, s: ServiceTime) -> Self {
+        self.knobs.service = s;
+        self
+    }
+
+    /// How long a connect takes. Default 1 ms.
+    pub fn connect_latency(mut self, d: Duration) -> Self {
+        self.knobs.connect_latency = d;
+        self
+    }
+
+    /// Share of connects refused, in `[0, 1]`. Default 0.
+    pub fn connect_failure_rate(mut self, p: f64) -> Self {
+        self.knobs.connect_failure_rate = p.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Share of queries that fail with a query error (the connection survives). Default 0.
+    pub fn query_error_rate(mut self, p: f64) -> Self {
+        self.knobs.query_error_rate = p.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Share of queries after which the connection is broken. Default 0.
+    pub fn break_rate(mut self, p: f64) -> Self {
+        self.knobs.break_rate = p.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Whether the server starts as a primary (default) or a replica.
+    pub fn primary(mut self, primary: bool) -> Self {
+        self.primary = primary;
+        self
+    }
+
+    /// Seed of the server's randomness. Default 0 (deterministic).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Builds the server.
+    pub fn build(self) -> Arc<SimBackend> {
+        Arc::new(SimBackend {
+            name: self.name,
+            capacity: self.capacity,
+            servers: Semaphore::new(self.capacity),
+            knobs: Mutex::new(self.knobs),
+            rng: Mutex::new(SmallRng::seed_from_u64(self.seed)),
+            epoch: AtomicU64::new(0),
+            connect_attempts: AtomicU64::new(0),
+            connects: AtomicU64::new(0),
+            open: AtomicUsize::new(0),
+            queries: AtomicU64::new(0),
+            query_errors: AtomicU64::new(0),
+            running: AtomicUsize::new(0),
+            peak_running: AtomicUsize::new(0),
+            pings: AtomicU64::new(0),
+            resets: AtomicU64::new(0),
+            next_id: AtomicU64::new(0),
+            lag: Mutex::new(None),
+            position: AtomicU64::new(0),
+            primary: AtomicBool::new(self.primary),
+            down: AtomicBool::new(false),
+        })
+    }
+}
+
+impl SimBackend {
+    /// Starts configuring a server called `name`.
+    pub fn builder(name: impl Into<Arc<str>>) -> SimBackendBuilder {
+        SimBackendBuilder {
+            name: name.into(),
+            capacity: 8,
+            knobs: Knobs {
+                service: ServiceTime::Fixed(Duration::from_millis(1)),
+                slowdown: 1.0,
+                connect_latency: Duration::from_millis(1),
+                connect_failure_rate: 0.0,
+                query_error_rate: 0.0,
+                break_rate: 0.0,
+                hang: false,
+            },
+            seed: 0,
+            primary: true,
+        }
+    }
+
+    /// The server's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Queries served at once.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// A [`Connector`] for this server.
+    pub fn connector(self: &Arc<Self>) -> SimConnector {
+        SimConnector {
+            backend: self.clone(),
+        }
+    }
+
+    /// An outage (`true`): connects are refused and every open connection breaks. `false`
+    /// brings the server back; connections broken by the outage stay broken.
+    pub fn set_down(&self, down: bool) {
+        if down {
+            self.epoch.fetch_add(1, Relaxed);
+        }
+        self.down.store(down, Relaxed);
+    }
+
+    /// A hang (`true`): connects, pings and queries never answer (a stopped process), until
+    /// `false`.
+    pub fn set_hang(&self, hang: bool) {
+        self.knobs.lock().hang = hang;
+    }
+
+    /// Multiplies every service time (e.g. `10.0` for a server ten times slower).
+    pub fn set_slowdown(&self, factor: f64) {
+        self.knobs.lock().slowdown = factor.max(0.0);
+    }
+
+    /// Changes the service time distribution.
+    pub fn set_service_time(&self, s: ServiceTime) {
+        self.knobs.lock().service = s;
+    }
+
+    /// Changes the share of refused connects.
+    pub fn set_connect_failure_rate(&self, p: f64) {
+        self.knobs.lock().connect_failure_rate = p.clamp(0.0, 1.0);
+    }
+
+    /// Changes the connect latency.
+    pub fn set_connect_latency(&self, d: Duration) {
+        self.knobs.lock().connect_latency = d;
+    }
+
+    /// Changes the share of failing queries.
+    pub fn set_query_error_rate(&self, p: f64) {
+        self.knobs.lock().query_error_rate = p.clamp(0.0, 1.0);
+    }
+
+    /// Changes the share of queries that break their connection.
+    pub fn set_break_rate(&self, p: f64) {
+        self.knobs.lock().break_rate = p.clamp(0.0, 1.0);
+    }
+
+    /// Sets the replication lag a probe would report.
+    pub fn set_lag(&self, lag: Option<Duration>) {
+        *self.lag.lock() = lag;
+    }
+
+    /// The replication lag a probe would report.
+    pub fn lag(&self) -> Option<Duration> {
+        *self.lag.lock()
+    }
+
+    /// Sets the replayed (replica) or written (primary) position a probe would report.
+    pub fn set_position(&self, position: u64) {
+        self.position.store(position, Relaxed);
+    }
+
+    /// The replayed (replica) or written (primary) position.
+    pub fn position(&self) -> u64 {
+        self.position.load(Relaxed)
+    }
+
+    /// Sets whether the server says it is a primary.
+    pub fn set_primary(&self, primary: bool) {
+        self.primary.store(primary, Relaxed);
+    }
+
+    /// Whether the server says it is a primary.
+    pub fn is_primary(&self) -> bool {
+        self.primary.load(Relaxed)
+    }
+
+    /// What the server has seen so far.
+    pub fn stats(&self) -> SimStats {
+        SimStats {
+            connect_attempts: self.connect_attempts.load(Relaxed),
+            connects: self.connects.load(Relaxed),
+            open_connections: self.open.load(Relaxed),
+            queries: self.queries.load(Relaxed),
+            query_errors: self.query_errors.load(Relaxed),
+            running: self.running.load(Relaxed),
+            peak_running: self.peak_running.load(Relaxed),
+            pings: self.pings.load(Relaxed),
+            resets: self.resets.load(Relaxed),
+        }
+    }
+
+    fn knobs(&self) -> Knobs {
+        self.knobs.lock().clone()
+    }
+
+    fn chance(&self, p: f64) -> bool {
+        p > 0.0 && self.rng.lock().random::<f64>() < p
+    }
+
+    async fn hang_if_hung(&self) {
+        while self.knobs.lock().hang {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Why a simulated operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SimError {
+    /// The server refused the connection.
+    ConnectRefused {
+        /// Server name.
+        backend: Arc<str>,
+    },
+    /// The server is down or the connection broke.
+    ConnectionLost {
+        /// Server name.
+        backend: Arc<str>,
+    },
+    /// The query failed; the connection is fine (the caller's fault, like a constraint).
+    Query {
+        /// Server name.
+        backend: Arc<str>,
+    },
+}
+
+impl fmt::Display for SimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SimError::ConnectRefused { backend } => {
+                write!(f, "connection to `{backend}` refused")
+            }
+            SimError::ConnectionLost { backend } => {
+                write!(f, "connection to `{backend}` lost")
+            }
+            SimError::Query { backend } => write!(f, "query failed on `{backend}`"),
+        }
+    }
+}
+
+impl std::error::Error for SimError {}
+
+/// Opens [`SimConnection`]s to a [`SimBackend`].
+#[derive(Debug, Clone)]
+pub struct SimConnector {
+    backend: Arc<SimBackend>,
+}
+
+impl Default for SimConnector {
+    /// A connector to a fresh, healthy server named `sim` with default settings.
+    fn default() -> Self {
+        SimBackend::builder("sim").build().connector()
+    }
+}
+
+impl SimConnector {
+    /// The server it connects to.
+    pub fn backend(&self) -> &Arc<SimBackend> {
+        &self.backend
+    }
+}
+
+/// A connection to a [`SimBackend`].
+pub struct SimConnection {
+    id: u64,
+    backend: Arc<SimBackend>,
+    epoch: u64,
+    broken: bool,
+    dirty: bool,
+}
+
+impl fmt::Debug for SimConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimConnection")
+            .field("id", &self.id)
+            .field("backend", &self.backend.name)
+            .field("broken", &self.broken)
+            .field("dirty", &self.dirty)
+            .finish()
+    }
+}
+
+impl SimConnection {
+    /// A number unique per server, in connect order.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The server it is connected to.
+    pub fn backend(&self) -> &Arc<SimBackend> {
+        &self.backend
+    }
+
+    fn lost(&mut self) -> bool {
+        if self.epoch != self.backend.epoch.load(Relaxed) || self.backend.down.load(Relaxed) {
+            self.broken = true;
+        }
+        self.broken
+    }
+
+    /// Runs a query: waits for a free server slot, then for the service time. Returns the time
+    /// spent on the server (queueing inside the server included).
+    pub async fn query(&mut self, _sql: &str) -> Result<Duration, SimError> {
+        let backend = self.backend.clone();
+        let lost = || SimError::ConnectionLost {
+            backend: backend.name.clone(),
+        };
+        if self.lost() {
+            return Err(lost());
+        }
+        backend.queries.fetch_add(1, Relaxed);
+        let start = tokio::time::Instant::now();
+        backend.hang_if_hung().await;
+        let permit = backend.servers.acquire().await.map_err(|_| lost())?;
+        let running = backend.running.fetch_add(1, Relaxed) + 1;
+        backend.peak_running.fetch_max(running, Relaxed);
+        let knobs = backend.knobs();
+        let service = knobs
+            .service
+            .sample(&mut backend.rng.lock())
+            .mul_f64(knobs.slowdown);
+        tokio::time::sleep(service).await;
+        backend.running.fetch_sub(1, Relaxed);
+        drop(permit);
+        if self.lost() {
+            backend.query_errors.fetch_add(1, Relaxed);
+            return Err(lost());
+        }
+        if backend.chance(knobs.break_rate) {
+            self.broken = true;
+            backend.query_errors.fetch_add(1, Relaxed);
+            return Err(lost());
+        }
+        if backend.chance(knobs.query_error_rate) {
+            backend.query_errors.fetch_add(1, Relaxed);
+            return Err(SimError::Query {
+                backend: backend.name.clone(),
+            });
+        }
+        Ok(start.elapsed())
+    }
+
+    /// Leaves session state behind (like `SET ROLE`); the pool resets it on return.
+    pub fn set_session_state(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Whether the session carries state.
+    pub fn has_session_state(&self) -> bool {
+        self.dirty
+    }
+
+    /// Breaks the connection (like a closed socket).
+    pub fn break_connection(&mut self) {
+        self.broken = true;
+    }
+}
+
+impl Drop for SimConnection {
+    fn drop(&mut self) {
+        self.backend.open.fetch_sub(1, Relaxed);
+    }
+}
+
+#[async_trait]
+impl Connector for SimConnector {
+    type Connection = SimConnection;
+    type Error = SimError;
+
+    async fn connect(&self) -> Result<SimConnection, SimError> {
+        let backend = &self.backend;
+        backend.connect_attempts.fetch_add(1, Relaxed);
+        backend.hang_if_hung().await;
+        let knobs = backend.knobs();
+        tokio::time::sleep(knobs.connect_latency).await;
+        if backend.down.load(Relaxed) || backend.chance(knobs.connect_failure_rate) {
+            return Err(SimError::ConnectRefused {
+                backend: backend.name.clone(),
+            });
+        }
+        backend.connects.fetch_add(1, Relaxed);
+        backend.open.fetch_add(1, Relaxed);
+        Ok(SimConnection {
+            id: backend.next_id.fetch_add(1, Relaxed),
+            backend: backend.clone(),
+            epoch: backend.epoch.load(Relaxed),
+            broken: false,
+            dirty: false,
+        })
+    }
+
+    async fn ping(&self, conn: &mut SimConnection) -> Result<(), SimError> {
+        conn.backend.hang_if_hung().await;
+        if conn.lost() {
+            return Err(SimError::ConnectionLost {
+                backend: conn.backend.name.clone(),
+            });
+        }
+        conn.backend.pings.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut SimConnection) -> bool {
+        conn.lost()
+    }
+
+    fn needs_reset(&self, conn: &SimConnection) -> bool {
+        conn.dirty
+    }
+
+    async fn reset(&self, conn: &mut SimConnection) -> Result<(), SimError> {
+        if conn.lost() {
+            return Err(SimError::ConnectionLost {
+                backend: conn.backend.name.clone(),
+            });
+        }
+        conn.backend.resets.fetch_add(1, Relaxed);
+        conn.dirty = false;
+        Ok(())
+    }
+}
