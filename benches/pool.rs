@@ -275,7 +275,33 @@ fn interleaved(
     );
 }
 
+/// `SEAWALL_BENCH_PROFILE=<pool>:<scenario>` runs only that pair for a few seconds, for a
+/// profiler (`perf record`) to look at one pool at a time.
+fn profile(spec: &str) {
+    let (name, scenario) = spec.split_once(':').expect("<pool>:<scenario>");
+    let (rt, size, run): (Runtime, usize, fn(&Runtime, &AnyPool, u64) -> Duration) = match scenario
+    {
+        "uncontended" => (single_thread(), UNCONTENDED_POOL, run_uncontended),
+        _ => (two_workers(), CONTENDED_POOL, run_contended),
+    };
+    let pool = rt.block_on(AnyPool::new(name, size));
+    let start = Instant::now();
+    let mut n = 0u64;
+    let mut spent = Duration::ZERO;
+    while start.elapsed() < Duration::from_secs(5) {
+        spent += run(&rt, &pool, 64_000);
+        n += 64_000;
+    }
+    println!(
+        "profile {name} {scenario}: {:.1} ns/acquire",
+        spent.as_nanos() as f64 / n as f64
+    );
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("SEAWALL_BENCH_PROFILE") {
+        return profile(&spec);
+    }
     let quick = std::env::var_os("SEAWALL_BENCH_QUICK").is_some();
     if !quick {
         let mut c = Criterion::default().configure_from_args();

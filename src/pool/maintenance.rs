@@ -5,8 +5,6 @@
 
 use std::sync::Weak;
 
-use tokio::time::Instant;
-
 use crate::driver::Connector;
 
 use super::shared::Shared;
@@ -29,8 +27,8 @@ pub(crate) async fn run<C: Connector>(pool: Weak<Shared<C>>) {
 
 /// One round. Returns false once the pool is closed.
 pub(crate) fn tick<C: Connector>(shared: &std::sync::Arc<Shared<C>>) -> bool {
-    let now = Instant::now();
-    let idle_timeout = shared.config.idle_timeout;
+    let now = shared.clock.to_ms(shared.clock.refresh());
+    let idle_timeout = shared.config.idle_timeout.map(|d| d.as_millis() as u64);
     let mut inner = shared.inner.lock();
     if inner.closed {
         return false;
@@ -40,7 +38,7 @@ pub(crate) fn tick<C: Connector>(shared: &std::sync::Arc<Shared<C>>) -> bool {
     let mut keep = Vec::with_capacity(inner.idle.len());
     let mut surplus = inner.size.saturating_sub(inner.min_idle);
     for idle in inner.idle.drain(..) {
-        let idle_out = idle_timeout.is_some_and(|t| now.duration_since(idle.since) >= t);
+        let idle_out = idle_timeout.is_some_and(|t| now.saturating_sub(idle.since_ms) >= t);
         if idle.conn.expired(now) || (idle_out && surplus > 0) {
             surplus = surplus.saturating_sub(1);
             reaped.push(idle);

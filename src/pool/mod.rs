@@ -36,9 +36,8 @@ mod pooled;
 mod shared;
 mod state;
 
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -52,7 +51,7 @@ pub use opener::ConnectTimedOut;
 pub use pooled::Pooled;
 pub use state::{State, Totals, WaitSummary};
 
-use shared::{Conn, Shared, Take, Waiter, Withdrawn};
+use shared::{Conn, Shared, Take, WaitEnd, Waiter};
 
 /// A pool of connections to one backend. Cloning is cheap and shares the pool.
 pub struct Pool<C: Connector> {
@@ -105,38 +104,37 @@ impl<C: Connector> Pool<C> {
     /// Gets a connection, waiting at most `timeout` (instead of the pool's `acquire_timeout`).
     pub async fn get_timeout(&self, timeout: Duration) -> Result<Pooled<C>, Error> {
         let shared = &self.shared;
-        // Set on the first wait or check, so the fast path reads the clock once.
+        // Set on the first wait, so the fast path never reads the real clock.
         let mut started: Option<Instant> = None;
-        let mut waited = false;
         loop {
-            let (conn, idle_since) = match shared.take() {
-                Take::Idle(idle) => (idle.conn, Some(idle.since)),
+            let (conn, idle_since) = match shared.take(timeout) {
+                Take::Idle(idle) => (idle.conn, Some(idle.since_ms)),
                 Take::Closed => return Err(shared.closed_error()),
-                Take::Wait(waiter, open) => {
+                Take::Wait(waiter, now, open) => {
                     shared.ensure_maintenance();
+                    shared.ensure_watcher();
                     shared.spawn_openers(open);
-                    let start = *started.get_or_insert_with(Instant::now);
-                    waited = true;
+                    let start = *started.get_or_insert(now);
                     let span = tracing::debug_span!("seawall.acquire", pool = %shared.name());
                     let conn = self.wait(waiter, start, timeout).instrument(span).await?;
                     (conn, None)
                 }
             };
-            let now = Instant::now();
-            let start = *started.get_or_insert(now);
-            match self.check(conn, idle_since, now, start + timeout).await {
+            match self.check(conn, idle_since, started, timeout).await {
                 Ok(conn) => {
-                    if waited {
-                        let wait = now.duration_since(start);
-                        shared.waits.record(wait);
-                        shared.metrics.acquire_wait.record(wait.as_secs_f64());
-                    } else {
-                        shared.metrics.acquire_wait.record(0.0);
+                    match started {
+                        Some(start) => {
+                            let wait = shared.clock.refresh().duration_since(start);
+                            shared.waits.record(wait);
+                            shared.metrics.acquire_wait.record(wait.as_secs_f64());
+                        }
+                        None => shared.metrics.acquire_wait.record(0.0),
                     }
                     shared.metrics.acquired.increment(1);
                     return Ok(Pooled::new(conn, shared.clone()));
                 }
                 Err(Some(Error::Timeout(mut e))) => {
+                    let start = *started.get_or_insert(shared.clock.refresh());
                     e.waited = start.elapsed();
                     e.timeout = timeout;
                     shared.inner.lock().totals.timed_out += 1;
@@ -144,7 +142,10 @@ impl<C: Connector> Pool<C> {
                     return Err(Error::Timeout(e));
                 }
                 Err(Some(e)) => return Err(e),
-                Err(None) => continue,
+                Err(None) => {
+                    started.get_or_insert_with(|| shared.clock.refresh());
+                    continue;
+                }
             }
         }
     }
@@ -153,13 +154,14 @@ impl<C: Connector> Pool<C> {
     async fn check(
         &self,
         mut conn: Conn<C::Connection>,
-        idle_since: Option<Instant>,
-        now: Instant,
-        deadline: Instant,
+        idle_since_ms: Option<u64>,
+        started: Option<Instant>,
+        timeout: Duration,
     ) -> Result<Conn<C::Connection>, Option<Error>> {
         let shared = &self.shared;
+        let now = shared.clock.now_ms();
         let broken = shared.connector.has_broken(&mut conn.raw);
-        let idle_for = idle_since.map(|since| now.saturating_duration_since(since));
+        let idle_for = idle_since_ms.map(|since| Duration::from_millis(now.saturating_sub(since)));
         let idled_out = match (idle_for, shared.config.idle_timeout) {
             (Some(idle), Some(limit)) => idle >= limit,
             _ => false,
@@ -176,6 +178,7 @@ impl<C: Connector> Pool<C> {
         if !ping {
             return Ok(conn);
         }
+        let deadline = started.unwrap_or_else(|| shared.clock.refresh()) + timeout;
         let span = tracing::debug_span!("seawall.recycle", pool = %shared.name(), step = "ping");
         let pinged = tokio::time::timeout_at(deadline, shared.connector.ping(&mut conn.raw))
             .instrument(span)
@@ -199,7 +202,7 @@ impl<C: Connector> Pool<C> {
         }
     }
 
-    /// Waits in the queue until served, closed, or the deadline.
+    /// Waits in the queue until served, closed, or failed by the deadline watcher.
     async fn wait(
         &self,
         waiter: Arc<Waiter<C::Connection>>,
@@ -211,33 +214,17 @@ impl<C: Connector> Pool<C> {
             shared,
             waiter: Some(waiter),
         };
-        let sleep = tokio::time::sleep_until(start + timeout);
-        tokio::pin!(sleep);
-        let served = poll_fn(|cx| {
-            let waiter = guard.waiter.as_ref().expect("waiting");
-            if let Poll::Ready(outcome) = waiter.poll(cx) {
-                return Poll::Ready(Some(outcome));
-            }
-            if sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(None);
-            }
-            Poll::Pending
-        })
-        .await;
-        let waiter = guard.waiter.take().expect("waiting");
-        match served {
-            Some(Some(conn)) => Ok(conn),
-            Some(None) => Err(shared.closed_error()),
-            None => match shared.withdraw(&waiter, true) {
-                Withdrawn::Served(conn) => Ok(conn),
-                Withdrawn::Closed => Err(shared.closed_error()),
-                Withdrawn::Left(cause) => Err(Error::Timeout(TimeoutError {
-                    pool: shared.name().clone(),
-                    waited: start.elapsed(),
-                    timeout,
-                    cause,
-                })),
-            },
+        let end = poll_fn(|cx| guard.waiter.as_ref().expect("waiting").poll(cx)).await;
+        guard.waiter = None;
+        match end {
+            WaitEnd::Served(conn) => Ok(conn),
+            WaitEnd::Closed => Err(shared.closed_error()),
+            WaitEnd::TimedOut(cause) => Err(Error::Timeout(TimeoutError {
+                pool: shared.name().clone(),
+                waited: shared.clock.refresh().saturating_duration_since(start),
+                timeout,
+                cause,
+            })),
         }
     }
 
@@ -316,7 +303,7 @@ struct WaitGuard<'a, C: Connector> {
 impl<C: Connector> Drop for WaitGuard<'_, C> {
     fn drop(&mut self) {
         if let Some(waiter) = self.waiter.take() {
-            if let Withdrawn::Served(conn) = self.shared.withdraw(&waiter, false) {
+            if let Some(conn) = self.shared.withdraw(&waiter) {
                 self.shared.pass_on(conn);
             }
         }

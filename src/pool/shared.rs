@@ -18,6 +18,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use crossbeam::utils::CachePadded;
 use parking_lot::Mutex;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -36,71 +37,118 @@ use super::state::{State, Totals, WaitHistogram};
 pub(crate) struct Conn<T> {
     pub(crate) raw: T,
     pub(crate) created: Instant,
-    /// When the jittered max lifetime runs out.
-    pub(crate) expires: Option<Instant>,
+    /// When the jittered max lifetime runs out, on the pool's coarse clock.
+    pub(crate) expires_ms: u64,
 }
 
 impl<T> Conn<T> {
-    pub(crate) fn expired(&self, now: Instant) -> bool {
-        self.expires.is_some_and(|e| now >= e)
+    pub(crate) fn expired(&self, now_ms: u64) -> bool {
+        now_ms >= self.expires_ms
     }
 }
 
 pub(crate) struct Idle<T> {
     pub(crate) conn: Conn<T>,
-    pub(crate) since: Instant,
+    /// When it was returned, on the pool's coarse clock.
+    pub(crate) since_ms: u64,
 }
 
-/// Where a waiting acquire stands.
+/// Milliseconds since the pool was built, refreshed by the maintenance task every
+/// `maintenance_interval` and by every slow path that reads the real clock anyway.
+///
+/// Idle time and lifetime only need to be known to a fraction of their limits (seconds to
+/// minutes); a relaxed load of this counter costs nothing, where two reads of the real clock
+/// were a third of an uncontended get + drop.
+#[derive(Debug)]
+pub(crate) struct CoarseClock {
+    origin: Instant,
+    ms: AtomicU64,
+}
+
+impl CoarseClock {
+    fn new() -> Self {
+        CoarseClock {
+            origin: Instant::now(),
+            ms: AtomicU64::new(0),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.ms.load(Ordering::Relaxed)
+    }
+
+    /// Reads the real clock and moves the coarse one up to it.
+    pub(crate) fn refresh(&self) -> Instant {
+        let now = Instant::now();
+        let ms = self.to_ms(now);
+        // Load first: under contention most refreshes land in the same millisecond, and a
+        // read-shared line costs nothing where a read-modify-write would bounce between cores.
+        if ms > self.ms.load(Ordering::Relaxed) {
+            self.ms.fetch_max(ms, Ordering::Relaxed);
+        }
+        now
+    }
+
+    pub(crate) fn to_ms(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Where a waiting acquire stands. Only the pool (under its lock) moves a slot out of
+/// `Waiting`.
 pub(crate) enum Slot<T> {
     Waiting(Option<Waker>),
     Served(Conn<T>),
+    TimedOut(WaitCause),
     Closed,
     Done,
 }
 
+/// How a wait ended.
+pub(crate) enum WaitEnd<T> {
+    Served(Conn<T>),
+    TimedOut(WaitCause),
+    Closed,
+}
+
 pub(crate) struct Waiter<T> {
     slot: Mutex<Slot<T>>,
+    deadline: Instant,
 }
 
 impl<T> Waiter<T> {
-    pub(crate) fn new() -> Self {
+    fn new(deadline: Instant) -> Self {
         Waiter {
             slot: Mutex::new(Slot::Waiting(None)),
+            deadline,
         }
     }
 
-    /// Ready with the served connection or `None` if the pool closed.
-    pub(crate) fn poll(&self, cx: &mut Context<'_>) -> Poll<Option<Conn<T>>> {
+    pub(crate) fn poll(&self, cx: &mut Context<'_>) -> Poll<WaitEnd<T>> {
         let mut slot = self.slot.lock();
-        match &mut *slot {
-            Slot::Waiting(waker) => {
-                match waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => *waker = Some(cx.waker().clone()),
-                }
-                Poll::Pending
+        if let Slot::Waiting(waker) = &mut *slot {
+            match waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *waker = Some(cx.waker().clone()),
             }
-            Slot::Served(_) => match std::mem::replace(&mut *slot, Slot::Done) {
-                Slot::Served(conn) => Poll::Ready(Some(conn)),
-                _ => unreachable!(),
-            },
-            Slot::Closed | Slot::Done => Poll::Ready(None),
+            return Poll::Pending;
         }
+        Poll::Ready(match std::mem::replace(&mut *slot, Slot::Done) {
+            Slot::Served(conn) => WaitEnd::Served(conn),
+            Slot::TimedOut(cause) => WaitEnd::TimedOut(cause),
+            Slot::Waiting(_) | Slot::Closed | Slot::Done => WaitEnd::Closed,
+        })
     }
-}
-
-/// What a waiter found when it stopped waiting on its own (deadline or cancellation).
-pub(crate) enum Withdrawn<T> {
-    /// A connection reached it first.
-    Served(Conn<T>),
-    /// The pool closed.
-    Closed,
-    /// It left the queue; this is why it had been waiting.
-    Left(WaitCause),
 }
 
 pub(crate) struct Inner<T> {
+    /// The deadline the watcher sleeps toward; `None` when it waits for a notification.
+    watch_until: Option<Instant>,
     /// LIFO: hot connections stay hot and the surplus sinks to the bottom to idle out.
     pub(crate) idle: Vec<Idle<T>>,
     pub(crate) waiters: VecDeque<Arc<Waiter<T>>>,
@@ -118,19 +166,26 @@ pub(crate) struct Inner<T> {
 /// What a try at the idle set gave.
 pub(crate) enum Take<T> {
     Idle(Idle<T>),
-    Wait(Arc<Waiter<T>>, usize),
+    /// Queued: the waiter, when it started waiting, and how many connects to spawn.
+    Wait(Arc<Waiter<T>>, Instant, usize),
     Closed,
 }
 
 pub(crate) struct Shared<C: Connector> {
+    /// Padded so the lock does not share a cache line with the `Arc` counts that every
+    /// checkout bumps.
+    pub(crate) inner: CachePadded<Mutex<Inner<C::Connection>>>,
+    pub(crate) clock: CoarseClock,
     pub(crate) connector: C,
     pub(crate) config: Config,
-    pub(crate) inner: Mutex<Inner<C::Connection>>,
     pub(crate) waits: WaitHistogram,
     pub(crate) metrics: PoolMetrics,
     pub(crate) drained: Notify,
     runtime: OnceLock<Handle>,
     maintenance_started: AtomicBool,
+    /// Wakes the deadline watcher when a waiter with an earlier deadline arrives.
+    watch: Arc<Notify>,
+    watcher_alive: Arc<AtomicBool>,
     seeds: AtomicU64,
 }
 
@@ -140,6 +195,7 @@ impl<C: Connector> Shared<C> {
             .seed
             .unwrap_or_else(|| SmallRng::from_os_rng().random());
         let inner = Inner {
+            watch_until: None,
             idle: Vec::with_capacity(config.max_size),
             waiters: VecDeque::new(),
             size: 0,
@@ -155,7 +211,10 @@ impl<C: Connector> Shared<C> {
         Shared {
             metrics: PoolMetrics::new(&config.name),
             connector,
-            inner: Mutex::new(inner),
+            inner: CachePadded::new(Mutex::new(inner)),
+            clock: CoarseClock::new(),
+            watch: Arc::new(Notify::new()),
+            watcher_alive: Arc::new(AtomicBool::new(false)),
             waits: WaitHistogram::default(),
             drained: Notify::new(),
             runtime: OnceLock::new(),
@@ -201,8 +260,9 @@ impl<C: Connector> Shared<C> {
         }
     }
 
-    /// Pops an idle connection, or queues a waiter and says how many connects to start.
-    pub(crate) fn take(&self) -> Take<C::Connection> {
+    /// Pops an idle connection, or queues a waiter (with its deadline `timeout` from now) and
+    /// says how many connects to start.
+    pub(crate) fn take(&self, timeout: Duration) -> Take<C::Connection> {
         let mut inner = self.inner.lock();
         if inner.closed {
             return Take::Closed;
@@ -211,10 +271,63 @@ impl<C: Connector> Shared<C> {
             inner.totals.acquired += 1;
             return Take::Idle(idle);
         }
-        let waiter = Arc::new(Waiter::new());
+        let now = self.clock.refresh();
+        let deadline = now + timeout;
+        let waiter = Arc::new(Waiter::new(deadline));
         inner.waiters.push_back(waiter.clone());
+        if inner.watch_until.is_none_or(|t| deadline < t) {
+            inner.watch_until = Some(deadline);
+            self.watch.notify_one();
+        }
         let open = self.connects_needed(&mut inner);
-        Take::Wait(waiter, open)
+        Take::Wait(waiter, now, open)
+    }
+
+    /// Starts the deadline watcher if none is running (first wait, or its runtime went away).
+    pub(crate) fn ensure_watcher(self: &Arc<Self>) {
+        if self.watcher_alive.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(rt) = self.runtime() {
+            if !self.watcher_alive.swap(true, Ordering::AcqRel) {
+                rt.spawn(watch_deadlines(
+                    Arc::downgrade(self),
+                    self.watch.clone(),
+                    self.watcher_alive.clone(),
+                ));
+            }
+        }
+    }
+
+    /// Fails the waiters whose deadline has passed; returns the next deadline to watch.
+    fn expire_waiters(&self) -> Option<Instant> {
+        let now = self.clock.refresh();
+        let mut inner = self.inner.lock();
+        let mut wakers = Vec::new();
+        let mut next: Option<Instant> = None;
+        let mut i = 0;
+        while i < inner.waiters.len() {
+            let deadline = inner.waiters[i].deadline;
+            if deadline > now {
+                next = Some(next.map_or(deadline, |n| n.min(deadline)));
+                i += 1;
+                continue;
+            }
+            let waiter = inner.waiters.remove(i).expect("index in range");
+            let cause = Self::wait_cause(&inner, inner.waiters.len() + 1);
+            let mut slot = waiter.slot.lock();
+            if let Slot::Waiting(w) = std::mem::replace(&mut *slot, Slot::TimedOut(cause)) {
+                wakers.extend(w);
+            }
+            inner.totals.timed_out += 1;
+            self.metrics.timeouts.increment(1);
+        }
+        inner.watch_until = next;
+        drop(inner);
+        for w in wakers {
+            w.wake();
+        }
+        next
     }
 
     /// Reserves connects for waiters not yet covered by one in flight, within `max_size` and the
@@ -251,7 +364,7 @@ impl<C: Connector> Shared<C> {
 
     /// A connection came back healthy and clean: hand it to the oldest waiter or make it idle.
     pub(crate) fn put(self: &Arc<Self>, conn: Conn<C::Connection>) {
-        let now = Instant::now();
+        let now = self.clock.now_ms();
         if conn.expired(now) {
             self.discard(conn, false, false);
             return;
@@ -280,7 +393,7 @@ impl<C: Connector> Shared<C> {
     fn hand_over(
         inner: &mut Inner<C::Connection>,
         conn: Conn<C::Connection>,
-        now: Instant,
+        now_ms: u64,
     ) -> Option<Waker> {
         while let Some(waiter) = inner.waiters.pop_front() {
             let mut slot = waiter.slot.lock();
@@ -291,13 +404,17 @@ impl<C: Connector> Shared<C> {
                 return waker;
             }
         }
-        inner.idle.push(Idle { conn, since: now });
+        inner.idle.push(Idle {
+            conn,
+            since_ms: now_ms,
+        });
         None
     }
 
     /// A new connection from a connect task.
     pub(crate) fn add_new(self: &Arc<Self>, raw: C::Connection, connected_in: Duration) {
-        let created = Instant::now();
+        let created = self.clock.refresh();
+        let created_ms = self.clock.to_ms(created);
         let mut inner = self.inner.lock();
         inner.opening -= 1;
         inner.connect_failures = 0;
@@ -310,18 +427,21 @@ impl<C: Connector> Shared<C> {
             }
             return;
         }
-        let expires = self.config.max_lifetime.map(|life| {
-            let cut = life.mul_f64(inner.rng.random::<f64>() * self.config.lifetime_jitter);
-            created + (life - cut)
-        });
+        let expires_ms = match self.config.max_lifetime {
+            Some(life) => {
+                let cut = life.mul_f64(inner.rng.random::<f64>() * self.config.lifetime_jitter);
+                created_ms.saturating_add(millis(life - cut))
+            }
+            None => u64::MAX,
+        };
         inner.size += 1;
         inner.totals.created += 1;
         let conn = Conn {
             raw,
             created,
-            expires,
+            expires_ms,
         };
-        let waker = Self::hand_over(&mut inner, conn, created);
+        let waker = Self::hand_over(&mut inner, conn, created_ms);
         drop(inner);
         self.metrics.connects.increment(1);
         self.metrics.connect_time.record(connected_in.as_secs_f64());
@@ -402,31 +522,24 @@ impl<C: Connector> Shared<C> {
         self.notify_if_drained(&inner);
     }
 
-    /// Stops waiting: takes a connection that raced in, or leaves the queue and says why it had
-    /// been waiting.
-    /// `timed_out` counts the acquire as failed at its deadline when it leaves empty-handed.
+    /// A cancelled acquire stops waiting: returns a connection that raced in (to be passed
+    /// on), or leaves the queue.
     pub(crate) fn withdraw(
         &self,
         waiter: &Arc<Waiter<C::Connection>>,
-        timed_out: bool,
-    ) -> Withdrawn<C::Connection> {
+    ) -> Option<Conn<C::Connection>> {
         let mut inner = self.inner.lock();
         let mut slot = waiter.slot.lock();
         match std::mem::replace(&mut *slot, Slot::Done) {
-            Slot::Served(conn) => Withdrawn::Served(conn),
-            Slot::Closed => Withdrawn::Closed,
-            Slot::Done => Withdrawn::Closed,
+            Slot::Served(conn) => Some(conn),
             Slot::Waiting(_) => {
                 drop(slot);
                 if let Some(i) = inner.waiters.iter().position(|w| Arc::ptr_eq(w, waiter)) {
                     inner.waiters.remove(i);
                 }
-                if timed_out {
-                    inner.totals.timed_out += 1;
-                    self.metrics.timeouts.increment(1);
-                }
-                Withdrawn::Left(Self::wait_cause(&inner, inner.waiters.len() + 1))
+                None
             }
+            Slot::TimedOut(_) | Slot::Closed | Slot::Done => None,
         }
     }
 
@@ -463,6 +576,7 @@ impl<C: Connector> Shared<C> {
 
     /// Closes the pool: idle connections now, checked-out ones on return; waiters fail.
     pub(crate) fn close(&self) {
+        self.watch.notify_one();
         let mut inner = self.inner.lock();
         if inner.closed {
             return;
@@ -520,5 +634,51 @@ impl<C: Connector> Shared<C> {
         };
         self.metrics.publish(&state);
         state
+    }
+}
+
+/// The deadline watcher: one timer per pool instead of one per waiting acquire.
+///
+/// Registering and cancelling a timer for every wait costs more than the rest of a contended
+/// acquire, and waits usually end long before their deadline. So waiters carry only their
+/// deadline and this task sleeps until the earliest one, failing the waiters whose time has come.
+/// A waiter with an earlier deadline than the one watched (a shorter per-call timeout) wakes it.
+/// If the task dies with its runtime, `watcher_alive` drops and the next wait starts another.
+/// It holds the pool only weakly; dropping the pool wakes it to exit.
+async fn watch_deadlines<C: Connector>(
+    pool: std::sync::Weak<Shared<C>>,
+    watch: Arc<Notify>,
+    alive: Arc<AtomicBool>,
+) {
+    struct Alive(Arc<AtomicBool>);
+    impl Drop for Alive {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::Release);
+        }
+    }
+    let _alive = Alive(alive);
+    loop {
+        let notified = watch.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let next = match pool.upgrade() {
+            Some(shared) if !shared.inner.lock().closed => shared.expire_waiters(),
+            _ => return,
+        };
+        match next {
+            Some(deadline) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => {}
+                    _ = &mut notified => {}
+                }
+            }
+            None => notified.await,
+        }
+    }
+}
+
+impl<C: Connector> Drop for Shared<C> {
+    fn drop(&mut self) {
+        self.watch.notify_one();
     }
 }
