@@ -5,8 +5,10 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod breaker;
 pub mod driver;
 mod error;
 
+pub use breaker::{BreakerConfig, BreakerOpen, CallGuard, CircuitBreaker, Outcome};
 pub use driver::Connector;
 pub use error::{ConfigError, DriverError, Error, TimeoutError, WaitCause};
