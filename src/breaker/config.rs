@@ -294,7 +294,10 @@ impl BreakerConfigBuilder {
         if !(c.open_interval_multiplier.is_finite() && c.open_interval_multiplier >= 1.0) {
             return Err(ConfigError::new(
                 "open_interval_multiplier",
-                format!("must be a finite number >= 1, got {}", c.open_interval_multiplier),
+                format!(
+                    "must be a finite number >= 1, got {}",
+                    c.open_interval_multiplier
+                ),
             ));
         }
         if !(0.0..=1.0).contains(&c.jitter) {

@@ -457,8 +457,6 @@ impl Machine {
     /// Makes the time-driven transition: open to half-open once the interval has passed.
     fn poll(&mut self, shared: &Shared, now: Instant) {
         if self.state == BreakerState::Open && now >= self.open_until {
-            self.trials = Tally::default();
-            self.trials_in_flight = 0;
             self.transition(shared, BreakerState::HalfOpen);
             tracing::info!(
                 node = %shared.name,
@@ -539,12 +537,13 @@ impl Machine {
     fn transition(&mut self, shared: &Shared, to: BreakerState) {
         self.state = to;
         self.generation += 1;
-        shared.phase.store(
-            self.generation << STATE_BITS | to.code(),
-            Ordering::Release,
-        );
-        metrics::gauge!("seawall_breaker_state", "node" => shared.name.clone())
-            .set(to.as_gauge());
+        // Trials belong to one half-open period; those still in flight are now stale.
+        self.trials = Tally::default();
+        self.trials_in_flight = 0;
+        shared
+            .phase
+            .store(self.generation << STATE_BITS | to.code(), Ordering::Release);
+        metrics::gauge!("seawall_breaker_state", "node" => shared.name.clone()).set(to.as_gauge());
         metrics::counter!(
             "seawall_breaker_transitions_total",
             "node" => shared.name.clone(),

@@ -169,4 +169,3 @@ impl TimeWindow {
         self.total.add(call);
     }
 }
-
