@@ -65,26 +65,28 @@
 //! minimum number of calls, permitted calls in half-open, "at or above the threshold" opens) is
 //! resilience4j's `CircuitBreaker`. seawall differs where a database client needs it to:
 //!
-//! * **Open interval.** resilience4j waits a fixed `waitDurationInOpenState` unless given an
-//!   `IntervalFunction`. seawall grows the interval by default (`open_interval` ×
-//!   `multiplier`^(trips in row − 1), capped at `max_open_interval`, reset by a close) and always
-//!   applies jitter, which only ever shortens it, so the cap is a hard bound.
-//! * **What counts as failure.** resilience4j records every exception as a failure unless told
-//!   otherwise. seawall has no default: the driver classifies every call, and errors that are the
-//!   caller's fault are [`Outcome::Ignored`], so a burst of bad SQL cannot cut off a healthy node.
+//! * **Open interval.** resilience4j waits a fixed `waitDurationInOpenState` unless given a
+//!   `waitIntervalFunctionInOpenState`. seawall grows the interval by default (`open_interval` ×
+//!   `multiplier`^(trips in row − 1), capped at `max_open_interval`; like resilience4j's attempt
+//!   count, the growth starts over after a close) and always applies jitter, which only ever
+//!   shortens the interval, so the cap is a hard bound.
+//! * **What counts as failure.** resilience4j records every exception as a failure unless its
+//!   record/ignore predicates say otherwise. seawall has no default: the driver classifies every
+//!   call, and errors that are the caller's fault are [`Outcome::Ignored`], so a burst of bad SQL
+//!   cannot cut off a healthy node. Ignored calls give back their half-open permission in both.
 //! * **Cancelled calls.** resilience4j's core API has no notion of an abandoned call; whoever
-//!   decorates the call must release the permission. In seawall, dropping the guard is the
-//!   cancellation: not counted, trial slot released.
-//! * **Half-open verdict.** resilience4j decides once all permitted calls have completed. seawall
+//!   decorates the call must call `releasePermission`. In seawall, dropping the guard is the
+//!   cancellation: not counted, trial slot released, nothing to forget.
+//! * **Half-open verdict.** resilience4j judges once all permitted calls have completed. seawall
 //!   re-opens early, as soon as the bad trials alone settle the verdict, sparing a still-sick
 //!   node the remaining trials; closing still waits for every trial.
 //! * **Late outcomes.** resilience4j records an outcome into whatever state the breaker is in
-//!   when it arrives; seawall drops outcomes of calls admitted in an earlier state, so calls from
-//!   before a trip never pass for trials.
+//!   when it arrives, so a call admitted while closed can pass for a half-open trial. seawall
+//!   drops outcomes of calls admitted in an earlier state.
 //! * **Configuration.** For a count window, a `minimum_calls` larger than the window is an error
-//!   rather than silently lowered. There are no disabled, forced-open or metrics-only states and
-//!   no maximum wait in half-open: a trial that never ends must end in a timeout (a failure) or a
-//!   drop (a cancellation).
+//!   (resilience4j silently lowers it to the window size). There are no disabled, forced-open or
+//!   metrics-only states and no `maxWaitDurationInHalfOpenState`: a trial that never ends must
+//!   end in a timeout (a failure) or a drop (a cancellation).
 //!
 //! Like resilience4j without `automaticTransitionFromOpenToHalfOpenEnabled`, the move from open
 //! to half-open is lazy: no timer task, the first [`try_call`](CircuitBreaker::try_call) (or
