@@ -34,12 +34,14 @@
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod breaker;
 pub mod driver;
 mod error;
 pub mod metrics;
 pub mod pool;
 pub mod sim;
 
+pub use breaker::{BreakerConfig, BreakerOpen, CallGuard, CircuitBreaker, Outcome};
 pub use driver::Connector;
 pub use error::{ConfigError, DriverError, Error, TimeoutError, WaitCause};
 pub use pool::{Pool, Pooled};
