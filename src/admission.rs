@@ -408,7 +408,9 @@ impl Admission {
             Ok(Err(overloaded)) => Err(overloaded),
             // Every removal from the queue sends first, so a silent sender cannot happen; answer
             // as if closed rather than panic.
-            Err(_) => Err(self.inner.overloaded_now(ShedReason::Closed, Duration::ZERO)),
+            Err(_) => Err(self
+                .inner
+                .overloaded_now(ShedReason::Closed, Duration::ZERO)),
         }
     }
 
@@ -529,12 +531,19 @@ impl Inner {
             now.saturating_duration_since(enqueued)
         });
         if state.codel.observe(now, head_delay) {
-            tracing::debug!(
-                node = %self.node,
-                mode = ?state.codel.mode(),
-                head_delay = ?head_delay,
-                "admission queue changed mode"
-            );
+            match state.codel.mode() {
+                QueueMode::Lifo => tracing::warn!(
+                    node = %self.node,
+                    ?head_delay,
+                    queue_len = state.queue_len,
+                    "admission queue overloaded: shedding stale waiters, serving newest first"
+                ),
+                QueueMode::Fifo => tracing::info!(
+                    node = %self.node,
+                    ?head_delay,
+                    "admission queue recovered: serving oldest first"
+                ),
+            }
         }
         if let Some(shed_after) = state.codel.shed_after() {
             for class in 0..Priority::COUNT {
@@ -571,9 +580,8 @@ impl Inner {
     }
 
     /// Gives a slot back and passes it on.
-    fn release(&self) {
+    fn release(&self, now: Instant) {
         let limit = self.limit();
-        let now = Instant::now();
         let mut state = self.state.lock();
         state.in_flight -= 1;
         self.dispatch(&mut state, now, limit);
@@ -804,7 +812,8 @@ impl fmt::Debug for Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let latency = self.grant.at.elapsed();
+        let now = Instant::now();
+        let latency = now.saturating_duration_since(self.grant.at);
         let in_flight = self.grant.in_flight;
         match self.report {
             Report::Success => self
@@ -817,7 +826,7 @@ impl Drop for Permit {
                 .on_sample(Sample::dropped(latency, in_flight)),
             Report::Ignore => {}
         }
-        self.inner.release();
+        self.inner.release(now);
     }
 }
 

@@ -43,7 +43,11 @@ fn no_codel(max_queue: usize) -> AdmissionConfig {
 }
 
 /// Starts an `admit` and polls it once so that it is queued; panics if it did not queue.
-async fn queued<'a>(gate: &'a Admission, priority: Priority, deadline: Option<Instant>) -> Admit<'a> {
+async fn queued<'a>(
+    gate: &'a Admission,
+    priority: Priority,
+    deadline: Option<Instant>,
+) -> Admit<'a> {
     let mut fut: Admit<'a> = Box::pin(gate.admit(priority, deadline));
     assert!(poll_once(&mut fut).await.is_none(), "expected to queue");
     fut
@@ -93,7 +97,10 @@ async fn deadline_fails_exactly_at_the_deadline() {
 
     // A deadline already past, with no free slot: rejected at once.
     let start = Instant::now();
-    let err = gate.admit(Priority::Critical, Some(start)).await.unwrap_err();
+    let err = gate
+        .admit(Priority::Critical, Some(start))
+        .await
+        .unwrap_err();
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert_eq!(err.reason, ShedReason::Deadline);
 
@@ -133,7 +140,10 @@ async fn write_queued_after_reads_gets_the_first_free_slot() {
 
     // Then the reads, oldest first.
     drop(write_permit);
-    let first = poll_once(&mut reads[0]).await.expect("oldest read").unwrap();
+    let first = poll_once(&mut reads[0])
+        .await
+        .expect("oldest read")
+        .unwrap();
     assert_eq!(first.queued_for(), ms(3));
     assert!(poll_once(&mut reads[1]).await.is_none());
     drop(first);
@@ -155,14 +165,20 @@ async fn full_queue_rejects_immediately_or_displaces_a_lower_class() {
     let err = gate.admit(Priority::Normal, None).await.unwrap_err();
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert_eq!(err.reason, ShedReason::QueueFull);
-    assert_eq!((err.in_flight, err.limit, err.queued_for), (1, 1, Duration::ZERO));
+    assert_eq!(
+        (err.in_flight, err.limit, err.queued_for),
+        (1, 1, Duration::ZERO)
+    );
     let err = gate.admit(Priority::Low, None).await.unwrap_err();
     assert_eq!(err.reason, ShedReason::QueueFull);
 
     // A write displaces the oldest lower-priority waiter.
     advance(ms(1)).await;
     let _write = queued(&gate, Priority::WRITE, None).await;
-    let err = poll_once(&mut oldest).await.expect("displaced").unwrap_err();
+    let err = poll_once(&mut oldest)
+        .await
+        .expect("displaced")
+        .unwrap_err();
     assert_eq!(err.reason, ShedReason::Displaced);
     assert_eq!(err.queued_for, ms(5));
     assert!(poll_once(&mut newer).await.is_none());
@@ -215,7 +231,12 @@ async fn dropping_queued_futures_leaks_nothing() {
     let (gate, _) = gate(1, no_codel(16));
     let held = gate.admit(Priority::Normal, None).await.unwrap();
     let mut waiters = Vec::new();
-    for priority in [Priority::Low, Priority::Normal, Priority::High, Priority::Critical] {
+    for priority in [
+        Priority::Low,
+        Priority::Normal,
+        Priority::High,
+        Priority::Critical,
+    ] {
         waiters.push(queued(&gate, priority, None).await);
     }
     assert_eq!(gate.snapshot().queue_len, 4);
@@ -243,7 +264,10 @@ async fn a_grant_to_a_dropped_waiter_is_passed_on() {
     drop(held);
     assert_eq!(gate.snapshot().in_flight, 1);
     drop(first);
-    let permit = poll_once(&mut second).await.expect("slot passed on").unwrap();
+    let permit = poll_once(&mut second)
+        .await
+        .expect("slot passed on")
+        .unwrap();
     assert_eq!(gate.snapshot().in_flight, 1);
     drop(permit);
     assert_eq!(gate.snapshot().in_flight, 0);
@@ -452,7 +476,9 @@ async fn codel_sheds_under_sustained_overload_switches_to_lifo_and_recovers() {
             }
         }
         if tick % 2 == 0 {
-            permit.take().map(Permit::success);
+            if let Some(done) = permit.take() {
+                done.success();
+            }
         }
         let mode_before = gate.snapshot().mode;
         let newest_waiting = waiting.iter().map(|(id, _)| *id).max();
@@ -547,9 +573,9 @@ fn metrics_are_labelled_by_node() {
 
 #[derive(Debug, Clone)]
 enum Op {
-    /// Start an admit with this priority and, maybe, a deadline this many ms ahead.
+    /// Start an admit with this priority and, maybe, a deadline this many ms ahead; poll it once.
     Admit(u8, Option<u64>),
-    /// Drop the i-th (mod len) pending admit future.
+    /// Drop the i-th (mod len) pending admit future, without letting it observe a grant first.
     DropQueued(usize),
     /// Finish the i-th (mod len) permit: success, failure or plain drop.
     Complete(usize, u8),
@@ -557,6 +583,8 @@ enum Op {
     Advance(u64),
     /// Change the limit.
     SetLimit(usize),
+    /// Let every pending admit observe what happened.
+    PollAll,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -566,6 +594,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (any::<usize>(), 0u8..3).prop_map(|(i, how)| Op::Complete(i, how)),
         2 => (0u64..25).prop_map(Op::Advance),
         1 => (0usize..6).prop_map(Op::SetLimit),
+        3 => Just(Op::PollAll),
     ]
 }
 
@@ -575,6 +604,29 @@ const PRIORITIES: [Priority; 4] = [
     Priority::High,
     Priority::Critical,
 ];
+
+/// Polls every pending admit until none settles any more; settled ones become permits.
+async fn poll_all(pending: &mut Vec<Admit<'_>>, permits: &mut Vec<Permit>) {
+    loop {
+        let mut settled = false;
+        let mut still = Vec::new();
+        for mut fut in pending.drain(..) {
+            match poll_once(&mut fut).await {
+                None => still.push(fut),
+                Some(outcome) => {
+                    settled = true;
+                    if let Ok(permit) = outcome {
+                        permits.push(permit);
+                    }
+                }
+            }
+        }
+        *pending = still;
+        if !settled {
+            return;
+        }
+    }
+}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
@@ -593,7 +645,7 @@ proptest! {
         rt.block_on(async move {
             let config = AdmissionConfig {
                 max_queue,
-                codel: codel.then(|| CodelConfig {
+                codel: codel.then_some(CodelConfig {
                     target: ms(2),
                     interval: ms(10),
                     shed_after: ms(4),
@@ -605,15 +657,21 @@ proptest! {
             let mut limit = 2usize;
 
             for op in ops {
-                let before = permits.len();
+                let before = gate.snapshot();
                 match op {
                     Op::Admit(p, deadline) => {
                         let deadline = deadline.map(|d| Instant::now() + ms(d));
-                        pending.push(Box::pin(gate.admit(PRIORITIES[p as usize], deadline)));
+                        let mut fut: Admit<'_> =
+                            Box::pin(gate.admit(PRIORITIES[p as usize], deadline));
+                        match poll_once(&mut fut).await {
+                            None => pending.push(fut),
+                            Some(Ok(permit)) => permits.push(permit),
+                            // Turned away on arrival only when every slot is taken.
+                            Some(Err(err)) => assert!(err.in_flight >= err.limit, "{err}"),
+                        }
                     }
                     Op::DropQueued(i) if !pending.is_empty() => {
-                        let i = i % pending.len();
-                        drop(pending.remove(i));
+                        drop(pending.remove(i % pending.len()));
                     }
                     Op::Complete(i, how) if !permits.is_empty() => {
                         let permit = permits.remove(i % permits.len());
@@ -628,55 +686,34 @@ proptest! {
                         limiter.set(n);
                         limit = n.max(1);
                     }
+                    Op::PollAll => {
+                        poll_all(&mut pending, &mut permits).await;
+                        // Every slot is held by a permit we own: nothing leaked, nothing lost.
+                        let now = gate.snapshot();
+                        assert_eq!(now.in_flight, permits.len());
+                        assert_eq!(now.queue_len, pending.len());
+                    }
                     _ => {}
                 }
-                // Let every pending admit observe what happened, until nothing changes (a new
-                // arrival's first poll may grant a slot to a waiter polled before it).
-                let mut granted = false;
-                let mut first_pass = true;
-                loop {
-                    let mut still = Vec::new();
-                    let mut settled = false;
-                    for mut fut in pending.drain(..) {
-                        match poll_once(&mut fut).await {
-                            None => still.push(fut),
-                            Some(Ok(permit)) => {
-                                permits.push(permit);
-                                granted = true;
-                                settled = true;
-                            }
-                            Some(Err(err)) => {
-                                assert!(err.in_flight <= err.limit.max(before));
-                                settled = true;
-                            }
-                        }
-                    }
-                    pending = still;
-                    // The first pass enqueues a new arrival, which may displace or serve a
-                    // waiter polled before it: always look once more.
-                    if !settled && !first_pass {
-                        break;
-                    }
-                    first_pass = false;
-                }
 
-                let snapshot = gate.snapshot();
-                // Every slot is held by a permit we own: nothing leaked, nothing lost.
-                assert_eq!(snapshot.in_flight, permits.len());
-                assert_eq!(snapshot.queue_len, pending.len());
-                assert!(snapshot.queue_len <= max_queue);
-                // New slots are only ever handed out within the limit; a shrunken limit lets
-                // in-flight work finish.
-                if granted {
-                    assert!(snapshot.in_flight <= limit, "{snapshot:?} limit {limit}");
+                let after = gate.snapshot();
+                // Slots are only handed out within the limit; a shrunken limit lets the work
+                // already in flight finish.
+                if after.admitted > before.admitted {
+                    assert!(after.in_flight <= limit, "{after:?} limit {limit}");
                 }
-                assert!(snapshot.in_flight <= limit.max(before));
+                assert!(after.in_flight <= limit.max(before.in_flight));
+                assert!(after.queue_len <= max_queue);
+                assert!(after.queue_len <= pending.len());
             }
 
+            poll_all(&mut pending, &mut permits).await;
+            let settled = gate.snapshot();
+            assert_eq!((settled.in_flight, settled.queue_len), (permits.len(), pending.len()));
             drop(pending);
             drop(permits);
-            let snapshot = gate.snapshot();
-            assert_eq!((snapshot.in_flight, snapshot.queue_len), (0, 0));
+            let end = gate.snapshot();
+            assert_eq!((end.in_flight, end.queue_len), (0, 0));
         });
     }
 }

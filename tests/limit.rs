@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use seawall::limit::{Aimd, AimdConfig, Fixed, Gradient, GradientConfig, Limiter, QueueSize, Sample};
+use seawall::limit::{
+    Aimd, AimdConfig, Fixed, Gradient, GradientConfig, Limiter, QueueSize, Sample,
+};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -240,8 +242,14 @@ fn gradient_falling_latency_recovers_to_max_never_above() {
     // Latency falls to 10 ms: far below the baseline, which is cut quickly; the gradient is 1
     // and the limit climbs back.
     let seen = feed(&limiter, 5000, ms(10));
-    assert!(limiter.long_latency() < ms(20), "baseline followed latency down");
-    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "never shrinks on the way up");
+    assert!(
+        limiter.long_latency() < ms(20),
+        "baseline followed latency down"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "never shrinks on the way up"
+    );
     assert_eq!(*seen.last().unwrap(), 100);
     assert!(seen.iter().all(|&limit| limit <= 100));
 }
@@ -305,7 +313,10 @@ fn gradient_app_limited_never_grows_but_may_shrink() {
     for _ in 0..50 {
         limiter.on_sample(Sample::dropped(ms(10), 10));
     }
-    assert!(limiter.limit() < 40, "drops shrink it even when app limited");
+    assert!(
+        limiter.limit() < 40,
+        "drops shrink it even when app limited"
+    );
 }
 
 #[test]

@@ -1,47 +1,4 @@
 //! A latency-gradient limiter in the manner of Netflix's Gradient2.
-//!
-//! # Algorithm
-//!
-//! Two exponentially weighted moving averages of latency are kept: a *short* one (the last
-//! `short_window` samples or so: what the backend does now) and a *long* one (`long_window`
-//! samples: the baseline it usually does). On each sample:
-//!
-//! ```text
-//! gradient = clamp(tolerance * long / short, 0.5, 1.0)
-//! target   = limit * gradient + queue_size(limit)
-//! limit   += (target - limit) * smoothing / limit
-//! limit    = clamp(limit, min_limit, max_limit)
-//! ```
-//!
-//! While latency stays within `tolerance` of the baseline the gradient is 1 and the limit creeps up
-//! by `queue_size` (it probes for capacity). When the short-term latency rises above
-//! `tolerance × baseline`, requests are queueing inside the backend: the gradient drops below 1 and
-//! the limit shrinks, at most halving per step so one outlier cannot collapse it. The baseline
-//! follows slowly, so a lasting change in latency (bigger data, a new index) is eventually
-//! accepted as the new normal rather than punished forever. When latency falls far below the
-//! baseline (long > 2 × short: an overload has ended) the baseline is cut by 10% per sample so the
-//! limit recovers without waiting for the slow average.
-//!
-//! # Where this differs from Netflix's `Gradient2Limit`
-//!
-//! - Netflix recomputes the limit once per sample *window* (`WindowedLimit`, about a second) from
-//!   that window's average latency. Here every sample updates the limit, weighted by `1 / limit`,
-//!   and the short-term latency is an EWMA over `short_window` samples instead of a window's
-//!   average. A limit's worth of completions (one round trip of the whole window) thus moves the
-//!   limit by `smoothing` of the way to its target, Netflix's per-window pace, without windows.
-//! - `tolerance` (Gradient2's earlier `rttTolerance`) widens the band in which jitter is ignored:
-//!   with the default 1.5, latency may run 50% above the baseline before the limit shrinks.
-//! - When the backend is "app limited" (less than half the limit in flight) Netflix ignores the
-//!   sample; here it may still *lower* the limit but never raises it. Rising latency at low load
-//!   is still a warning; growing a limit nobody uses is not a measurement.
-//! - Netflix ignores drops. Here a dropped sample counts as the worst gradient (0.5) and its
-//!   latency is kept out of the averages: a timeout's latency is the timeout, not a service time.
-//! - The default `queue_size` is `sqrt(limit)` (Envoy's adaptive concurrency uses the same
-//!   headroom); Netflix defaults to a constant 4.
-//!
-//! Envoy's adaptive concurrency filter uses the same gradient idea with a *minimum* RTT, which it
-//! re-measures by periodically pinning the limit low; that costs throughput on a database primary,
-//! so the EWMA baseline is used here, as in Gradient2.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -139,8 +96,52 @@ impl GradientConfig {
     }
 }
 
-/// Latency-gradient limiter after Netflix's Gradient2; see the [module docs](self) for the
-/// algorithm and where it differs.
+/// Latency-gradient limiter after Netflix's Gradient2.
+///
+/// # Algorithm
+///
+/// Two exponentially weighted moving averages of latency are kept: a *short* one (the last
+/// `short_window` samples or so: what the backend does now) and a *long* one (`long_window`
+/// samples: the baseline it usually does). On each sample:
+///
+/// ```text
+/// gradient = clamp(tolerance * long / short, 0.5, 1.0)
+/// target   = limit * gradient + queue_size(limit)
+/// limit   += (target - limit) * smoothing / limit
+/// limit    = clamp(limit, min_limit, max_limit)
+/// ```
+///
+/// While latency stays within `tolerance` of the baseline the gradient is 1 and the limit creeps up
+/// by `queue_size` (it probes for capacity). When the short-term latency rises above
+/// `tolerance × baseline`, requests are queueing inside the backend: the gradient drops below 1 and
+/// the limit shrinks, at most halving per step so one outlier cannot collapse it. The baseline
+/// follows slowly, so a lasting change in latency (bigger data, a new index) is eventually
+/// accepted as the new normal rather than punished forever. When latency falls far below the
+/// baseline (long > 2 × short: an overload has ended) the baseline is cut by 10% per sample so the
+/// limit recovers without waiting for the slow average.
+///
+/// # Where this differs from Netflix's `Gradient2Limit`
+///
+/// - Netflix recomputes the limit once per sample *window* (`WindowedLimit`, about a second) from
+///   that window's average latency. Here every sample updates the limit, weighted by `1 / limit`,
+///   and the short-term latency is an EWMA over `short_window` samples instead of a window's
+///   average. A limit's worth of completions (one round trip of the whole window) thus moves the
+///   limit by `smoothing` of the way to its target, Netflix's per-window pace, without windows.
+/// - `tolerance` (Gradient2's earlier `rttTolerance`) widens the band in which jitter is ignored:
+///   with the default 1.5, latency may run 50% above the baseline before the limit shrinks.
+/// - When the backend is "app limited" (less than half the limit in flight) Netflix ignores the
+///   sample; here it may still *lower* the limit but never raises it. Rising latency at low load
+///   is still a warning; growing a limit nobody uses is not a measurement.
+/// - Netflix ignores drops. Here a dropped sample counts as the worst gradient (0.5) and its
+///   latency is kept out of the averages: a timeout's latency is the timeout, not a service time.
+/// - The default `queue_size` is `sqrt(limit)` (Envoy's adaptive concurrency uses the same
+///   headroom); Netflix defaults to a constant 4.
+///
+/// Envoy's adaptive concurrency filter uses the same gradient idea with a *minimum* RTT, which it
+/// re-measures by periodically pinning the limit low; that costs throughput on a database primary,
+/// so the EWMA baseline is used here, as in Gradient2.
+///
+/// # Example
 ///
 /// ```
 /// use std::time::Duration;
