@@ -112,13 +112,14 @@ impl GradientConfig {
 /// ```
 ///
 /// While latency stays within `tolerance` of the baseline the gradient is 1 and the limit creeps up
-/// by `queue_size` (it probes for capacity). When the short-term latency rises above
-/// `tolerance × baseline`, requests are queueing inside the backend: the gradient drops below 1 and
-/// the limit shrinks, at most halving per step so one outlier cannot collapse it. The baseline
-/// follows slowly, so a lasting change in latency (bigger data, a new index) is eventually
-/// accepted as the new normal rather than punished forever. When latency falls far below the
-/// baseline (long > 2 × short: an overload has ended) the baseline is cut by 10% per sample so the
-/// limit recovers without waiting for the slow average.
+/// by `queue_size` (it probes for capacity). When the short-term latency rises above `tolerance ×
+/// baseline`, requests are queueing inside the backend: the gradient drops below 1 and the limit
+/// shrinks. The gradient is clamped at 0.5, so even a wild outlier pulls the target to no less than
+/// half the limit, and smoothing spreads that over a round: no single sample can collapse the
+/// limit. The baseline follows slowly, so a lasting change in latency (bigger data, a new index) is
+/// eventually accepted as the new normal rather than punished forever. When latency falls far below
+/// the baseline (long > 2 × short: an overload has ended) the baseline is cut by 10% per sample so
+/// the limit recovers without waiting for the slow average.
 ///
 /// # Where this differs from Netflix's `Gradient2Limit`
 ///
