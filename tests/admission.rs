@@ -636,6 +636,7 @@ proptest! {
         ops in prop::collection::vec(op(), 1..120),
         max_queue in 0usize..6,
         codel in any::<bool>(),
+        adaptive in any::<bool>(),
     ) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -651,10 +652,22 @@ proptest! {
                     shed_after: ms(4),
                 }),
             };
-            let (gate, limiter) = gate(2, config);
+            // Either a limit set by the schedule, or one that AIMD moves with every completion.
+            let fixed = Arc::new(Fixed::new(2));
+            let aimd = Arc::new(
+                Aimd::new(AimdConfig {
+                    initial_limit: 2,
+                    min_limit: 1,
+                    max_limit: 5,
+                    backoff_ratio: 0.5,
+                    latency_threshold: ms(10),
+                })
+                .unwrap(),
+            );
+            let limiter: Arc<dyn Limiter> = if adaptive { aimd } else { fixed.clone() };
+            let gate = Admission::new("primary", Arc::clone(&limiter), config).unwrap();
             let mut pending: Vec<Admit<'_>> = Vec::new();
             let mut permits: Vec<Permit> = Vec::new();
-            let mut limit = 2usize;
 
             for op in ops {
                 let before = gate.snapshot();
@@ -682,10 +695,7 @@ proptest! {
                         }
                     }
                     Op::Advance(n) => advance(ms(n)).await,
-                    Op::SetLimit(n) => {
-                        limiter.set(n);
-                        limit = n.max(1);
-                    }
+                    Op::SetLimit(n) => fixed.set(n),
                     Op::PollAll => {
                         poll_all(&mut pending, &mut permits).await;
                         // Every slot is held by a permit we own: nothing leaked, nothing lost.
@@ -697,6 +707,7 @@ proptest! {
                 }
 
                 let after = gate.snapshot();
+                let limit = limiter.limit().max(1);
                 // Slots are only handed out within the limit; a shrunken limit lets the work
                 // already in flight finish.
                 if after.admitted > before.admitted {
