@@ -33,15 +33,19 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod backoff;
 pub mod breaker;
 pub mod driver;
 mod error;
+pub mod limit;
 pub mod metrics;
 pub mod pool;
 pub mod sim;
 
+pub use admission::{Admission, AdmissionConfig, Overloaded, Permit, Priority, ShedReason};
 pub use breaker::{BreakerConfig, BreakerOpen, CallGuard, CircuitBreaker, Outcome};
 pub use driver::Connector;
 pub use error::{ConfigError, DriverError, Error, TimeoutError, WaitCause};
+pub use limit::Limiter;
 pub use pool::{Pool, Pooled};
