@@ -214,6 +214,12 @@ impl PeakEwma {
         self.updated_ns.store(at, Relaxed);
     }
 
+    /// When the estimate last took a sample (its creation, before the first).
+    #[inline]
+    pub fn updated_at(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.updated_ns.load(Relaxed))
+    }
+
     /// The estimate now.
     pub fn estimate(&self) -> Duration {
         self.estimate_at(Instant::now())
@@ -354,9 +360,7 @@ impl NodeLoad {
 
         let at = self.latency.since_epoch(now);
         let mut outcomes = self.outcomes.lock();
-        let w = self
-            .latency
-            .weight(at.saturating_sub(outcomes.updated_ns));
+        let w = self.latency.weight(at.saturating_sub(outcomes.updated_ns));
         outcomes.errors = outcomes.errors * w + if ok { 0.0 } else { 1.0 };
         outcomes.calls = outcomes.calls * w + 1.0;
         outcomes.updated_ns = at;
@@ -375,6 +379,12 @@ impl NodeLoad {
     pub fn cost_at(&self, now: Instant) -> f64 {
         let pending = self.in_flight.load(Relaxed) as f64 + 1.0;
         self.latency.estimate_nanos_at(now) * pending
+    }
+
+    /// When the latency estimate last took a sample (the node's creation, before the first).
+    #[inline]
+    pub fn latency_updated_at(&self) -> Instant {
+        self.latency.updated_at()
     }
 
     /// The peak-EWMA latency estimate now.
@@ -567,15 +577,15 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn estimate_blends_toward_lower_samples_by_elapsed_time() {
+    async fn reading_as_of_before_the_last_sample_does_not_extrapolate() {
+        // A balancer may hold an instant older than a sample a writer just stored.
+        let before = Instant::now();
+        tokio::time::advance(Duration::from_secs(1)).await;
         let ewma = PeakEwma::new(LoadConfig::default()).unwrap();
-        ewma.observe(Duration::from_millis(100));
-        tokio::time::advance(Duration::from_secs(10)).await;
-        ewma.observe(Duration::from_millis(10));
-        // 100·e^-1 + 10·(1 − e^-1)
-        let expected = 100.0 * (-1f64).exp() + 10.0 * (1.0 - (-1f64).exp());
-        let got = ewma.estimate().as_secs_f64() * 1e3;
-        assert!((got - expected).abs() < 1e-6, "{got} vs {expected}");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        ewma.observe(Duration::from_millis(20));
+        assert_eq!(ewma.estimate_at(before), Duration::from_millis(20));
+        assert_eq!(ewma.since_epoch(before), 0);
     }
 
     #[test]
