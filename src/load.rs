@@ -201,12 +201,14 @@ impl PeakEwma {
     pub fn observe_at(&self, latency: Duration, now: Instant) {
         let mut sampled = self.sampled.lock();
         let sample = nanos(latency);
-        let at = self.since_epoch(now);
+        let updated = self.updated_ns.load(Relaxed);
+        // A sample timed before the last one must not move the timestamp back.
+        let at = self.since_epoch(now).max(updated);
         let estimate = f64::from_bits(self.estimate.load(Relaxed));
         let next = if !*sampled || sample > estimate {
             sample
         } else {
-            let w = self.weight(at.saturating_sub(self.updated_ns.load(Relaxed)));
+            let w = self.weight(at - updated);
             estimate * w + sample * (1.0 - w)
         };
         *sampled = true;
@@ -586,6 +588,12 @@ mod tests {
         ewma.observe(Duration::from_millis(20));
         assert_eq!(ewma.estimate_at(before), Duration::from_millis(20));
         assert_eq!(ewma.since_epoch(before), 0);
+
+        // Nor does a late sample timed at that instant move the timestamp back.
+        let sampled = ewma.updated_at();
+        ewma.observe_at(Duration::from_millis(5), before);
+        assert_eq!(ewma.updated_at(), sampled);
+        assert_eq!(ewma.estimate_at(sampled), Duration::from_millis(20)); // weight 1: no change
     }
 
     #[test]
