@@ -35,17 +35,21 @@
 
 pub mod admission;
 pub mod backoff;
+pub mod balance;
 pub mod breaker;
 pub mod driver;
 mod error;
 pub mod limit;
+pub mod load;
 pub mod metrics;
 pub mod pool;
 pub mod sim;
 
 pub use admission::{Admission, AdmissionConfig, Overloaded, Permit, Priority, ShedReason};
+pub use balance::{Balancer, Strategy};
 pub use breaker::{BreakerConfig, BreakerOpen, CallGuard, CircuitBreaker, Outcome};
 pub use driver::Connector;
 pub use error::{ConfigError, DriverError, Error, TimeoutError, WaitCause};
 pub use limit::Limiter;
+pub use load::{InFlight, LoadConfig, NodeLoad};
 pub use pool::{Pool, Pooled};

@@ -263,6 +263,22 @@ impl<C: Connector> Shared<C> {
     /// Pops an idle connection, or queues a waiter (with its deadline `timeout` from now) and
     /// says how many connects to start.
     pub(crate) fn take(&self, timeout: Duration) -> Take<C::Connection> {
+        {
+            let mut inner = self.inner.lock();
+            if inner.closed {
+                return Take::Closed;
+            }
+            if let Some(idle) = inner.idle.pop() {
+                inner.totals.acquired += 1;
+                return Take::Idle(idle);
+            }
+        }
+        // Read the clock and allocate outside the lock: under contention its hold time is what
+        // every other acquire and release waits for. A connection may come back meanwhile,
+        // hence the second look.
+        let now = self.clock.refresh();
+        let deadline = now + timeout;
+        let waiter = Arc::new(Waiter::new(deadline));
         let mut inner = self.inner.lock();
         if inner.closed {
             return Take::Closed;
@@ -271,9 +287,6 @@ impl<C: Connector> Shared<C> {
             inner.totals.acquired += 1;
             return Take::Idle(idle);
         }
-        let now = self.clock.refresh();
-        let deadline = now + timeout;
-        let waiter = Arc::new(Waiter::new(deadline));
         inner.waiters.push_back(waiter.clone());
         if inner.watch_until.is_none_or(|t| deadline < t) {
             inner.watch_until = Some(deadline);
