@@ -226,6 +226,9 @@ fn criterion_groups(c: &mut Criterion) {
     group.finish();
 }
 
+/// Runs `iters` acquisitions of one scenario on one pool and returns the elapsed time.
+type Scenario = fn(&Runtime, &AnyPool, u64) -> Duration;
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -239,7 +242,7 @@ fn interleaved(
     pool_size: usize,
     rounds: usize,
     iters: u64,
-    run: fn(&Runtime, &AnyPool, u64) -> Duration,
+    run: Scenario,
 ) {
     let pools: Vec<AnyPool> = NAMES
         .iter()
@@ -279,8 +282,7 @@ fn interleaved(
 /// profiler (`perf record`) to look at one pool at a time.
 fn profile(spec: &str) {
     let (name, scenario) = spec.split_once(':').expect("<pool>:<scenario>");
-    let (rt, size, run): (Runtime, usize, fn(&Runtime, &AnyPool, u64) -> Duration) = match scenario
-    {
+    let (rt, size, run): (Runtime, usize, Scenario) = match scenario {
         "uncontended" => (single_thread(), UNCONTENDED_POOL, run_uncontended),
         _ => (two_workers(), CONTENDED_POOL, run_contended),
     };

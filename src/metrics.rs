@@ -41,21 +41,21 @@ pub(crate) struct PoolMetrics {
 
 impl PoolMetrics {
     pub(crate) fn new(pool: &str) -> Self {
-        let label = ("pool", pool.to_owned());
+        let labels = [("pool", pool.to_owned())];
         PoolMetrics {
-            acquired: counter!("seawall_pool_acquired_total", &[label.clone()]),
-            timeouts: counter!("seawall_pool_timeouts_total", &[label.clone()]),
-            broken: counter!("seawall_pool_broken_total", &[label.clone()]),
-            connects: counter!("seawall_pool_connects_total", &[label.clone()]),
-            connect_failures: counter!("seawall_pool_connect_failures_total", &[label.clone()]),
-            closed: counter!("seawall_pool_closed_total", &[label.clone()]),
-            acquire_wait: histogram!("seawall_pool_acquire_wait_seconds", &[label.clone()]),
-            connect_time: histogram!("seawall_pool_connect_seconds", &[label.clone()]),
-            size: gauge!("seawall_pool_size", &[label.clone()]),
-            idle: gauge!("seawall_pool_idle", &[label.clone()]),
-            in_use: gauge!("seawall_pool_in_use", &[label.clone()]),
-            waiters: gauge!("seawall_pool_waiters", &[label.clone()]),
-            connecting: gauge!("seawall_pool_connecting", &[label]),
+            acquired: counter!("seawall_pool_acquired_total", &labels),
+            timeouts: counter!("seawall_pool_timeouts_total", &labels),
+            broken: counter!("seawall_pool_broken_total", &labels),
+            connects: counter!("seawall_pool_connects_total", &labels),
+            connect_failures: counter!("seawall_pool_connect_failures_total", &labels),
+            closed: counter!("seawall_pool_closed_total", &labels),
+            acquire_wait: histogram!("seawall_pool_acquire_wait_seconds", &labels),
+            connect_time: histogram!("seawall_pool_connect_seconds", &labels),
+            size: gauge!("seawall_pool_size", &labels),
+            idle: gauge!("seawall_pool_idle", &labels),
+            in_use: gauge!("seawall_pool_in_use", &labels),
+            waiters: gauge!("seawall_pool_waiters", &labels),
+            connecting: gauge!("seawall_pool_connecting", &labels),
         }
     }
 

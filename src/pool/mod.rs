@@ -38,6 +38,7 @@ mod state;
 
 use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -107,7 +108,8 @@ impl<C: Connector> Pool<C> {
         // Set on the first wait, so the fast path never reads the real clock.
         let mut started: Option<Instant> = None;
         loop {
-            let (conn, idle_since) = match shared.take(timeout) {
+            let take = poll_fn(|cx| Poll::Ready(shared.take(timeout, cx.waker()))).await;
+            let (conn, idle_since) = match take {
                 Take::Idle(idle) => (idle.conn, Some(idle.since_ms)),
                 Take::Closed => return Err(shared.closed_error()),
                 Take::Wait(waiter, now, open) => {

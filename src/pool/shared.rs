@@ -122,9 +122,9 @@ pub(crate) struct Waiter<T> {
 }
 
 impl<T> Waiter<T> {
-    fn new(deadline: Instant) -> Self {
+    fn new(deadline: Instant, waker: Waker) -> Self {
         Waiter {
-            slot: Mutex::new(Slot::Waiting(None)),
+            slot: Mutex::new(Slot::Waiting(Some(waker))),
             deadline,
         }
     }
@@ -260,9 +260,10 @@ impl<C: Connector> Shared<C> {
         }
     }
 
-    /// Pops an idle connection, or queues a waiter (with its deadline `timeout` from now) and
-    /// says how many connects to start.
-    pub(crate) fn take(&self, timeout: Duration) -> Take<C::Connection> {
+    /// Pops an idle connection, or queues a waiter (with its deadline `timeout` from now and
+    /// the caller's waker, so that it need not be polled once just to register) and says how many
+    /// connects to start.
+    pub(crate) fn take(&self, timeout: Duration, waker: &Waker) -> Take<C::Connection> {
         {
             let mut inner = self.inner.lock();
             if inner.closed {
@@ -278,7 +279,7 @@ impl<C: Connector> Shared<C> {
         // hence the second look.
         let now = self.clock.refresh();
         let deadline = now + timeout;
-        let waiter = Arc::new(Waiter::new(deadline));
+        let waiter = Arc::new(Waiter::new(deadline, waker.clone()));
         let mut inner = self.inner.lock();
         if inner.closed {
             return Take::Closed;
