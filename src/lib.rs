@@ -5,8 +5,10 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod classify;
 pub mod driver;
 mod error;
 
+pub use classify::{classify, Classification, Classifier, ClassifyError, Route};
 pub use driver::Connector;
 pub use error::{ConfigError, DriverError, Error, TimeoutError, WaitCause};
