@@ -60,6 +60,12 @@ pub(super) fn is_space(b: u8) -> bool {
     class(b) == SPACE
 }
 
+/// `true` for bytes that can continue an unquoted identifier (including `$`).
+#[inline]
+pub(super) fn is_ident_cont(b: u8) -> bool {
+    class(b) & IDENT_CONT != 0
+}
+
 #[inline]
 fn class(b: u8) -> u8 {
     CLASS[b as usize]
@@ -106,42 +112,49 @@ impl<'a> Lexer<'a> {
                 i += 1;
             }
             let b = *s.get(i)?;
-            let next = s.get(i + 1).copied().unwrap_or(0);
-            if b == b'-' && next == b'-' {
-                i = skip_line_comment(s, i + 2);
-                continue;
-            }
-            if b == b'/' && next == b'*' {
-                match skip_block_comment(s, i) {
-                    Some(end) => {
-                        i = end;
-                        continue;
-                    }
-                    None => return Some(self.finish(Kind::Unterminated, i, s.len())),
-                }
-            }
             let (kind, end) = match b {
+                _ if class(b) & IDENT_START != 0 => self.word(i),
                 b'\'' => self.string(i + 1, Quote::Plain),
                 b'"' => quoted_ident(s, i + 1),
                 b'$' => dollar(s, i),
                 b'0'..=b'9' => (Kind::Number, number(s, i)),
-                b'.' if next.is_ascii_digit() => (Kind::Number, number(s, i)),
-                _ if class(b) & IDENT_START != 0 => self.word(i),
+                b'.' if s.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                    (Kind::Number, number(s, i))
+                }
+                b'-' if s.get(i + 1) == Some(&b'-') => {
+                    i = skip_line_comment(s, i + 2);
+                    continue;
+                }
+                b'/' if s.get(i + 1) == Some(&b'*') => match skip_block_comment(s, i) {
+                    Some(end) => {
+                        i = end;
+                        continue;
+                    }
+                    None => return Some(self.unterminated(i)),
+                },
                 _ => (Kind::Punct(b), i + 1),
             };
-            return Some(self.finish(kind, i, end));
+            if kind == Kind::Unterminated {
+                return Some(self.unterminated(i));
+            }
+            self.pos = end;
+            return Some(Token {
+                kind,
+                start: i,
+                end,
+            });
         }
     }
 
-    #[inline]
-    fn finish(&mut self, kind: Kind, start: usize, end: usize) -> Token {
-        // An unterminated token ends the input: nothing after it has a defined meaning.
-        self.pos = if kind == Kind::Unterminated {
-            self.src.len()
-        } else {
-            end
-        };
-        Token { kind, start, end }
+    /// An unterminated token ends the input: nothing after it has a defined meaning.
+    #[cold]
+    fn unterminated(&mut self, start: usize) -> Token {
+        self.pos = self.src.len();
+        Token {
+            kind: Kind::Unterminated,
+            start,
+            end: self.src.len(),
+        }
     }
 
     /// An identifier, or one of the prefixed literals `E''`, `B''`, `X''`, `N''`, `U&''`, `U&""`.
@@ -149,7 +162,10 @@ impl<'a> Lexer<'a> {
     fn word(&mut self, start: usize) -> (Kind, usize) {
         let s = self.src;
         let mut j = start + 1;
-        while j < s.len() && class(s[j]) & IDENT_CONT != 0 {
+        while let Some(&c) = s.get(j) {
+            if class(c) & IDENT_CONT == 0 {
+                break;
+            }
             j += 1;
         }
         if j == start + 1 && j < s.len() {
@@ -182,7 +198,11 @@ impl<'a> Lexer<'a> {
             Quote::Plain => self.legacy_strings,
         };
         let mut j = from;
-        while j < s.len() {
+        while let Some(p) = s
+            .get(j..)
+            .and_then(|rest| rest.iter().position(|&c| c == b'\'' || c == b'\\'))
+        {
+            j += p;
             match s[j] {
                 b'\'' if s.get(j + 1) == Some(&b'\'') => j += 2,
                 b'\'' => return (Kind::Str, j + 1),

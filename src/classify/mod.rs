@@ -72,6 +72,7 @@
 //! # Ok::<(), seawall::classify::ClassifyError>(())
 //! ```
 
+mod fast;
 mod lexer;
 mod names;
 #[cfg(test)]
@@ -273,13 +274,16 @@ impl Classifier {
     pub fn classify(&self, sql: &str) -> Result<Classification, ClassifyError> {
         let src = sql.as_bytes();
         let (hint, start) = leading_hint(src)?;
-        let mut lexer = Lexer::new(src, start, false);
-        let (mut verdict, mut reason) = self.scan(&mut lexer, src).ok_or(ClassifyError::Empty)?;
+        if fast::is_plain_read(src, start) {
+            return Ok(Classification::new(Verdict::ReadOnly, reason::READ, hint));
+        }
+        let (first, saw_backslash) = self.scan(src, start, false);
+        let (mut verdict, mut reason) = first.ok_or(ClassifyError::Empty)?;
         // With `standard_conforming_strings = off` a backslash escapes a quote in a plain string,
         // which moves where the string ends. If that could matter, read it both ways; the worse
         // reading wins.
-        if lexer.saw_backslash && verdict != Verdict::Writes {
-            if let Some((v, r)) = self.scan(&mut Lexer::new(src, start, true), src) {
+        if saw_backslash && verdict != Verdict::Writes {
+            if let (Some((v, r)), _) = self.scan(src, start, true) {
                 if v > verdict {
                     (verdict, reason) = (v, r);
                 }
@@ -288,28 +292,64 @@ impl Classifier {
         Ok(Classification::new(verdict, reason, hint))
     }
 
-    /// Runs every statement through [`Statement`]; the worst verdict wins. `None` if there is no
-    /// statement at all.
-    fn scan(&self, lexer: &mut Lexer<'_>, src: &[u8]) -> Option<(Verdict, &'static str)> {
+    /// Runs every statement of `src[start..]` through [`Statement`]; the worst verdict wins (`None`
+    /// if there is no statement at all). Also says whether a plain string held a backslash.
+    fn scan(
+        &self,
+        src: &[u8],
+        start: usize,
+        legacy_strings: bool,
+    ) -> (Option<(Verdict, &'static str)>, bool) {
+        let mut lexer = Lexer::new(src, start, legacy_strings);
+        let worst = self.scan_statements(&mut lexer, src);
+        (worst, lexer.saw_backslash)
+    }
+
+    #[inline(always)]
+    fn scan_statements(
+        &self,
+        lexer: &mut Lexer<'_>,
+        src: &[u8],
+    ) -> Option<(Verdict, &'static str)> {
         let mut worst: Option<(Verdict, &'static str)> = None;
         let mut stmt = Statement::new();
         let mut started = false;
         while let Some(token) = lexer.next_token() {
-            if token.kind == Kind::Punct(b';') {
-                if started {
-                    worst = worse(worst, stmt.finish());
+            match token.kind {
+                Kind::Punct(b';') => {
+                    if started {
+                        worst = worse(worst, stmt.finish());
+                    }
+                    stmt = Statement::new();
+                    started = false;
+                    continue;
                 }
-                stmt = Statement::new();
-                started = false;
-                continue;
+                Kind::Unterminated => {
+                    started = true;
+                    stmt.raise(Verdict::Unprovable, reason::UNTERMINATED);
+                    break;
+                }
+                _ => started = true,
             }
-            started = true;
-            if token.kind == Kind::Unterminated {
-                stmt.raise(Verdict::Unprovable, reason::UNTERMINATED);
-                break;
+            if stmt.mode == Mode::Query {
+                // The common case: a name, literal or operator inside a query changes nothing.
+                let kw = match token.kind {
+                    Kind::Word => names::query_keyword(&src[token.start..token.end]),
+                    Kind::Punct(b'(' | b')') => Kw::Other,
+                    _ => {
+                        stmt.remember(token);
+                        continue;
+                    }
+                };
+                if token.kind == Kind::Word && kw == Kw::Other {
+                    stmt.remember(token);
+                    continue;
+                }
+                stmt.query_token(self, token, kw, src);
+            } else {
+                stmt.step(self, token, src);
             }
-            stmt.step(self, token, src);
-            if stmt.is_final_write() {
+            if stmt.verdict == Verdict::Writes && stmt.is_final_write() {
                 return Some(stmt.finish());
             }
             stmt.remember(token);
@@ -400,8 +440,9 @@ struct Statement {
     option_start: bool,
     /// In EXPLAIN options: the last option was ANALYZE, so a value may follow.
     analyze_value: bool,
-    /// The last three tokens, most recent first.
-    prev: [Option<Token>; 3],
+    /// The last tokens, a ring indexed by `seen`; see [`Statement::prev`].
+    ring: [Option<Token>; 4],
+    seen: usize,
 }
 
 impl Statement {
@@ -416,7 +457,8 @@ impl Statement {
             analyze: false,
             option_start: false,
             analyze_value: false,
-            prev: [None; 3],
+            ring: [None; 4],
+            seen: 0,
         }
     }
 
@@ -453,8 +495,16 @@ impl Statement {
         }
     }
 
+    #[inline]
     fn remember(&mut self, token: Token) {
-        self.prev = [Some(token), self.prev[0], self.prev[1]];
+        self.ring[self.seen % 4] = Some(token);
+        self.seen = self.seen.wrapping_add(1);
+    }
+
+    /// The token `back` positions before the current one (0: the previous token), `back < 3`.
+    #[inline]
+    fn prev(&self, back: usize) -> Option<Token> {
+        self.ring[self.seen.wrapping_sub(back + 1) % 4]
     }
 
     fn set_cte_list(&mut self, on: bool) {
@@ -472,15 +522,24 @@ impl Statement {
             .is_some_and(|bit| self.cte_lists & bit != 0)
     }
 
-    #[inline]
+    #[inline(never)]
     fn step(&mut self, classifier: &Classifier, token: Token, src: &[u8]) {
         let text = &src[token.start..token.end];
         match self.mode {
-            Mode::Query => self.query_token(classifier, token, src),
+            Mode::Query => {
+                let kw = match token.kind {
+                    Kind::Word => names::query_keyword(text),
+                    _ => Kw::Other,
+                };
+                self.query_token(classifier, token, kw, src)
+            }
             Mode::Skip => {}
             Mode::Start => match token.kind {
                 Kind::Punct(b'(') => self.depth += 1,
-                Kind::Word => self.start_statement(names::keyword(text)),
+                Kind::Word => self.start_statement(match names::query_keyword(text) {
+                    Kw::Other => names::keyword(text),
+                    kw => kw,
+                }),
                 _ => self.settle(Verdict::Unprovable, reason::UNRECOGNISED),
             },
             Mode::Explain => match token.kind {
@@ -543,7 +602,7 @@ impl Statement {
             Kind::Word => {
                 let kw = names::keyword(text);
                 if self.option_start
-                    && matches!(self.prev[0].map(|t| t.kind), Some(Kind::Punct(b'(')))
+                    && matches!(self.prev(0).map(|t| t.kind), Some(Kind::Punct(b'(')))
                     && matches!(kw, Kw::Select | Kw::With | Kw::Values | Kw::Table)
                 {
                     // `EXPLAIN (SELECT ...)`: a parenthesised query, not an option list.
@@ -564,11 +623,12 @@ impl Statement {
         }
     }
 
-    #[inline]
-    fn query_token(&mut self, classifier: &Classifier, token: Token, src: &[u8]) {
+    /// A token inside a query; `kw` is its [`names::query_keyword`] if it is a word.
+    #[inline(never)]
+    fn query_token(&mut self, classifier: &Classifier, token: Token, kw: Kw, src: &[u8]) {
         match token.kind {
             Kind::Punct(b'(') => {
-                match self.prev[0].map(|t| t.kind) {
+                match self.prev(0).map(|t| t.kind) {
                     Some(Kind::Word | Kind::Quoted) => self.call_site(classifier, src),
                     // `WITH a AS (...) (SELECT ...)`: the CTE list is over.
                     Some(Kind::Punct(b')')) => self.set_cte_list(false),
@@ -580,7 +640,7 @@ impl Statement {
                 self.set_cte_list(false);
                 self.depth = self.depth.saturating_sub(1);
             }
-            Kind::Word => match names::keyword(&src[token.start..token.end]) {
+            Kind::Word => match kw {
                 Kw::Into => self.raise(Verdict::Writes, reason::SELECT_INTO),
                 Kw::Insert | Kw::Update | Kw::Delete | Kw::Merge => {
                     let reason = if self.prev_keyword(src, 0) == Kw::For {
@@ -602,21 +662,22 @@ impl Statement {
     }
 
     fn prev_keyword(&self, src: &[u8], back: usize) -> Kw {
-        match self.prev[back] {
+        match self.prev(back) {
             Some(t) if t.kind == Kind::Word => names::keyword(&src[t.start..t.end]),
             _ => Kw::Other,
         }
     }
 
+    #[inline(never)]
     /// `(` right after a name: a function call, unless the name is a keyword, a CTE name, an
     /// alias's column list or a clause.
     fn call_site(&mut self, classifier: &Classifier, src: &[u8]) {
-        let Some(name_token) = self.prev[0] else {
+        let Some(name_token) = self.prev(0) else {
             return;
         };
-        let qualified = matches!(self.prev[1].map(|t| t.kind), Some(Kind::Punct(b'.')))
+        let qualified = matches!(self.prev(1).map(|t| t.kind), Some(Kind::Punct(b'.')))
             && matches!(
-                self.prev[2].map(|t| t.kind),
+                self.prev(2).map(|t| t.kind),
                 Some(Kind::Word | Kind::Quoted)
             );
         let mut name_buf = [0u8; 64];
@@ -632,7 +693,7 @@ impl Statement {
         let quoted = name_token.kind == Kind::Quoted;
         let allowed = if qualified {
             let mut schema_buf = [0u8; 64];
-            let schema = self.prev[2].and_then(|t| ident(t, src, &mut schema_buf));
+            let schema = self.prev(2).and_then(|t| ident(t, src, &mut schema_buf));
             (schema == Some(b"pg_catalog") && !quoted && names::is_known_read_only(name))
                 || schema.is_some_and(|s| classifier.user_allows(Some(s), name))
         } else {
@@ -651,7 +712,7 @@ impl Statement {
             Kind::Word => names::keyword(&src[name_token.start..name_token.end]),
             _ => Kw::Other,
         };
-        let Some(before) = self.prev[1] else {
+        let Some(before) = self.prev(1) else {
             return false;
         };
         match before.kind {

@@ -212,6 +212,63 @@ pub(super) fn keyword(word: &[u8]) -> Kw {
     }
 }
 
+/// The keywords that matter inside a query, with a rejection test that costs one table lookup:
+/// most words in a query are column and table names, and almost none has the first letter and
+/// length of one of these.
+const QUERY_KEYWORDS: &[(&str, Kw)] = &[
+    ("into", Kw::Into),
+    ("for", Kw::For),
+    ("share", Kw::Share),
+    ("key", Kw::Key),
+    ("no", Kw::No),
+    ("insert", Kw::Insert),
+    ("update", Kw::Update),
+    ("delete", Kw::Delete),
+    ("merge", Kw::Merge),
+    ("with", Kw::With),
+    ("select", Kw::Select),
+    ("values", Kw::Values),
+    ("table", Kw::Table),
+];
+
+/// For each first byte, bit `n` is set if a query keyword of length `n` starts with it.
+const QUERY_KEYWORD_SHAPES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < QUERY_KEYWORDS.len() {
+        let w = QUERY_KEYWORDS[i].0.as_bytes();
+        t[w[0] as usize] |= 1 << w.len();
+        t[w[0].to_ascii_uppercase() as usize] |= 1 << w.len();
+        i += 1;
+    }
+    t
+};
+
+/// `false` if `word` (not empty) is certainly not one of the keywords that matter inside a
+/// query; `true` if it may be.
+#[inline]
+pub(super) fn may_be_query_keyword(word: &[u8]) -> bool {
+    let shapes = QUERY_KEYWORD_SHAPES[usize::from(word[0])];
+    word.len() <= 7 && shapes & (1 << word.len()) != 0
+}
+
+/// Recognises the keywords that matter inside a query; [`Kw::Other`] for anything else.
+#[inline]
+pub(super) fn query_keyword(word: &[u8]) -> Kw {
+    if !may_be_query_keyword(word) {
+        return Kw::Other;
+    }
+    query_keyword_slow(word)
+}
+
+#[inline(never)]
+fn query_keyword_slow(word: &[u8]) -> Kw {
+    QUERY_KEYWORDS
+        .iter()
+        .find(|(k, _)| k.as_bytes().eq_ignore_ascii_case(word))
+        .map_or(Kw::Other, |&(_, kw)| kw)
+}
+
 /// Lowercases an ASCII name into `buf`; `None` if it does not fit (no function name is that long).
 #[inline]
 pub(super) fn lowercase<'b>(name: &[u8], buf: &'b mut [u8; 64]) -> Option<&'b [u8]> {

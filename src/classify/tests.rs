@@ -481,3 +481,80 @@ fn classification_is_plain_data() {
         "malformed routing hint at byte 3: expected `seawall:primary` or `seawall:replica`"
     );
 }
+
+#[test]
+fn vertical_tab_is_whitespace() {
+    write("SELECT nextval\u{b}('s')");
+    unprovable("SELECT my_fn\u{b}\u{c}(1)");
+    unprovable("SELECT x .\u{b}lower(1)");
+}
+
+mod fast_path {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The fast path may only say "read-only" where the full analysis does.
+    fn agrees(sql: &str) -> Result<(), TestCaseError> {
+        let Ok((_, start)) = leading_hint(sql.as_bytes()) else {
+            return Ok(());
+        };
+        if fast::is_plain_read(sql.as_bytes(), start) {
+            let (slow, saw_backslash) = DEFAULT_FOR_TESTS.scan(sql.as_bytes(), start, false);
+            prop_assert_eq!(slow.map(|(v, _)| v), Some(Verdict::ReadOnly), "{}", sql);
+            prop_assert!(!saw_backslash, "{}", sql);
+        }
+        Ok(())
+    }
+
+    static DEFAULT_FOR_TESTS: Classifier = Classifier {
+        read_only: Vec::new(),
+    };
+
+    const PIECES: &[&str] = &[
+        "SELECT ", "select ", "x", "lower", "nextval", "my_fn", "count", "in", "(", ")", " ",
+        "\u{b}", ",", ".", "'a'", "'", "''", "\"q\"", "\"", "$1", "$", "$$", "E", "U&", "&", "--",
+        "/*", "*/", "-", "/", ";", "1", "e", "FOR", "UPDATE", "INTO", "into", "for", "share", "é",
+        "\\", "AS", "t",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5000))]
+
+        #[test]
+        fn fast_path_never_contradicts_the_full_analysis(
+            parts in prop::collection::vec(prop::sample::select(PIECES), 0..24),
+        ) {
+            agrees(&format!("SELECT {}", parts.concat()))?;
+        }
+
+        #[test]
+        fn fast_path_on_arbitrary_text(tail in any::<String>()) {
+            agrees(&format!("SELECT {tail}"))?;
+        }
+    }
+
+    #[test]
+    fn fast_path_takes_the_common_reads() {
+        for sql in [
+            "SELECT id, name, email FROM users WHERE id = $1 AND status = 'active' ORDER BY created_at DESC LIMIT 10",
+            "SELECT count(*), lower(name) FROM \"users\" WHERE x = 'it''s'",
+            "select a.b, c.d from a join c on a.id = c.id where a.x in (1, 2, 3)",
+        ] {
+            assert!(fast::is_plain_read(sql.as_bytes(), 0), "{sql}");
+        }
+        for sql in [
+            "SELECT nextval('s')",
+            "SELECT x.lower(1)",
+            "SELECT \"lower\"(1)",
+            "SELECT 1; SELECT 2",
+            "SELECT 1 -- c",
+            "SELECT E'x'",
+            "SELECT 'a\\b'",
+            "SELECT * FROM t FOR UPDATE",
+            "SELECT $$x$$",
+            "SELECT 'open",
+        ] {
+            assert!(!fast::is_plain_read(sql.as_bytes(), 0), "{sql}");
+        }
+    }
+}
