@@ -1,7 +1,8 @@
-//! The fast path: a single loop for the most common statement, a plain `SELECT`.
+//! The fast path: a single loop for the most common statement, a plain query.
 //!
 //! Most traffic is simple reads, and the full analysis spends most of its time on bookkeeping
-//! that such a statement never needs. This loop accepts only a `SELECT` whose every token is one
+//! that such a statement never needs. This loop accepts only a query (`SELECT`, `WITH`, `VALUES`,
+//! `TABLE`) whose every token is one
 //! the full analysis ignores: names that cannot be keywords that matter, operators, numbers,
 //! parameters, plain strings without backslashes, quoted names, and calls of known read-only
 //! built-ins. At the first sign of anything else (a comment, a dollar quote, a `;`, a keyword such
@@ -51,11 +52,22 @@ const ACTION: [u8; 256] = {
 /// decided here", never "writes".
 pub(super) fn is_plain_read(src: &[u8], start: usize) -> bool {
     let s = src;
-    let mut i = start + 6;
-    if s.len() < i
-        || !s[start..i].eq_ignore_ascii_case(b"select")
-        || s.get(i).is_some_and(|&c| lexer::is_ident_cont(c))
-    {
+    // Leading parentheses, then a word that starts a query.
+    let mut i = start;
+    while let Some(&c) = s.get(i) {
+        if c != b'(' && !lexer::is_space(c) {
+            break;
+        }
+        i += 1;
+    }
+    let word_start = i;
+    while s.get(i).is_some_and(|&c| lexer::is_ident_cont(c)) {
+        i += 1;
+    }
+    if !matches!(
+        names::query_keyword(&s[word_start..i]),
+        Kw::Select | Kw::With | Kw::Values | Kw::Table
+    ) {
         return false;
     }
     // No state but the position: the rare `(` looks back for the name before it.
@@ -74,7 +86,12 @@ pub(super) fn is_plain_read(src: &[u8], start: usize) -> bool {
                     }
                     j += 1;
                 }
-                if names::query_keyword(&s[i..j]) != Kw::Other {
+                // Words that start a query only matter for telling CTE names from calls, and
+                // this loop takes no call it does not know.
+                if !matches!(
+                    names::query_keyword(&s[i..j]),
+                    Kw::Other | Kw::Select | Kw::With | Kw::Values | Kw::Table
+                ) {
                     return false;
                 }
                 j
@@ -106,7 +123,9 @@ pub(super) fn is_plain_read(src: &[u8], start: usize) -> bool {
 }
 
 /// `before` is the text up to a `(`. `true` if the `(` opens no call, or the call of a known
-/// read-only built-in (unqualified: a qualified name may be anyone's function).
+/// read-only built-in (unqualified: a qualified name may be anyone's function), or follows a
+/// name that follows `)` (`count(*) FILTER (`, `OVER (`: no call can directly follow `)`), as in
+/// the full analysis.
 #[inline(never)]
 fn call_is_read_only(before: &[u8]) -> bool {
     let trimmed = trim_end_space(before);
@@ -123,12 +142,16 @@ fn call_is_read_only(before: &[u8]) -> bool {
         .iter()
         .rposition(|&c| !lexer::is_ident_cont(c))
         .map_or(0, |p| p + 1);
-    let name = &trimmed[start..];
-    if trim_end_space(&trimmed[..start]).last() == Some(&b'.') {
-        return false;
-    }
     let mut buf = [0u8; 64];
-    names::lowercase(name, &mut buf).is_some_and(names::is_known_read_only)
+    let Some(name) = names::lowercase(&trimmed[start..], &mut buf) else {
+        return false;
+    };
+    match trim_end_space(&trimmed[..start]).last() {
+        Some(b'.') => false,
+        _ if names::is_writer(name) => false,
+        Some(b')') => true,
+        _ => names::is_known_read_only(name),
+    }
 }
 
 /// The end of a literal or quoted name whose body starts at `from`, with doubled closing quotes

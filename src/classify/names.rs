@@ -244,12 +244,14 @@ const QUERY_KEYWORD_SHAPES: [u8; 256] = {
     t
 };
 
-/// `false` if `word` (not empty) is certainly not one of the keywords that matter inside a
-/// query; `true` if it may be.
+/// `false` if `word` is certainly not one of the keywords that matter inside a query; `true` if
+/// it may be.
 #[inline]
 pub(super) fn may_be_query_keyword(word: &[u8]) -> bool {
-    let shapes = QUERY_KEYWORD_SHAPES[usize::from(word[0])];
-    word.len() <= 7 && shapes & (1 << word.len()) != 0
+    let Some(&first) = word.first() else {
+        return false;
+    };
+    word.len() <= 7 && QUERY_KEYWORD_SHAPES[usize::from(first)] & (1 << word.len()) != 0
 }
 
 /// Recognises the keywords that matter inside a query; [`Kw::Other`] for anything else.
@@ -261,11 +263,25 @@ pub(super) fn query_keyword(word: &[u8]) -> Kw {
     query_keyword_slow(word)
 }
 
-#[inline(never)]
+/// [`QUERY_KEYWORDS`] folded like [`fold`] (they are at most 8 bytes long).
+const QUERY_KEYWORDS_FOLDED: [(u64, Kw); QUERY_KEYWORDS.len()] = {
+    let mut t = [(0u64, Kw::Other); QUERY_KEYWORDS.len()];
+    let mut i = 0;
+    while i < QUERY_KEYWORDS.len() {
+        t[i] = (k(QUERY_KEYWORDS[i].0) as u64, QUERY_KEYWORDS[i].1);
+        i += 1;
+    }
+    t
+};
+
 fn query_keyword_slow(word: &[u8]) -> Kw {
-    QUERY_KEYWORDS
+    let mut f = 0u64;
+    for &b in word {
+        f = (f << 8) | u64::from(b | 0x20);
+    }
+    QUERY_KEYWORDS_FOLDED
         .iter()
-        .find(|(k, _)| k.as_bytes().eq_ignore_ascii_case(word))
+        .find(|(k, _)| *k == f)
         .map_or(Kw::Other, |&(_, kw)| kw)
 }
 
@@ -282,18 +298,84 @@ pub(super) fn lowercase<'b>(name: &[u8], buf: &'b mut [u8; 64]) -> Option<&'b [u
 /// `true` if `name` (lowercase) is a function that writes, takes locks, changes session state,
 /// needs a transaction id or acts on the server: it must run on the primary, hint or not.
 pub(super) fn is_writer(name: &[u8]) -> bool {
-    WRITER_PREFIXES
-        .iter()
-        .any(|p| name.starts_with(p.as_bytes()))
-        || WRITERS.binary_search_by(|w| w.as_bytes().cmp(name)).is_ok()
+    // All prefixes start with one of these: skip the loop for most names.
+    matches!(name.first(), Some(b'd' | b'l' | b'p'))
+        && WRITER_PREFIXES
+            .iter()
+            .any(|p| bytes_eq(name.get(..p.len()), p.as_bytes()))
+        || lookup(name) == Some(FunctionKind::Writer)
 }
 
 /// `true` if `name` (lowercase) is a built-in known not to write, or a reserved or column-name
 /// keyword that looks like a call but is syntax (`CAST(`, `EXISTS(`, `IN (`, `VALUES (`...).
 pub(super) fn is_known_read_only(name: &[u8]) -> bool {
-    READ_ONLY
-        .binary_search_by(|w| w.as_bytes().cmp(name))
-        .is_ok()
+    lookup(name) == Some(FunctionKind::ReadOnly)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FunctionKind {
+    ReadOnly,
+    Writer,
+}
+
+/// Open-addressing hash table over [`READ_ONLY`] and [`WRITERS`], built at compile time: a lookup
+/// hashes the name once and usually compares one entry. Slots hold `index + 1`, 0 is empty;
+/// indices past `READ_ONLY.len()` are writers.
+const TABLE_SIZE: usize = 1024;
+const TABLE: [u16; TABLE_SIZE] = {
+    assert!(2 * (READ_ONLY.len() + WRITERS.len()) < TABLE_SIZE);
+    let mut table = [0u16; TABLE_SIZE];
+    let mut i = 0;
+    while i < READ_ONLY.len() + WRITERS.len() {
+        let name = entry(i).as_bytes();
+        let mut slot = hash(name) as usize % TABLE_SIZE;
+        while table[slot] != 0 {
+            slot = (slot + 1) % TABLE_SIZE;
+        }
+        table[slot] = (i + 1) as u16;
+        i += 1;
+    }
+    table
+};
+
+const fn entry(i: usize) -> &'static str {
+    if i < READ_ONLY.len() {
+        READ_ONLY[i]
+    } else {
+        WRITERS[i - READ_ONLY.len()]
+    }
+}
+
+/// FNV-1a.
+const fn hash(name: &[u8]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    let mut i = 0;
+    while i < name.len() {
+        h = (h ^ name[i] as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    h
+}
+
+fn lookup(name: &[u8]) -> Option<FunctionKind> {
+    let mut slot = hash(name) as usize % TABLE_SIZE;
+    loop {
+        let index = usize::from(TABLE[slot].checked_sub(1)?);
+        if bytes_eq(Some(name), entry(index).as_bytes()) {
+            return Some(if index < READ_ONLY.len() {
+                FunctionKind::ReadOnly
+            } else {
+                FunctionKind::Writer
+            });
+        }
+        slot = (slot + 1) % TABLE_SIZE;
+    }
+}
+
+/// Byte equality without a library call: these names are a few bytes long.
+#[inline]
+fn bytes_eq(a: Option<&[u8]>, b: &[u8]) -> bool {
+    a.is_some_and(|a| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y))
 }
 
 /// Function-name prefixes that write: advisory locks, large objects, statistics resets,
@@ -314,7 +396,7 @@ pub(super) const WRITER_PREFIXES: &[&str] = &[
     "pg_wal_replay_",
 ];
 
-/// Writers matched by exact name (sorted; a unit test checks).
+/// Writers matched by exact name (sorted and unique; a unit test checks).
 pub(super) const WRITERS: &[&str] = &[
     "brin_desummarize_range",
     "brin_summarize_new_values",
@@ -352,7 +434,7 @@ pub(super) const WRITERS: &[&str] = &[
 ];
 
 /// Built-in functions that do not write, plus keywords that take parentheses but are not calls
-/// (sorted; a unit test checks). Only reserved and column-name keywords belong here: they cannot
+/// (sorted and unique; a unit test checks). Only reserved and column-name keywords belong here: they cannot
 /// name a user function, whereas unreserved ones (`filter`, `over`) can.
 pub(super) const READ_ONLY: &[&str] = &[
     "abs",
