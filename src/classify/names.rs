@@ -215,7 +215,7 @@ pub(super) fn keyword(word: &[u8]) -> Kw {
 /// The keywords that matter inside a query, with a rejection test that costs one table lookup:
 /// most words in a query are column and table names, and almost none has the first letter and
 /// length of one of these.
-const QUERY_KEYWORDS: &[(&str, Kw)] = &[
+pub(super) const QUERY_KEYWORDS: &[(&str, Kw)] = &[
     ("into", Kw::Into),
     ("for", Kw::For),
     ("share", Kw::Share),
@@ -263,26 +263,36 @@ pub(super) fn query_keyword(word: &[u8]) -> Kw {
     query_keyword_slow(word)
 }
 
-/// [`QUERY_KEYWORDS`] folded like [`fold`] (they are at most 8 bytes long).
-const QUERY_KEYWORDS_FOLDED: [(u64, Kw); QUERY_KEYWORDS.len()] = {
-    let mut t = [(0u64, Kw::Other); QUERY_KEYWORDS.len()];
-    let mut i = 0;
-    while i < QUERY_KEYWORDS.len() {
-        t[i] = (k(QUERY_KEYWORDS[i].0) as u64, QUERY_KEYWORDS[i].1);
-        i += 1;
-    }
-    t
-};
-
 fn query_keyword_slow(word: &[u8]) -> Kw {
     let mut f = 0u64;
     for &b in word {
         f = (f << 8) | u64::from(b | 0x20);
     }
-    QUERY_KEYWORDS_FOLDED
-        .iter()
-        .find(|(k, _)| *k == f)
-        .map_or(Kw::Other, |&(_, kw)| kw)
+    // One constant per keyword, so the match compiles to a few integer comparisons.
+    macro_rules! folded {
+        ($($name:ident = $word:literal => $kw:expr,)*) => {{
+            $( const $name: u64 = k($word) as u64; )*
+            match f {
+                $( $name => $kw, )*
+                _ => Kw::Other,
+            }
+        }};
+    }
+    folded! {
+        INTO = "into" => Kw::Into,
+        FOR = "for" => Kw::For,
+        SHARE = "share" => Kw::Share,
+        KEY = "key" => Kw::Key,
+        NO = "no" => Kw::No,
+        INSERT = "insert" => Kw::Insert,
+        UPDATE = "update" => Kw::Update,
+        DELETE = "delete" => Kw::Delete,
+        MERGE = "merge" => Kw::Merge,
+        WITH = "with" => Kw::With,
+        SELECT = "select" => Kw::Select,
+        VALUES = "values" => Kw::Values,
+        TABLE = "table" => Kw::Table,
+    }
 }
 
 /// Lowercases an ASCII name into `buf`; `None` if it does not fit (no function name is that long).
