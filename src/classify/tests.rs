@@ -597,9 +597,19 @@ mod fast_path {
 fn query_keyword_tables_agree() {
     for (word, kw) in names::QUERY_KEYWORDS {
         assert_eq!(names::query_keyword(word.as_bytes()), *kw, "{word}");
-        assert_eq!(names::query_keyword(word.to_uppercase().as_bytes()), *kw, "{word}");
+        assert_eq!(
+            names::query_keyword(word.to_uppercase().as_bytes()),
+            *kw,
+            "{word}"
+        );
     }
-    for word in ["", "i", "intox", "form", "sharex", "selec", "status", "user_id"] {
-        assert_eq!(names::query_keyword(word.as_bytes()), names::Kw::Other, "{word}");
+    for word in [
+        "", "i", "intox", "form", "sharex", "selec", "status", "user_id",
+    ] {
+        assert_eq!(
+            names::query_keyword(word.as_bytes()),
+            names::Kw::Other,
+            "{word}"
+        );
     }
 }
