@@ -535,7 +535,7 @@ impl Statement {
             }
             Mode::Skip => {}
             Mode::Start => match token.kind {
-                Kind::Punct(b'(') => self.depth += 1,
+                Kind::Punct(b'(') => self.depth = self.depth.saturating_add(1),
                 Kind::Word => self.start_statement(match names::query_keyword(text) {
                     Kw::Other => names::keyword(text),
                     kw => kw,
@@ -549,7 +549,7 @@ impl Statement {
                 }
                 Kind::Punct(b'(') => {
                     self.mode = Mode::Start;
-                    self.depth += 1;
+                    self.depth = self.depth.saturating_add(1);
                 }
                 Kind::Word => match names::keyword(text) {
                     Kw::Analyze => self.analyze = true,
@@ -594,7 +594,7 @@ impl Statement {
         match token.kind {
             Kind::Punct(b')') if self.depth == 0 => self.mode = Mode::Explain,
             Kind::Punct(b')') => self.depth -= 1,
-            Kind::Punct(b'(') => self.depth += 1,
+            Kind::Punct(b'(') => self.depth = self.depth.saturating_add(1),
             Kind::Punct(b',') => {
                 self.option_start = true;
                 self.analyze_value = false;
@@ -653,7 +653,11 @@ impl Statement {
                 Kw::Share | Kw::Key | Kw::No if self.prev_keyword(src, 0) == Kw::For => {
                     self.raise(Verdict::Writes, reason::LOCKING)
                 }
-                Kw::With => self.set_cte_list(true),
+                // A nested query's WITH follows `(`; `WITH ORDINALITY` and `WITH TIME ZONE`
+                // start no CTE list.
+                Kw::With if matches!(self.prev(0).map(|t| t.kind), Some(Kind::Punct(b'('))) => {
+                    self.set_cte_list(true)
+                }
                 Kw::Select | Kw::Values | Kw::Table => self.set_cte_list(false),
                 _ => {}
             },

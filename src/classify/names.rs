@@ -47,6 +47,8 @@ pub(super) enum Kw {
     /// Type/function-name keywords (`JOIN`, `LIKE`, ...) that are a function call only where an
     /// expression starts.
     ClauseOrCall,
+    /// `CROSS`, `INNER`, `OUTER`, `FULL`, `NATURAL`: after them `JOIN (` is a clause.
+    JoinModifier,
     /// Keywords after which an expression (and so a function call) may start.
     ExprStart,
     // EXPLAIN options.
@@ -174,11 +176,11 @@ pub(super) fn keyword(word: &[u8]) -> Kw {
         K_IS = "is" => Kw::ClauseOrCall,
         K_ISNULL = "isnull" => Kw::ClauseOrCall,
         K_NOTNULL = "notnull" => Kw::ClauseOrCall,
-        K_CROSS = "cross" => Kw::ClauseOrCall,
-        K_INNER = "inner" => Kw::ClauseOrCall,
-        K_OUTER = "outer" => Kw::ClauseOrCall,
-        K_FULL = "full" => Kw::ClauseOrCall,
-        K_NATURAL = "natural" => Kw::ClauseOrCall,
+        K_CROSS = "cross" => Kw::JoinModifier,
+        K_INNER = "inner" => Kw::JoinModifier,
+        K_OUTER = "outer" => Kw::JoinModifier,
+        K_FULL = "full" => Kw::JoinModifier,
+        K_NATURAL = "natural" => Kw::JoinModifier,
         K_FREEZE = "freeze" => Kw::ClauseOrCall,
         K_WHERE = "where" => Kw::ExprStart,
         K_AND = "and" => Kw::ExprStart,

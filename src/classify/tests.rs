@@ -190,6 +190,10 @@ fn ctes() {
     write("WITH x AS (INSERT INTO t VALUES (1) RETURNING id) SELECT id FROM x");
     write("WITH a AS (SELECT 1) INSERT INTO t SELECT * FROM a");
     write("WITH a AS (SELECT 1) MERGE INTO t USING a ON true WHEN MATCHED THEN DELETE");
+    // Only a query's WITH starts a CTE list; after `WITH ORDINALITY` a `, name(` is a call.
+    unprovable("SELECT * FROM unnest(x) WITH ORDINALITY, my_fn(1)");
+    unprovable("SELECT now()::timestamp WITH TIME ZONE, my_fn(1)");
+    read("SELECT * FROM (WITH a(x) AS (SELECT 1), b(y) AS (SELECT 2) SELECT x, y FROM a, b) s");
     // After the CTE list, `name(` is a call again.
     unprovable("WITH a AS (SELECT 1) SELECT f(x) FROM a");
     unprovable("WITH a AS (SELECT 1) SELECT 1, f(x) FROM a");
@@ -316,6 +320,8 @@ fn function_calls() {
     read("SELECT * FROM unnest($1::int[]) WITH ORDINALITY t(v, i)");
     read("SELECT * FROM (SELECT 1, 2) AS s(a, b)");
     read("SELECT a FROM t LEFT JOIN (SELECT 1 AS a) s ON true JOIN (u JOIN v USING (id)) ON true");
+    read("SELECT 1 FROM a LEFT OUTER JOIN (SELECT 1) s ON true CROSS JOIN (SELECT 2) u NATURAL JOIN (v)");
+    unprovable("SELECT 1 FROM a JOIN my_fn(1) f ON true");
     read("SELECT a FROM t WHERE x IN (1, 2) AND EXISTS (SELECT 1) AND y = ANY($1) AND NOT (z)");
     read(
         "SELECT DISTINCT ON (a) a FROM t GROUP BY ROLLUP (a), GROUPING SETS ((a), ()) ORDER BY (a)",
