@@ -14,22 +14,32 @@
 //! An acquire travels through one module per concept:
 //!
 //! ```text
-//! acquire ──> admit ──> route ──> pool ──> connection
-//!             (limit)   (classify, balance)  (pool)   (driver)
+//! cluster.route(sql)
+//!   └─ classify ─ read-only? ─ balance ─ pick a replica by load ─┐   (writes: the primary)
+//!                                                                ▼
+//!        breaker (fail fast on a failing node) ─ admission (adaptive limit, queue, shedding)
+//!                                                                ▼
+//!                                       pool (fair, bounded, cancellation-safe) ─ connection
 //! ```
 //!
-//! * [`driver`]: the [`Connector`] trait a database driver implements (connect, ping, broken?,
-//!   reset); [`sim`] is an in-process simulated database implementing it.
-//! * [`pool`]: one fast, fair pool per backend: [`Pool::get`](pool::Pool::get) returns a
-//!   [`Pooled`](pool::Pooled) guard that gives the connection back on drop.
-//! * [`metrics`](crate::metrics): names of the metrics every layer reports through the `metrics`
-//!   facade; `tracing` spans cover acquire, connect and recycle.
+//! * [`classify`]: a lexical classifier; anything not provably read-only goes to the primary.
+//! * [`cluster`]: the primary and replicas, the router, and the [`ClusterConn`] handle that
+//!   reports each piece of work back to its node.
+//! * [`load`] and [`balance`]: per-node peak-EWMA latency, in-flight, errors and lag, and the
+//!   [`Balancer`](balance::Balancer)s that read them (power of two choices by default).
+//! * [`breaker`]: per-node circuit breakers; [`limit`] and [`admission`]: adaptive
+//!   concurrency limits and the bounded, priority-ordered, shedding queue in front of each node.
+//! * [`pool`]: one fast, fair pool per backend.
+//! * [`driver`]: the [`Connector`] trait a database driver implements; [`sim`] is an
+//!   in-process simulated database implementing it, for tests, demos and benchmarks.
+//! * [`metrics`](mod@metrics): the metric names every layer reports through the `metrics`
+//!   facade; `tracing` spans and events cover acquire, connect, recycle and state changes.
 //!
 //! ## Errors
 //!
-//! Every failure is an [`Error`] variant that says why: a saturated pool, a database that refuses
-//! connections and a closed pool are different errors, and a timeout carries how long it waited
-//! and on what ([`WaitCause`]).
+//! Every failure is an [`Error`] variant that says why: a saturated pool, a database that
+//! refuses connections, an open breaker, a shed request and a closed pool are different errors,
+//! and each carries the figures that explain it.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -37,6 +47,8 @@ pub mod admission;
 pub mod backoff;
 pub mod balance;
 pub mod breaker;
+pub mod classify;
+pub mod cluster;
 pub mod driver;
 mod error;
 pub mod limit;
@@ -45,11 +57,8 @@ pub mod metrics;
 pub mod pool;
 pub mod sim;
 
-pub use admission::{Admission, AdmissionConfig, Overloaded, Permit, Priority, ShedReason};
-pub use balance::{Balancer, Strategy};
-pub use breaker::{BreakerConfig, BreakerOpen, CallGuard, CircuitBreaker, Outcome};
+pub use admission::Priority;
+pub use cluster::{Cluster, ClusterConn};
 pub use driver::Connector;
-pub use error::{ConfigError, DriverError, Error, TimeoutError, WaitCause};
-pub use limit::Limiter;
-pub use load::{InFlight, LoadConfig, NodeLoad};
+pub use error::{ConfigError, DriverError, Error, NoReplica, TimeoutError, WaitCause};
 pub use pool::{Pool, Pooled};

@@ -1,0 +1,621 @@
+use super::*;
+
+fn verdict(sql: &str) -> Verdict {
+    classify(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .verdict()
+}
+
+#[track_caller]
+fn read(sql: &str) {
+    let c = classify(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    assert_eq!(
+        (c.verdict(), c.route()),
+        (Verdict::ReadOnly, Route::Replica),
+        "{sql}: {}",
+        c.reason()
+    );
+}
+
+#[track_caller]
+fn write(sql: &str) {
+    let c = classify(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    assert_eq!(
+        (c.verdict(), c.route()),
+        (Verdict::Writes, Route::Primary),
+        "{sql}: {}",
+        c.reason()
+    );
+}
+
+#[track_caller]
+fn unprovable(sql: &str) {
+    let c = classify(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    assert_eq!(
+        (c.verdict(), c.route()),
+        (Verdict::Unprovable, Route::Primary),
+        "{sql}: {}",
+        c.reason()
+    );
+}
+
+#[test]
+fn tables_are_sorted_and_disjoint() {
+    for table in [names::WRITERS, names::READ_ONLY, names::WRITER_PREFIXES] {
+        assert!(table.windows(2).all(|w| w[0] < w[1]), "unsorted: {table:?}");
+    }
+    for name in names::READ_ONLY {
+        assert!(!names::is_writer(name.as_bytes()), "{name} is both");
+    }
+}
+
+#[test]
+fn plain_reads() {
+    read("SELECT 1");
+    read("select id, name, email from users where id = $1 and status = 'active' order by created_at desc limit 10");
+    read("SeLeCt * FrOm t");
+    read("VALUES (1, 'a'), (2, 'b')");
+    read("TABLE users");
+    read("SHOW search_path");
+    read("SHOW ALL");
+    read("(SELECT 1) UNION ALL (SELECT 2)");
+    read("SELECT count(*), max(created_at) FROM orders GROUP BY customer_id HAVING count(*) > 1");
+    read("SELECT 1;");
+    read("SELECT 1; SELECT 2;;");
+}
+
+#[test]
+fn writes_by_first_keyword() {
+    for sql in [
+        "INSERT INTO t VALUES (1)",
+        "update t set a = 1",
+        "DELETE FROM t",
+        "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE",
+        "COPY t FROM STDIN",
+        "COPY (SELECT 1) TO STDOUT",
+        "CREATE TABLE t (id int)",
+        "ALTER TABLE t ADD COLUMN x int",
+        "DROP TABLE t",
+        "TRUNCATE t",
+        "GRANT SELECT ON t TO bob",
+        "REVOKE ALL ON t FROM bob",
+        "VACUUM t",
+        "ANALYZE t",
+        "LOCK TABLE t IN SHARE MODE",
+        "LISTEN chan",
+        "NOTIFY chan, 'x'",
+        "PREPARE p AS SELECT 1",
+        "EXECUTE p",
+        "REFRESH MATERIALIZED VIEW v",
+        "CLUSTER t",
+        "REINDEX TABLE t",
+        "COMMENT ON TABLE t IS 'x'",
+        "CALL proc()",
+        "DO $$ BEGIN END $$",
+        "SET search_path = public",
+        "RESET ALL",
+        "BEGIN",
+        "START TRANSACTION READ ONLY",
+        "COMMIT",
+        "ROLLBACK",
+        "SAVEPOINT a",
+        "RELEASE SAVEPOINT a",
+        "DECLARE c CURSOR FOR SELECT 1",
+        "FETCH 10 FROM c",
+        "DISCARD ALL",
+    ] {
+        write(sql);
+    }
+}
+
+#[test]
+fn unrecognised_statements_are_unprovable() {
+    unprovable("FROBNICATE t");
+    unprovable("'just a string'");
+    unprovable("(((");
+    unprovable("SELECT 'unterminated");
+    unprovable("SELECT 1 /* unterminated");
+    unprovable("SELECT \"unterminated");
+    unprovable("SELECT $$unterminated");
+}
+
+#[test]
+fn empty_input_is_an_error() {
+    for sql in [
+        "",
+        "   \n\t",
+        "-- only a comment",
+        "/* a */ /* b */",
+        ";",
+        " ; ;",
+        "/* seawall:replica */",
+    ] {
+        assert_eq!(classify(sql), Err(ClassifyError::Empty), "{sql:?}");
+    }
+}
+
+#[test]
+fn comments_hide_nothing_and_show_nothing() {
+    read("SELECT 1 -- ; DELETE FROM t");
+    read("SELECT /* DELETE FROM t; */ 1");
+    read("SELECT /* outer /* nested ; DELETE */ still comment */ 1");
+    write("SELECT 1 /* c */; DELETE FROM t");
+    write("SELECT 1 -- c\n; DELETE FROM t");
+    write("SELECT 1 /* a /* b */ */ ; DROP TABLE t");
+    write("SELECT 1 -- c\r; DELETE FROM t");
+}
+
+#[test]
+fn literals_hide_keywords() {
+    read("SELECT 'DELETE FROM t; INSERT INTO x'");
+    read("SELECT 'it''s; DELETE FROM t'");
+    read("SELECT E'it\\'s; DELETE FROM t'");
+    read("SELECT e'\\\\'");
+    read("SELECT $$ DELETE FROM t; $$");
+    read("SELECT $body$ nextval('s') $$ ; DELETE $body$");
+    read("SELECT \"delete\", \"into\" FROM \"update\"");
+    read("SELECT \"a\"\"b; DELETE\" FROM t");
+    read("SELECT U&'\\0041; DELETE' , B'101', X'ff', N'x; DELETE'");
+    write("SELECT E'\\\\'; DELETE FROM t");
+    write("SELECT 'a''' ; DELETE FROM t");
+    write("SELECT $a$ x $b$ ; $a$; DELETE FROM t");
+    write("SELECT a$b$ FROM t; DELETE FROM t");
+}
+
+#[test]
+fn backslashes_are_read_both_ways() {
+    // With standard_conforming_strings off, the first string runs to the second quote and the
+    // DELETE is outside any string.
+    write("SELECT 'x\\' , ' ; DELETE FROM t; -- '");
+    // A LIKE escape is harmless either way.
+    read("SELECT * FROM t WHERE name LIKE 'a\\_b%'");
+}
+
+#[test]
+fn numbers_stop_before_letters() {
+    write("SELECT 1into t");
+    write("SELECT 1.5into t");
+    read("SELECT 1e5, .5, 1.e3 FROM t");
+}
+
+#[test]
+fn ctes() {
+    read("WITH a AS (SELECT 1) SELECT * FROM a");
+    read("WITH RECURSIVE t(n) AS (VALUES (1) UNION ALL SELECT n + 1 FROM t WHERE n < 10) SELECT sum(n) FROM t");
+    read("WITH a(x) AS (SELECT 1), b(y) AS MATERIALIZED (SELECT 2) SELECT * FROM a, b");
+    read("WITH a AS NOT MATERIALIZED (SELECT 1) SELECT * FROM a");
+    read("SELECT * FROM (WITH a(x) AS (SELECT 1) SELECT x FROM a) s");
+    write("WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x");
+    write("with x as (update t set a = 1 returning *) select 1");
+    write("WITH x AS (INSERT INTO t VALUES (1) RETURNING id) SELECT id FROM x");
+    write("WITH a AS (SELECT 1) INSERT INTO t SELECT * FROM a");
+    write("WITH a AS (SELECT 1) MERGE INTO t USING a ON true WHEN MATCHED THEN DELETE");
+    // Only a query's WITH starts a CTE list; after `WITH ORDINALITY` a `, name(` is a call.
+    unprovable("SELECT * FROM unnest(x) WITH ORDINALITY, my_fn(1)");
+    unprovable("SELECT now()::timestamp WITH TIME ZONE, my_fn(1)");
+    read("SELECT * FROM (WITH a(x) AS (SELECT 1), b(y) AS (SELECT 2) SELECT x, y FROM a, b) s");
+    // After the CTE list, `name(` is a call again.
+    unprovable("WITH a AS (SELECT 1) SELECT f(x) FROM a");
+    unprovable("WITH a AS (SELECT 1) SELECT 1, f(x) FROM a");
+}
+
+#[test]
+fn locking_clauses() {
+    for lock in [
+        "FOR UPDATE",
+        "FOR NO KEY UPDATE",
+        "FOR SHARE",
+        "FOR KEY SHARE",
+        "for update of t skip locked",
+        "FOR SHARE NOWAIT",
+    ] {
+        write(&format!("SELECT * FROM t WHERE id = 1 {lock}"));
+    }
+    write("SELECT * FROM (SELECT * FROM t FOR UPDATE) s");
+    assert_eq!(
+        classify("SELECT 1 FOR UPDATE").unwrap().reason(),
+        reason::LOCKING
+    );
+    read("SELECT substring(name FROM 1 FOR 3) FROM t");
+    read("SELECT share, key FROM t");
+}
+
+#[test]
+fn select_into() {
+    write("SELECT * INTO new_table FROM t");
+    write("SELECT a, b INTO TEMP x FROM t");
+    assert_eq!(
+        classify("SELECT 1 INTO t").unwrap().reason(),
+        reason::SELECT_INTO
+    );
+}
+
+#[test]
+fn explain() {
+    read("EXPLAIN SELECT * FROM t");
+    read("EXPLAIN ANALYZE SELECT * FROM t");
+    read("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM t");
+    read("EXPLAIN VERBOSE WITH a AS (SELECT 1) SELECT * FROM a");
+    read("EXPLAIN (SELECT 1)");
+    write("EXPLAIN ANALYZE DELETE FROM t");
+    write("EXPLAIN ANALYSE VERBOSE INSERT INTO t VALUES (1)");
+    write("EXPLAIN (ANALYZE) UPDATE t SET a = 1");
+    write("EXPLAIN (ANALYZE true, COSTS off) SELECT * FROM t FOR UPDATE");
+    write("EXPLAIN ANALYZE SELECT nextval('s')");
+    // Plain EXPLAIN of a write runs nothing, but is not a read either.
+    unprovable("EXPLAIN DELETE FROM t");
+    unprovable("EXPLAIN (ANALYZE false) DELETE FROM t");
+    unprovable("EXPLAIN (ANALYZE off, COSTS) DELETE FROM t");
+    unprovable("EXPLAIN (ANALYZE 0) DELETE FROM t");
+    unprovable("EXPLAIN SELECT my_fn()");
+    unprovable("EXPLAIN EXECUTE p");
+    unprovable("EXPLAIN");
+    unprovable("EXPLAIN (ANALYZE)");
+    write("EXPLAIN SELECT 1; DELETE FROM t");
+    unprovable("EXPLAIN SHOW x");
+}
+
+#[test]
+fn multi_statement() {
+    write("SELECT 1; DELETE FROM t");
+    write("DELETE FROM t; SELECT 1");
+    write("SELECT my_fn(); INSERT INTO t VALUES (1)");
+    unprovable("SELECT 1; SELECT my_fn()");
+    read("SELECT 1; SHOW x; VALUES (1)");
+    write("SELECT 1; BEGIN; SELECT 2; COMMIT");
+}
+
+#[test]
+fn writer_functions() {
+    for call in [
+        "nextval('s')",
+        "setval('s', 1)",
+        "pg_advisory_lock(1)",
+        "pg_advisory_xact_lock_shared(1, 2)",
+        "pg_try_advisory_lock(1)",
+        "pg_advisory_unlock_all()",
+        "lo_import('/x')",
+        "lo_unlink(1)",
+        "pg_notify('c', 'x')",
+        "set_config('a.b', 'c', false)",
+        "txid_current()",
+        "pg_current_xact_id()",
+        "pg_switch_wal()",
+        "pg_create_restore_point('x')",
+        "pg_promote()",
+        "pg_terminate_backend(1)",
+        "pg_cancel_backend(1)",
+        "pg_reload_conf()",
+        "dblink_exec('c', 'DELETE FROM t')",
+        "pg_stat_reset()",
+        "pg_stat_reset_shared('bgwriter')",
+        "pg_catalog.nextval('s')",
+        "public.NEXTVAL('s')",
+        "\"nextval\"('s')",
+        "NextVal ('s')",
+    ] {
+        let sql = format!("SELECT {call}");
+        write(&sql);
+        assert_eq!(
+            classify(&sql).unwrap().reason(),
+            reason::WRITER_FUNCTION,
+            "{sql}"
+        );
+    }
+    write("SELECT * FROM t WHERE id = nextval('s')");
+    write("VALUES (nextval('s'))");
+    write("SELECT * FROM t, LATERAL (SELECT pg_advisory_lock(t.id)) l");
+    // A mention is not a call.
+    read("SELECT nextval FROM t");
+    read("SELECT 'nextval(1)'");
+}
+
+#[test]
+fn function_calls() {
+    read("SELECT lower(name), upper(name), coalesce(a, b), now(), length(x), date_trunc('day', ts) FROM t");
+    read("SELECT count(*) FILTER (WHERE a > 1) OVER (PARTITION BY b ORDER BY c) FROM t");
+    read("SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY x) FROM t");
+    read("SELECT CAST(x AS numeric(10, 2)), x::varchar(20), y::character varying(3) FROM t");
+    read("SELECT * FROM generate_series(1, 3) g(n)");
+    read("SELECT * FROM unnest($1::int[]) WITH ORDINALITY t(v, i)");
+    read("SELECT * FROM (SELECT 1, 2) AS s(a, b)");
+    read("SELECT a FROM t LEFT JOIN (SELECT 1 AS a) s ON true JOIN (u JOIN v USING (id)) ON true");
+    read("SELECT 1 FROM a LEFT OUTER JOIN (SELECT 1) s ON true CROSS JOIN (SELECT 2) u NATURAL JOIN (v)");
+    unprovable("SELECT 1 FROM a JOIN my_fn(1) f ON true");
+    read("SELECT a FROM t WHERE x IN (1, 2) AND EXISTS (SELECT 1) AND y = ANY($1) AND NOT (z)");
+    read(
+        "SELECT DISTINCT ON (a) a FROM t GROUP BY ROLLUP (a), GROUPING SETS ((a), ()) ORDER BY (a)",
+    );
+    read("SELECT EXTRACT(year FROM ts), POSITION('a' IN s), TRIM(BOTH ' ' FROM s), ARRAY(SELECT 1), ROW(1, 2) FROM t");
+    read("SELECT pg_catalog.lower(x) FROM t");
+    read("SELECT * FROM t TABLESAMPLE SYSTEM (10) REPEATABLE (42)");
+    read("SELECT (a, b) OVERLAPS (c, d) FROM t");
+    unprovable("SELECT my_report_fn()");
+    unprovable("SELECT * FROM my_schema.lower(x)");
+    unprovable("SELECT \"lower\"(x)");
+    unprovable("SELECT \"in\"(x)");
+    unprovable("SELECT filter(1)");
+    unprovable("SELECT join(1)");
+    unprovable("SELECT a = like(1) FROM t");
+    unprovable("SELECT U&\"\\006Eextval\"('s')");
+    unprovable(&format!("SELECT {}(1)", "f".repeat(100)));
+}
+
+#[test]
+fn user_registered_functions() {
+    let c = Classifier::new()
+        .with_read_only_function("my_report_fn")
+        .with_read_only_functions(["Reports.Daily", "nextval"]);
+    let route = |sql: &str| c.classify(sql).unwrap();
+    assert_eq!(route("SELECT my_report_fn()").route(), Route::Replica);
+    assert_eq!(route("SELECT MY_REPORT_FN()").route(), Route::Replica);
+    assert_eq!(
+        route("SELECT any_schema.my_report_fn()").route(),
+        Route::Replica
+    );
+    assert_eq!(
+        route("SELECT * FROM reports.daily($1)").route(),
+        Route::Replica
+    );
+    assert_eq!(
+        route("SELECT * FROM \"reports\".\"daily\"($1)").route(),
+        Route::Replica
+    );
+    assert_eq!(route("SELECT daily($1)").route(), Route::Primary);
+    assert_eq!(route("SELECT other.daily($1)").route(), Route::Primary);
+    // Writers stay writers.
+    assert!(route("SELECT nextval('s')").is_write());
+    // The default classifier knows none of them.
+    assert_eq!(verdict("SELECT my_report_fn()"), Verdict::Unprovable);
+}
+
+#[test]
+fn hints() {
+    let c = classify("/* seawall:replica */ SELECT my_report_fn()").unwrap();
+    assert_eq!(
+        (c.route(), c.hint(), c.hint_overridden()),
+        (Route::Replica, Some(Hint::Replica), false)
+    );
+
+    let c = classify("/* seawall:primary */ SELECT 1").unwrap();
+    assert_eq!(
+        (c.route(), c.verdict()),
+        (Route::Primary, Verdict::ReadOnly)
+    );
+
+    let c = classify("-- seawall:primary\nSELECT 1").unwrap();
+    assert_eq!((c.route(), c.hint()), (Route::Primary, Some(Hint::Primary)));
+
+    let c = classify("  /*SEAWALL: Replica*/ -- other comment\n SELECT 1").unwrap();
+    assert_eq!((c.route(), c.hint()), (Route::Replica, Some(Hint::Replica)));
+
+    for sql in [
+        "/* seawall:replica */ INSERT INTO t VALUES (1)",
+        "/* seawall:replica */ SELECT * FROM t FOR UPDATE",
+        "/* seawall:replica */ SELECT nextval('s')",
+        "/* seawall:replica */ BEGIN",
+        "/* seawall:replica */ SELECT 1; DELETE FROM t",
+    ] {
+        let c = classify(sql).unwrap();
+        assert_eq!(
+            (c.route(), c.hint_overridden()),
+            (Route::Primary, true),
+            "{sql}"
+        );
+    }
+
+    // Only leading comments carry hints.
+    let c = classify("SELECT my_fn() /* seawall:replica */").unwrap();
+    assert_eq!((c.route(), c.hint()), (Route::Primary, None));
+    // Other comments are not hints.
+    assert_eq!(classify("/* seawallet */ SELECT 1").unwrap().hint(), None);
+    assert_eq!(
+        classify("/* see seawall:replica */ SELECT 1")
+            .unwrap()
+            .hint(),
+        None
+    );
+}
+
+#[test]
+fn malformed_hints_are_errors() {
+    for (sql, offset) in [
+        ("/* seawall:foo */ SELECT 1", 0),
+        ("/* seawall: */ SELECT 1", 0),
+        ("/* seawall */ SELECT 1", 0),
+        ("/* seawall primary */ SELECT 1", 0),
+        ("/* seawall:replica please */ SELECT 1", 0),
+        ("-- seawall:\nSELECT 1", 0),
+        ("/* ok */ /* seawall:replcia */ SELECT 1", 9),
+    ] {
+        assert_eq!(
+            classify(sql),
+            Err(ClassifyError::MalformedHint { offset }),
+            "{sql}"
+        );
+    }
+    assert_eq!(
+        classify("/* seawall:primary */ /* seawall:replica */ SELECT 1"),
+        Err(ClassifyError::ConflictingHints)
+    );
+    assert!(classify("/* seawall:primary */ -- seawall:primary\nSELECT 1").is_ok());
+}
+
+#[test]
+fn hostile_input_does_not_panic() {
+    let deep = "/*".repeat(100_000);
+    assert_eq!(verdict(&deep), Verdict::Unprovable);
+    let parens = format!("SELECT {}1{}", "(".repeat(100_000), ")".repeat(100_000));
+    assert_eq!(verdict(&parens), Verdict::ReadOnly);
+    let dollars = format!("SELECT $a$ {} $a", "$".repeat(10_000));
+    assert_eq!(verdict(&dollars), Verdict::Unprovable);
+    for sql in [
+        "$",
+        "$$",
+        "E'",
+        "E'\\",
+        "U&",
+        "U&'",
+        "u&\"",
+        "'",
+        "\"",
+        "--",
+        "/*",
+        "/",
+        "-",
+        "é",
+        "SELECT é(1)",
+        ".",
+        "1e",
+        "1e+",
+        "x'",
+    ] {
+        let _ = classify(sql);
+        let _ = classify(&format!("SELECT {sql}"));
+    }
+}
+
+#[test]
+fn classification_is_plain_data() {
+    let c = classify("SELECT 1").unwrap();
+    assert_eq!(c.reason(), reason::READ);
+    assert!(!c.is_write());
+    assert_eq!(classify("SHOW x").unwrap().reason(), reason::SHOW);
+    assert_eq!(classify("TRUNCATE t").unwrap().reason(), reason::DML);
+    assert_eq!(
+        ClassifyError::MalformedHint { offset: 3 }.to_string(),
+        "malformed routing hint at byte 3: expected `seawall:primary` or `seawall:replica`"
+    );
+}
+
+#[test]
+fn vertical_tab_is_whitespace() {
+    write("SELECT nextval\u{b}('s')");
+    unprovable("SELECT my_fn\u{b}\u{c}(1)");
+    unprovable("SELECT x .\u{b}lower(1)");
+}
+
+mod fast_path {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The fast path may only say "read-only" where the full analysis does.
+    fn agrees(sql: &str) -> Result<(), TestCaseError> {
+        let Ok((_, start)) = leading_hint(sql.as_bytes()) else {
+            return Ok(());
+        };
+        if fast::is_plain_read(sql.as_bytes(), start) {
+            let (slow, saw_backslash) = DEFAULT_FOR_TESTS.scan(sql.as_bytes(), start, false);
+            prop_assert_eq!(slow.map(|(v, _)| v), Some(Verdict::ReadOnly), "{}", sql);
+            prop_assert!(!saw_backslash, "{}", sql);
+        }
+        Ok(())
+    }
+
+    static DEFAULT_FOR_TESTS: Classifier = Classifier {
+        read_only: Vec::new(),
+    };
+
+    const PIECES: &[&str] = &[
+        "SELECT ", "select ", "x", "lower", "nextval", "my_fn", "count", "in", "(", ")", " ",
+        "\u{b}", ",", ".", "'a'", "'", "''", "\"q\"", "\"", "$1", "$", "$$", "E", "U&", "&", "--",
+        "/*", "*/", "-", "/", ";", "1", "e", "FOR", "UPDATE", "INTO", "into", "for", "share", "é",
+        "\\", "AS", "t",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5000))]
+
+        #[test]
+        fn fast_path_never_contradicts_the_full_analysis(
+            parts in prop::collection::vec(prop::sample::select(PIECES), 0..24),
+        ) {
+            agrees(&format!("SELECT {}", parts.concat()))?;
+            agrees(&parts.concat())?;
+        }
+
+        #[test]
+        fn fast_path_on_arbitrary_text(tail in any::<String>()) {
+            agrees(&format!("SELECT {tail}"))?;
+        }
+    }
+
+    /// The same check over a fixed pseudo-random sample, counting how often the fast path
+    /// answers, so that the property above is known to exercise it.
+    #[test]
+    fn fast_path_is_exercised_and_agrees() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut taken = 0;
+        for _ in 0..20_000 {
+            let len = next() % 12;
+            let sql: String = (0..len)
+                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                .collect();
+            let sql = format!("SELECT {sql}");
+            if fast::is_plain_read(sql.as_bytes(), 0) {
+                taken += 1;
+            }
+            agrees(&sql).unwrap();
+        }
+        assert!(taken > 500, "fast path taken only {taken} times");
+    }
+
+    #[test]
+    fn fast_path_takes_the_common_reads() {
+        for sql in [
+            "SELECT id, name, email FROM users WHERE id = $1 AND status = 'active' ORDER BY created_at DESC LIMIT 10",
+            "SELECT count(*), lower(name) FROM \"users\" WHERE x = 'it''s'",
+            "select a.b, c.d from a join c on a.id = c.id where a.x in (1, 2, 3)",
+            "WITH m AS (SELECT sum(x) AS s FROM t) SELECT s, lag(s) OVER (ORDER BY s) FROM m",
+            "(SELECT 1) UNION (VALUES (2))",
+            "TABLE t",
+        ] {
+            assert!(fast::is_plain_read(sql.as_bytes(), 0), "{sql}");
+        }
+        for sql in [
+            "SELECT nextval('s')",
+            "SELECT x.lower(1)",
+            "SELECT \"lower\"(1)",
+            "SELECT 1; SELECT 2",
+            "SELECT 1 -- c",
+            "SELECT E'x'",
+            "SELECT 'a\\b'",
+            "SELECT * FROM t FOR UPDATE",
+            "SELECT $$x$$",
+            "SELECT 'open",
+            "SELECT (x) nextval('s')",
+            "WITH a(x) AS (SELECT 1) SELECT x FROM a",
+            "SHOW x",
+            "EXPLAIN SELECT 1",
+        ] {
+            assert!(!fast::is_plain_read(sql.as_bytes(), 0), "{sql}");
+        }
+    }
+}
+
+#[test]
+fn query_keyword_tables_agree() {
+    for (word, kw) in names::QUERY_KEYWORDS {
+        assert_eq!(names::query_keyword(word.as_bytes()), *kw, "{word}");
+        assert_eq!(
+            names::query_keyword(word.to_uppercase().as_bytes()),
+            *kw,
+            "{word}"
+        );
+    }
+    for word in [
+        "", "i", "intox", "form", "sharex", "selec", "status", "user_id",
+    ] {
+        assert_eq!(
+            names::query_keyword(word.as_bytes()),
+            names::Kw::Other,
+            "{word}"
+        );
+    }
+}

@@ -1,0 +1,284 @@
+//! Building a cluster: its nodes and the policies that route between them.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::admission::{Admission, AdmissionConfig};
+use crate::balance::{Balancer, P2c};
+use crate::breaker::{BreakerConfig, CircuitBreaker};
+use crate::driver::Connector;
+use crate::error::ConfigError;
+use crate::limit::{Aimd, AimdConfig, Fixed, Gradient, GradientConfig, Limiter};
+use crate::load::{LoadConfig, NodeLoad};
+use crate::pool::Pool;
+
+use super::node::{Node, Role};
+use super::Cluster;
+
+/// How each node's concurrency limit is chosen.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum LimiterKind {
+    /// A gradient limiter (the default) between 1 and the node's pool size, starting at the
+    /// pool size: it lowers the limit when latency rises above its baseline.
+    Gradient,
+    /// A gradient limiter with this configuration.
+    GradientWith(GradientConfig),
+    /// AIMD between 1 and the node's pool size.
+    Aimd,
+    /// AIMD with this configuration.
+    AimdWith(AimdConfig),
+    /// A fixed limit equal to the node's pool size (no adaptation).
+    PoolSize,
+    /// A limiter of your own, given the node's name and pool size.
+    Custom(Arc<dyn Fn(&str, usize) -> Box<dyn Limiter> + Send + Sync>),
+}
+
+impl std::fmt::Debug for LimiterKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LimiterKind::Gradient => f.write_str("Gradient"),
+            LimiterKind::GradientWith(c) => f.debug_tuple("GradientWith").field(c).finish(),
+            LimiterKind::Aimd => f.write_str("Aimd"),
+            LimiterKind::AimdWith(c) => f.debug_tuple("AimdWith").field(c).finish(),
+            LimiterKind::PoolSize => f.write_str("PoolSize"),
+            LimiterKind::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
+}
+
+impl LimiterKind {
+    fn build(&self, node: &str, pool_size: usize) -> Result<Box<dyn Limiter>, ConfigError> {
+        Ok(match self {
+            LimiterKind::Gradient => Box::new(Gradient::new(GradientConfig {
+                initial_limit: pool_size,
+                min_limit: 1,
+                max_limit: pool_size,
+                ..GradientConfig::default()
+            })?),
+            LimiterKind::GradientWith(c) => Box::new(Gradient::new(c.clone())?),
+            LimiterKind::Aimd => Box::new(Aimd::new(AimdConfig {
+                initial_limit: pool_size,
+                min_limit: 1,
+                max_limit: pool_size,
+                ..AimdConfig::default()
+            })?),
+            LimiterKind::AimdWith(c) => Box::new(Aimd::new(c.clone())?),
+            LimiterKind::PoolSize => Box::new(Fixed::new(pool_size)),
+            LimiterKind::Custom(f) => f(node, pool_size),
+        })
+    }
+}
+
+/// The cluster's routing policies.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) max_replica_lag: Option<Duration>,
+    pub(crate) primary_read_share: f64,
+    pub(crate) acquire_timeout: Duration,
+    pub(crate) load: LoadConfig,
+    pub(crate) breaker: BreakerConfig,
+    pub(crate) admission: AdmissionConfig,
+    pub(crate) limiter: LimiterKind,
+    pub(crate) probe_interval: Option<Duration>,
+    pub(crate) probe_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_replica_lag: None,
+            primary_read_share: 0.5,
+            acquire_timeout: Duration::from_secs(30),
+            load: LoadConfig::default(),
+            breaker: BreakerConfig::default(),
+            admission: AdmissionConfig::default(),
+            limiter: LimiterKind::Gradient,
+            probe_interval: Some(Duration::from_secs(1)),
+            probe_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Settings {
+    pub(crate) fn node<C: Connector>(
+        &self,
+        name: Arc<str>,
+        role: Role,
+        pool: Pool<C>,
+    ) -> Result<Node<C>, ConfigError> {
+        let size = pool.state().max_size;
+        let limiter = self.limiter.build(&name, size)?;
+        let admission = Admission::new(name.clone(), limiter, self.admission)?;
+        let breaker = CircuitBreaker::new(name.clone(), self.breaker.clone());
+        let load = NodeLoad::with_config(self.load)?;
+        Ok(Node::new(name, role, pool, load, breaker, admission))
+    }
+}
+
+/// Builds a [`Cluster`]: one primary, any number of replicas, and the routing policies.
+///
+/// ```
+/// use std::time::Duration;
+/// use seawall::cluster::Cluster;
+/// use seawall::pool::Pool;
+/// use seawall::sim::SimBackend;
+///
+/// let pool = |name: &str| {
+///     let db = SimBackend::builder(name).primary(name == "primary").build();
+///     Pool::builder(db.connector()).name(name).max_size(8).build().unwrap()
+/// };
+/// let cluster = Cluster::builder()
+///     .primary("primary", pool("primary"))
+///     .replica("replica-1", pool("replica-1"))
+///     .replica("replica-2", pool("replica-2"))
+///     .max_replica_lag(Some(Duration::from_secs(5)))
+///     .build()
+///     .unwrap();
+/// assert_eq!(cluster.snapshot().nodes.len(), 3);
+///
+/// let err = Cluster::<seawall::sim::SimConnector>::builder().build().unwrap_err();
+/// assert_eq!(err.field, "primary");
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ClusterBuilder<C: Connector> {
+    primary: Option<(Arc<str>, Pool<C>)>,
+    replicas: Vec<(Arc<str>, Pool<C>)>,
+    balancer: Box<dyn Balancer>,
+    settings: Settings,
+}
+
+impl<C: Connector> Default for ClusterBuilder<C> {
+    fn default() -> Self {
+        ClusterBuilder {
+            primary: None,
+            replicas: Vec::new(),
+            balancer: Box::new(P2c::default()),
+            settings: Settings::default(),
+        }
+    }
+}
+
+impl<C: Connector> ClusterBuilder<C> {
+    /// The primary: takes writes, transactions and reads that cannot go to a replica.
+    pub fn primary(mut self, name: impl Into<Arc<str>>, pool: Pool<C>) -> Self {
+        self.primary = Some((name.into(), pool));
+        self
+    }
+
+    /// A read replica.
+    pub fn replica(mut self, name: impl Into<Arc<str>>, pool: Pool<C>) -> Self {
+        self.replicas.push((name.into(), pool));
+        self
+    }
+
+    /// How reads choose a replica. Default: power of two choices over peak-EWMA latency ×
+    /// (in flight + 1) ([`P2c`]).
+    pub fn balancer(mut self, balancer: impl Balancer) -> Self {
+        self.balancer = Box::new(balancer);
+        self
+    }
+
+    /// Replicas lagging more than this are not chosen for reads (and neither are replicas whose
+    /// lag is unknown). Default `None`: lag is not checked.
+    pub fn max_replica_lag(mut self, lag: Option<Duration>) -> Self {
+        self.settings.max_replica_lag = lag;
+        self
+    }
+
+    /// Share of the primary's pool, in `[0, 1]`, that reads may use when no replica can serve
+    /// them (the primary's protection budget). Past it such reads fail fast with
+    /// [`Error::NoReplica`](crate::Error::NoReplica). Default 0.5; 0 never sends reads to the
+    /// primary.
+    pub fn primary_read_share(mut self, share: f64) -> Self {
+        self.settings.primary_read_share = share;
+        self
+    }
+
+    /// Default deadline of an acquire (admission queue plus pool). Default 30 s.
+    pub fn acquire_timeout(mut self, d: Duration) -> Self {
+        self.settings.acquire_timeout = d;
+        self
+    }
+
+    /// The load model of every node (EWMA decay, default latency, failure penalty).
+    pub fn load(mut self, config: LoadConfig) -> Self {
+        self.settings.load = config;
+        self
+    }
+
+    /// The circuit breaker of every node.
+    pub fn breaker(mut self, config: BreakerConfig) -> Self {
+        self.settings.breaker = config;
+        self
+    }
+
+    /// The admission queue of every node.
+    pub fn admission(mut self, config: AdmissionConfig) -> Self {
+        self.settings.admission = config;
+        self
+    }
+
+    /// How every node's concurrency limit adapts. Default [`LimiterKind::Gradient`].
+    pub fn limiter(mut self, kind: LimiterKind) -> Self {
+        self.settings.limiter = kind;
+        self
+    }
+
+    /// How often each node is probed for its role, position and lag (through
+    /// [`Connector::probe`]); `None` disables probing. Default 1 s.
+    pub fn probe_interval(mut self, every: Option<Duration>) -> Self {
+        self.settings.probe_interval = every;
+        self
+    }
+
+    /// How long a probe may take. Default 1 s.
+    pub fn probe_timeout(mut self, d: Duration) -> Self {
+        self.settings.probe_timeout = d;
+        self
+    }
+
+    /// Validates the settings and builds the cluster.
+    pub fn build(self) -> Result<Cluster<C>, ConfigError> {
+        let settings = self.settings;
+        if !(0.0..=1.0).contains(&settings.primary_read_share) {
+            return Err(ConfigError::new(
+                "primary_read_share",
+                format!("({}) must be in [0, 1]", settings.primary_read_share),
+            ));
+        }
+        if settings.acquire_timeout.is_zero() {
+            return Err(ConfigError::new("acquire_timeout", "must be greater than zero"));
+        }
+        if settings.probe_interval.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::new("probe_interval", "must be greater than zero"));
+        }
+        if settings.probe_timeout.is_zero() {
+            return Err(ConfigError::new("probe_timeout", "must be greater than zero"));
+        }
+        settings.load.validate()?;
+        let Some((primary_name, primary_pool)) = self.primary else {
+            return Err(ConfigError::new("primary", "is missing: a cluster needs a primary"));
+        };
+        let mut names = HashSet::new();
+        for name in std::iter::once(&primary_name).chain(self.replicas.iter().map(|(n, _)| n)) {
+            if name.is_empty() {
+                return Err(ConfigError::new("replica", "names must not be empty"));
+            }
+            if !names.insert(name.clone()) {
+                return Err(ConfigError::new(
+                    "replica",
+                    format!("name `{name}` is used twice"),
+                ));
+            }
+        }
+        let primary = Arc::new(settings.node(primary_name, Role::Primary, primary_pool)?);
+        let replicas = self
+            .replicas
+            .into_iter()
+            .map(|(name, pool)| settings.node(name, Role::Replica, pool).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Cluster::from_parts(primary, replicas, self.balancer, settings))
+    }
+}

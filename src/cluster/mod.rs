@@ -1,0 +1,560 @@
+//! The cluster: one primary and any number of replicas, with reads routed by load.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), seawall::Error> {
+//! use seawall::cluster::{Cluster, Role};
+//! use seawall::pool::Pool;
+//! use seawall::sim::SimBackend;
+//!
+//! let pool = |name: &str| {
+//!     let db = SimBackend::builder(name).primary(name == "primary").build();
+//!     Pool::builder(db.connector()).name(name).max_size(8).build().unwrap()
+//! };
+//! let cluster = Cluster::builder()
+//!     .primary("primary", pool("primary"))
+//!     .replica("replica-1", pool("replica-1"))
+//!     .build()?;
+//!
+//! let mut conn = cluster.read().await?;          // a replica, chosen by load
+//! assert_eq!(conn.role(), Role::Replica);
+//! conn.query("SELECT 1").await.unwrap();         // derefs to the driver's connection
+//! drop(conn);
+//!
+//! let conn = cluster.route("UPDATE t SET x = 1").await?; // not read-only: the primary
+//! assert_eq!(conn.node_name(), "primary");
+//! # Ok(()) }
+//! ```
+//!
+//! # How an acquire is routed
+//!
+//! 1. **Classify** (for [`Cluster::route`]): the statement is read-only, or it goes to the
+//!    primary ([`classify`](crate::classify)).
+//! 2. **Choose a node**: writes go to the primary. Reads go to a replica picked by the
+//!    [`Balancer`](crate::balance::Balancer) among those whose breaker is not open, whose lag is
+//!    within `max_replica_lag`, and which have replayed the position a read-your-writes read
+//!    asks for. When none can serve, the read falls back to the primary, but only within its
+//!    protection budget (`primary_read_share` of its pool); past it, it fails fast with
+//!    [`Error::NoReplica`], saying why.
+//! 3. **Breaker**: an open breaker fails the call at once ([`Error::Unavailable`]); a replica
+//!    that refuses is skipped and the next best is tried.
+//! 4. **Admit**: the node's admission gate keeps its in-flight work under an adaptive limit,
+//!    writes ahead of reads, and sheds instead of letting a queue grow
+//!    ([`Error::Overloaded`]).
+//! 5. **Pool**: the node's [`Pool`] hands out a connection within the remaining deadline.
+//!
+//! The returned [`ClusterConn`] pins one connection; when it is dropped, the time it was held
+//! and the outcome reported on it feed the node's load model, limiter and breaker.
+
+mod builder;
+mod conn;
+mod node;
+mod probe;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use tokio::time::Instant;
+
+use crate::admission::{Priority, ShedReason};
+use crate::balance::Balancer;
+use crate::breaker::BreakerState;
+use crate::classify::{Classifier, Route};
+use crate::driver::Connector;
+use crate::error::{ConfigError, Error, NoReplica, WaitCause};
+use crate::load::NodeLoad;
+use crate::pool::Pool;
+
+pub use builder::{ClusterBuilder, LimiterKind};
+pub use conn::ClusterConn;
+pub use node::{Node, NodeSnapshot, Role};
+
+use builder::Settings;
+use conn::FallbackRead;
+
+/// Options of one acquire.
+///
+/// ```
+/// use std::time::Duration;
+/// use seawall::cluster::AcquireOptions;
+/// use seawall::Priority;
+///
+/// let opts = AcquireOptions::new()
+///     .min_position(0x1_6B37_4D48)        // read-your-writes: a node that replayed this far
+///     .timeout(Duration::from_millis(200))
+///     .priority(Priority::High);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AcquireOptions {
+    min_position: Option<u64>,
+    timeout: Option<Duration>,
+    priority: Option<Priority>,
+    replica_only: bool,
+}
+
+impl AcquireOptions {
+    /// Default options: the cluster's timeout, the default priority of the access.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Read-your-writes: only nodes that have replayed at least this position may serve the
+    /// read (the primary always has). Take the position after a write (for PostgreSQL,
+    /// `pg_current_wal_lsn()`).
+    pub fn min_position(mut self, position: impl Into<u64>) -> Self {
+        self.min_position = Some(position.into());
+        self
+    }
+
+    /// Deadline of this acquire, instead of the cluster's `acquire_timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Admission priority, instead of [`Priority::READ`] / [`Priority::WRITE`].
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// Reads only: never fall back to the primary.
+    pub fn replica_only(mut self) -> Self {
+        self.replica_only = true;
+        self
+    }
+}
+
+/// The cluster's figures at one instant.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClusterSnapshot {
+    /// Every node, primary first.
+    pub nodes: Vec<NodeSnapshot>,
+    /// Reads currently served by the primary because no replica could.
+    pub fallback_reads_in_flight: usize,
+}
+
+struct Topology<C: Connector> {
+    primary: Option<Arc<Node<C>>>,
+    replicas: Vec<Arc<Node<C>>>,
+}
+
+struct Shared<C: Connector> {
+    topology: RwLock<Topology<C>>,
+    balancer: Box<dyn Balancer>,
+    classifier: Classifier,
+    settings: Settings,
+    fallback_reads: Arc<AtomicUsize>,
+    probes_started: AtomicBool,
+}
+
+/// A primary and its replicas. Cloning is cheap and shares the cluster.
+pub struct Cluster<C: Connector> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C: Connector> Clone for Cluster<C> {
+    fn clone(&self) -> Self {
+        Cluster {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<C: Connector> std::fmt::Debug for Cluster<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let topology = self.shared.topology.read();
+        f.debug_struct("Cluster")
+            .field("primary", &topology.primary.as_ref().map(|n| n.name()))
+            .field(
+                "replicas",
+                &topology.replicas.iter().map(|n| n.name()).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Candidates are gathered on the stack for clusters up to this many replicas.
+const INLINE_CANDIDATES: usize = 16;
+
+impl<C: Connector> Cluster<C> {
+    /// Starts configuring a cluster.
+    pub fn builder() -> ClusterBuilder<C> {
+        ClusterBuilder::default()
+    }
+
+    pub(crate) fn from_parts(
+        primary: Arc<Node<C>>,
+        replicas: Vec<Arc<Node<C>>>,
+        balancer: Box<dyn Balancer>,
+        settings: Settings,
+    ) -> Self {
+        let cluster = Cluster {
+            shared: Arc::new(Shared {
+                topology: RwLock::new(Topology {
+                    primary: Some(primary),
+                    replicas,
+                }),
+                balancer,
+                classifier: Classifier::default(),
+                settings,
+                fallback_reads: Arc::new(AtomicUsize::new(0)),
+                probes_started: AtomicBool::new(false),
+            }),
+        };
+        cluster.ensure_probes();
+        cluster
+    }
+
+    /// Starts the probe tasks once a runtime is available.
+    fn ensure_probes(&self) {
+        let shared = &self.shared;
+        let Some(every) = shared.settings.probe_interval else {
+            return;
+        };
+        if shared.probes_started.load(Ordering::Relaxed)
+            || tokio::runtime::Handle::try_current().is_err()
+            || shared.probes_started.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let topology = shared.topology.read();
+        for node in topology.primary.iter().chain(&topology.replicas) {
+            self.spawn_probe(node, every);
+        }
+    }
+
+    fn spawn_probe(&self, node: &Arc<Node<C>>, every: Duration) {
+        let timeout = self.shared.settings.probe_timeout;
+        tokio::spawn(probe::run(Arc::downgrade(node), every, timeout));
+    }
+
+    /// A connection for a read: from a replica chosen by load, or from the primary within its
+    /// read budget when no replica can serve.
+    pub async fn read(&self) -> Result<ClusterConn<C>, Error> {
+        self.read_with(AcquireOptions::default()).await
+    }
+
+    /// A connection for a write (or a transaction): from the primary.
+    pub async fn write(&self) -> Result<ClusterConn<C>, Error> {
+        self.write_with(AcquireOptions::default()).await
+    }
+
+    /// A connection for `sql`: a replica if the statement is provably read-only (or carries a
+    /// `/* seawall:replica */` hint the classifier accepts), the primary otherwise. A malformed
+    /// hint is an [`Error::Classify`].
+    pub async fn route(&self, sql: &str) -> Result<ClusterConn<C>, Error> {
+        self.route_with(sql, AcquireOptions::default()).await
+    }
+
+    /// [`Cluster::route`] with options.
+    pub async fn route_with(
+        &self,
+        sql: &str,
+        options: AcquireOptions,
+    ) -> Result<ClusterConn<C>, Error> {
+        let classification = self.shared.classifier.classify(sql)?;
+        match classification.route() {
+            Route::Replica => self.read_with(options).await,
+            Route::Primary => self.write_with(options).await,
+        }
+    }
+
+    /// Which node [`Cluster::route`] would send `sql` to, without acquiring anything.
+    pub fn classify(&self, sql: &str) -> Result<Route, Error> {
+        Ok(self.shared.classifier.classify(sql)?.route())
+    }
+
+    /// A connection from the primary, with options.
+    pub async fn write_with(&self, options: AcquireOptions) -> Result<ClusterConn<C>, Error> {
+        self.ensure_probes();
+        let deadline = self.deadline(&options);
+        let primary = self.primary()?;
+        let priority = options.priority.unwrap_or(Priority::WRITE);
+        acquire_on(&primary, priority, deadline, None).await
+    }
+
+    /// A connection for a read, with options (read-your-writes position, timeout, priority,
+    /// replica only).
+    pub async fn read_with(&self, options: AcquireOptions) -> Result<ClusterConn<C>, Error> {
+        self.ensure_probes();
+        let deadline = self.deadline(&options);
+        let priority = options.priority.unwrap_or(Priority::READ);
+        let mut tried: u64 = 0;
+        let mut refused = 0;
+        loop {
+            let (index, node) = match self.pick_replica(&options, tried) {
+                Ok(picked) => picked,
+                Err(mut why) => {
+                    why.refused = refused;
+                    return self.read_from_primary(why, &options, priority, deadline).await;
+                }
+            };
+            match acquire_on(&node, priority, deadline, None).await {
+                // A replica that refuses at once is skipped for the next best.
+                Err(Error::Unavailable(_)) => {}
+                Err(Error::Overloaded(o)) if o.reason == ShedReason::QueueFull => {}
+                other => return other,
+            }
+            refused += 1;
+            tried |= 1u64.checked_shl(index as u32).unwrap_or(0);
+        }
+    }
+
+    /// A connection from the named node, whatever its role.
+    pub async fn on(&self, name: &str) -> Result<ClusterConn<C>, Error> {
+        let node = self.node(name)?;
+        let priority = match node.role() {
+            Role::Primary => Priority::WRITE,
+            Role::Replica => Priority::READ,
+        };
+        acquire_on(&node, priority, self.deadline(&AcquireOptions::default()), None).await
+    }
+
+    fn deadline(&self, options: &AcquireOptions) -> Instant {
+        Instant::now() + options.timeout.unwrap_or(self.shared.settings.acquire_timeout)
+    }
+
+    fn primary(&self) -> Result<Arc<Node<C>>, Error> {
+        self.shared
+            .topology
+            .read()
+            .primary
+            .clone()
+            .ok_or(Error::NoPrimary { gone_for: None })
+    }
+
+    /// Picks a replica among those that can serve, skipping the `tried` ones (bit i = replica
+    /// i). On failure, says why none could.
+    fn pick_replica(
+        &self,
+        options: &AcquireOptions,
+        tried: u64,
+    ) -> Result<(usize, Arc<Node<C>>), NoReplica> {
+        let shared = &self.shared;
+        let topology = shared.topology.read();
+        let replicas = &topology.replicas;
+        let mut why = NoReplica {
+            replicas: replicas.len(),
+            ..NoReplica::default()
+        };
+        let max_lag = shared.settings.max_replica_lag;
+        let eligible = |i: usize, node: &Node<C>, why: &mut NoReplica| {
+            if i < 64 && tried & (1 << i) != 0 {
+                return false;
+            }
+            if node.breaker.state() == BreakerState::Open {
+                why.breaker_open += 1;
+                return false;
+            }
+            if !node.load.can_serve_read(max_lag, None) {
+                why.lagging += 1;
+                return false;
+            }
+            if options.min_position.is_some()
+                && !node.load.can_serve_read(None, options.min_position)
+            {
+                why.behind_position += 1;
+                return false;
+            }
+            true
+        };
+        let picked = if replicas.len() <= INLINE_CANDIDATES {
+            let Some(first) = replicas.first() else {
+                return Err(why);
+            };
+            let mut loads: [&NodeLoad; INLINE_CANDIDATES] = [&first.load; INLINE_CANDIDATES];
+            let mut index = [0usize; INLINE_CANDIDATES];
+            let mut n = 0;
+            for (i, node) in replicas.iter().enumerate() {
+                if eligible(i, node, &mut why) {
+                    loads[n] = &node.load;
+                    index[n] = i;
+                    n += 1;
+                }
+            }
+            shared.balancer.pick(&loads[..n]).map(|k| index[k])
+        } else {
+            let mut loads = Vec::with_capacity(replicas.len());
+            let mut index = Vec::with_capacity(replicas.len());
+            for (i, node) in replicas.iter().enumerate() {
+                if eligible(i, node, &mut why) {
+                    loads.push(&*node.load);
+                    index.push(i);
+                }
+            }
+            shared.balancer.pick(&loads).map(|k| index[k])
+        };
+        match picked {
+            Some(i) => Ok((i, replicas[i].clone())),
+            None => Err(why),
+        }
+    }
+
+    /// The fallback of a read no replica can serve: the primary, within its read budget.
+    async fn read_from_primary(
+        &self,
+        mut why: NoReplica,
+        options: &AcquireOptions,
+        priority: Priority,
+        deadline: Instant,
+    ) -> Result<ClusterConn<C>, Error> {
+        if options.replica_only {
+            return Err(Error::NoReplica(why));
+        }
+        why.fallback_allowed = true;
+        let primary = self.primary()?;
+        let budget = (primary.pool.state().max_size as f64 * self.shared.settings.primary_read_share)
+            .floor() as usize;
+        why.fallback_budget = budget;
+        let slot = match FallbackRead::try_take(&self.shared.fallback_reads, budget) {
+            Ok(slot) => slot,
+            Err(in_flight) => {
+                why.fallback_in_flight = in_flight;
+                return Err(Error::NoReplica(why));
+            }
+        };
+        acquire_on(&primary, priority, deadline, Some(slot)).await
+    }
+
+    /// The named node.
+    pub fn node(&self, name: &str) -> Result<Arc<Node<C>>, Error> {
+        let topology = self.shared.topology.read();
+        topology
+            .primary
+            .iter()
+            .chain(&topology.replicas)
+            .find(|n| &*n.name == name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownNode {
+                name: name.to_owned(),
+            })
+    }
+
+    /// Adds a replica at run time.
+    pub fn add_replica(&self, name: impl Into<Arc<str>>, pool: Pool<C>) -> Result<(), ConfigError> {
+        let name = name.into();
+        let node = Arc::new(self.shared.settings.node(name.clone(), Role::Replica, pool)?);
+        {
+            let mut topology = self.shared.topology.write();
+            let taken = topology
+                .primary
+                .iter()
+                .chain(&topology.replicas)
+                .any(|n| n.name == name);
+            if taken || name.is_empty() {
+                return Err(ConfigError::new(
+                    "replica",
+                    format!("name `{name}` is empty or already used"),
+                ));
+            }
+            topology.replicas.push(node.clone());
+        }
+        if let Some(every) = self.shared.settings.probe_interval {
+            if self.shared.probes_started.load(Ordering::Relaxed) {
+                self.spawn_probe(&node, every);
+            }
+        }
+        tracing::info!(node = %name, "replica added");
+        Ok(())
+    }
+
+    /// Removes a replica at run time and returns it (its pool keeps serving the handles already
+    /// out; close it to drain).
+    pub fn remove_replica(&self, name: &str) -> Result<Arc<Node<C>>, Error> {
+        let mut topology = self.shared.topology.write();
+        let i = topology
+            .replicas
+            .iter()
+            .position(|n| &*n.name == name)
+            .ok_or_else(|| Error::UnknownNode {
+                name: name.to_owned(),
+            })?;
+        let node = topology.replicas.remove(i);
+        tracing::info!(node = %name, "replica removed");
+        Ok(node)
+    }
+
+    /// Every node's figures.
+    pub fn snapshot(&self) -> ClusterSnapshot {
+        let nodes: Vec<Arc<Node<C>>> = {
+            let topology = self.shared.topology.read();
+            topology
+                .primary
+                .iter()
+                .chain(&topology.replicas)
+                .cloned()
+                .collect()
+        };
+        ClusterSnapshot {
+            nodes: nodes.iter().map(|n| n.snapshot()).collect(),
+            fallback_reads_in_flight: self.shared.fallback_reads.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Probes every node now (instead of waiting for the next probe interval).
+    pub async fn probe_now(&self) {
+        let nodes: Vec<Arc<Node<C>>> = {
+            let topology = self.shared.topology.read();
+            topology
+                .primary
+                .iter()
+                .chain(&topology.replicas)
+                .cloned()
+                .collect()
+        };
+        for node in nodes {
+            probe::probe_once(&node, self.shared.settings.probe_timeout).await;
+        }
+    }
+}
+
+/// Breaker, admission, pool: one node's part of an acquire.
+async fn acquire_on<C: Connector>(
+    node: &Arc<Node<C>>,
+    priority: Priority,
+    deadline: Instant,
+    fallback: Option<FallbackRead>,
+) -> Result<ClusterConn<C>, Error> {
+    let call = node.breaker.try_call()?;
+    let permit = match node.admission.admit(priority, Some(deadline)).await {
+        Ok(permit) => permit,
+        Err(overloaded) => {
+            call.ignore();
+            return Err(Error::Overloaded(overloaded));
+        }
+    };
+    let in_flight = node.load.start();
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    match node.pool.get_timeout(remaining.max(Duration::from_micros(1))).await {
+        Ok(conn) => Ok(ClusterConn::new(
+            conn,
+            node.clone(),
+            call,
+            permit,
+            in_flight,
+            fallback,
+        )),
+        Err(e) => {
+            let node_failed = matches!(
+                &e,
+                Error::Timeout(t) if matches!(
+                    t.cause,
+                    WaitCause::ConnectFailing { .. } | WaitCause::PingHung
+                )
+            );
+            if node_failed {
+                call.failure();
+            } else {
+                call.ignore();
+            }
+            // Either way the node could not take the work in time: the limiter hears a drop.
+            permit.failure();
+            in_flight.finish(!node_failed);
+            Err(e)
+        }
+    }
+}
