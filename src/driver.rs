@@ -10,7 +10,11 @@
 //! [`Connector::reset`]) run only when needed: a ping only when a connection sat idle long enough
 //! to be suspect, a reset only when the driver says the session is dirty.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
+
+use crate::breaker::Outcome;
 
 /// Opens, checks and resets the connections of one backend.
 ///
@@ -76,5 +80,47 @@ pub trait Connector: Send + Sync + 'static {
     /// before the connection is reused. An error discards the connection.
     async fn reset(&self, _conn: &mut Self::Connection) -> Result<(), Self::Error> {
         Ok(())
+    }
+
+    /// What an error says about the node's health, for its circuit breaker and load model:
+    /// [`Outcome::Failure`] for connection and transport failures and timeouts,
+    /// [`Outcome::Ignored`] for errors that are the caller's fault (syntax, constraint
+    /// violation), which must not trip a breaker.
+    ///
+    /// The default cannot tell them apart and says `Failure`: an unknown error is treated as the
+    /// node's. Drivers that can classify (the sqlx driver reads SQLSTATE) should.
+    fn classify_error(&self, _error: &Self::Error) -> Outcome {
+        Outcome::Failure
+    }
+
+    /// Asks the server about its role and replication state, for routing (lag, read-your-writes)
+    /// and failover. `Ok(None)` (the default) means the driver cannot tell; the node keeps the
+    /// role it was configured with.
+    async fn probe(&self, _conn: &mut Self::Connection) -> Result<Option<NodeStatus>, Self::Error> {
+        Ok(None)
+    }
+}
+
+/// What a probe learned about a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct NodeStatus {
+    /// Whether the server accepts writes (PostgreSQL: `NOT pg_is_in_recovery()`).
+    pub is_primary: bool,
+    /// How far the server has written (primary) or replayed (replica), as a monotonic position
+    /// (PostgreSQL: an LSN as u64).
+    pub position: Option<u64>,
+    /// How far behind its primary a replica is; `Some(ZERO)` for a primary.
+    pub lag: Option<Duration>,
+}
+
+impl NodeStatus {
+    /// A status from its parts.
+    pub fn new(is_primary: bool, position: Option<u64>, lag: Option<Duration>) -> Self {
+        NodeStatus {
+            is_primary,
+            position,
+            lag,
+        }
     }
 }

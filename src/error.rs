@@ -8,6 +8,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::admission::Overloaded;
+use crate::breaker::BreakerOpen;
+use crate::classify::ClassifyError;
+
 /// Everything that can go wrong when asking seawall for a connection.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -24,6 +28,25 @@ pub enum Error {
     Driver(DriverError),
     /// A builder was given a configuration that cannot work.
     Config(ConfigError),
+    /// The node's circuit breaker is open (or half-open with its trial calls taken): the call
+    /// failed fast instead of queueing on a failing node.
+    Unavailable(BreakerOpen),
+    /// The node's admission gate turned the request away (queue full, deadline, shed).
+    Overloaded(Overloaded),
+    /// No replica could serve a read, and the primary could not take it either.
+    NoReplica(NoReplica),
+    /// The cluster has no primary to send a write to.
+    NoPrimary {
+        /// How long the cluster has been without a primary, when known.
+        gone_for: Option<Duration>,
+    },
+    /// A node name the cluster does not know.
+    UnknownNode {
+        /// The name asked for.
+        name: String,
+    },
+    /// The statement could not be classified (a malformed routing hint).
+    Classify(ClassifyError),
 }
 
 impl fmt::Display for Error {
@@ -33,6 +56,15 @@ impl fmt::Display for Error {
             Error::Closed { pool } => write!(f, "pool `{pool}` is closed"),
             Error::Driver(e) => write!(f, "driver error: {e}"),
             Error::Config(e) => e.fmt(f),
+            Error::Unavailable(e) => e.fmt(f),
+            Error::Overloaded(e) => e.fmt(f),
+            Error::NoReplica(e) => e.fmt(f),
+            Error::NoPrimary { gone_for: Some(d) } => {
+                write!(f, "no primary to write to (gone for {d:?})")
+            }
+            Error::NoPrimary { gone_for: None } => f.write_str("no primary to write to"),
+            Error::UnknownNode { name } => write!(f, "unknown node `{name}`"),
+            Error::Classify(e) => e.fmt(f),
         }
     }
 }
@@ -43,7 +75,79 @@ impl std::error::Error for Error {
             Error::Timeout(e) => e.source(),
             Error::Driver(e) => Some(e),
             Error::Config(e) => Some(e),
-            Error::Closed { .. } => None,
+            Error::Unavailable(e) => Some(e),
+            Error::Overloaded(e) => Some(e),
+            Error::Classify(e) => Some(e),
+            Error::Closed { .. }
+            | Error::NoReplica(_)
+            | Error::NoPrimary { .. }
+            | Error::UnknownNode { .. } => None,
+        }
+    }
+}
+
+impl From<BreakerOpen> for Error {
+    fn from(e: BreakerOpen) -> Self {
+        Error::Unavailable(e)
+    }
+}
+
+impl From<ClassifyError> for Error {
+    fn from(e: ClassifyError) -> Self {
+        Error::Classify(e)
+    }
+}
+
+impl From<Overloaded> for Error {
+    fn from(e: Overloaded) -> Self {
+        Error::Overloaded(e)
+    }
+}
+
+/// Why a read found no node: how many replicas were excluded for which reason, and the state
+/// of the primary's read budget.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NoReplica {
+    /// Replicas configured.
+    pub replicas: usize,
+    /// Replicas skipped because their breaker is open.
+    pub breaker_open: usize,
+    /// Replicas skipped for lagging more than `max_replica_lag` (or lag unknown).
+    pub lagging: usize,
+    /// Replicas skipped for not having replayed the requested position yet.
+    pub behind_position: usize,
+    /// Replicas that refused the read (breaker or admission) when tried.
+    pub refused: usize,
+    /// Whether the read was allowed to fall back to the primary at all.
+    pub fallback_allowed: bool,
+    /// Fallback reads in flight on the primary.
+    pub fallback_in_flight: usize,
+    /// Most fallback reads the primary takes at once (its protection budget).
+    pub fallback_budget: usize,
+}
+
+impl fmt::Display for NoReplica {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no usable replica ({} configured", self.replicas)?;
+        for (n, why) in [
+            (self.breaker_open, "breaker open"),
+            (self.lagging, "lagging"),
+            (self.behind_position, "behind the requested position"),
+            (self.refused, "refused"),
+        ] {
+            if n > 0 {
+                write!(f, ", {n} {why}")?;
+            }
+        }
+        if self.fallback_allowed {
+            write!(
+                f,
+                ") and the primary's read budget is used up ({}/{} fallback reads in flight)",
+                self.fallback_in_flight, self.fallback_budget
+            )
+        } else {
+            f.write_str(") and the read may not go to the primary")
         }
     }
 }

@@ -110,7 +110,7 @@ impl Settings {
     ) -> Result<Node<C>, ConfigError> {
         let size = pool.state().max_size;
         let limiter = self.limiter.build(&name, size)?;
-        let admission = Admission::new(name.clone(), limiter, self.admission)?;
+        let admission = Admission::new(name.clone(), limiter, self.admission.clone())?;
         let breaker = CircuitBreaker::new(name.clone(), self.breaker.clone());
         let load = NodeLoad::with_config(self.load)?;
         Ok(Node::new(name, role, pool, load, breaker, admission))
@@ -249,17 +249,29 @@ impl<C: Connector> ClusterBuilder<C> {
             ));
         }
         if settings.acquire_timeout.is_zero() {
-            return Err(ConfigError::new("acquire_timeout", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "acquire_timeout",
+                "must be greater than zero",
+            ));
         }
         if settings.probe_interval.is_some_and(|d| d.is_zero()) {
-            return Err(ConfigError::new("probe_interval", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "probe_interval",
+                "must be greater than zero",
+            ));
         }
         if settings.probe_timeout.is_zero() {
-            return Err(ConfigError::new("probe_timeout", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "probe_timeout",
+                "must be greater than zero",
+            ));
         }
         settings.load.validate()?;
         let Some((primary_name, primary_pool)) = self.primary else {
-            return Err(ConfigError::new("primary", "is missing: a cluster needs a primary"));
+            return Err(ConfigError::new(
+                "primary",
+                "is missing: a cluster needs a primary",
+            ));
         };
         let mut names = HashSet::new();
         for name in std::iter::once(&primary_name).chain(self.replicas.iter().map(|(n, _)| n)) {
@@ -279,6 +291,11 @@ impl<C: Connector> ClusterBuilder<C> {
             .into_iter()
             .map(|(name, pool)| settings.node(name, Role::Replica, pool).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Cluster::from_parts(primary, replicas, self.balancer, settings))
+        Ok(Cluster::from_parts(
+            primary,
+            replicas,
+            self.balancer,
+            settings,
+        ))
     }
 }

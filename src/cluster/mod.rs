@@ -82,7 +82,7 @@ use conn::FallbackRead;
 /// use seawall::Priority;
 ///
 /// let opts = AcquireOptions::new()
-///     .min_position(0x1_6B37_4D48)        // read-your-writes: a node that replayed this far
+///     .min_position(0x1_6B37_4D48_u64)    // read-your-writes: a node that replayed this far
 ///     .timeout(Duration::from_millis(200))
 ///     .priority(Priority::High);
 /// ```
@@ -171,7 +171,11 @@ impl<C: Connector> std::fmt::Debug for Cluster<C> {
             .field("primary", &topology.primary.as_ref().map(|n| n.name()))
             .field(
                 "replicas",
-                &topology.replicas.iter().map(|n| n.name()).collect::<Vec<_>>(),
+                &topology
+                    .replicas
+                    .iter()
+                    .map(|n| n.name())
+                    .collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
     }
@@ -290,7 +294,9 @@ impl<C: Connector> Cluster<C> {
                 Ok(picked) => picked,
                 Err(mut why) => {
                     why.refused = refused;
-                    return self.read_from_primary(why, &options, priority, deadline).await;
+                    return self
+                        .read_from_primary(why, &options, priority, deadline)
+                        .await;
                 }
             };
             match acquire_on(&node, priority, deadline, None).await {
@@ -311,11 +317,20 @@ impl<C: Connector> Cluster<C> {
             Role::Primary => Priority::WRITE,
             Role::Replica => Priority::READ,
         };
-        acquire_on(&node, priority, self.deadline(&AcquireOptions::default()), None).await
+        acquire_on(
+            &node,
+            priority,
+            self.deadline(&AcquireOptions::default()),
+            None,
+        )
+        .await
     }
 
     fn deadline(&self, options: &AcquireOptions) -> Instant {
-        Instant::now() + options.timeout.unwrap_or(self.shared.settings.acquire_timeout)
+        Instant::now()
+            + options
+                .timeout
+                .unwrap_or(self.shared.settings.acquire_timeout)
     }
 
     fn primary(&self) -> Result<Arc<Node<C>>, Error> {
@@ -407,7 +422,8 @@ impl<C: Connector> Cluster<C> {
         }
         why.fallback_allowed = true;
         let primary = self.primary()?;
-        let budget = (primary.pool.state().max_size as f64 * self.shared.settings.primary_read_share)
+        let budget = (primary.pool.state().max_size as f64
+            * self.shared.settings.primary_read_share)
             .floor() as usize;
         why.fallback_budget = budget;
         let slot = match FallbackRead::try_take(&self.shared.fallback_reads, budget) {
@@ -437,7 +453,11 @@ impl<C: Connector> Cluster<C> {
     /// Adds a replica at run time.
     pub fn add_replica(&self, name: impl Into<Arc<str>>, pool: Pool<C>) -> Result<(), ConfigError> {
         let name = name.into();
-        let node = Arc::new(self.shared.settings.node(name.clone(), Role::Replica, pool)?);
+        let node = Arc::new(
+            self.shared
+                .settings
+                .node(name.clone(), Role::Replica, pool)?,
+        );
         {
             let mut topology = self.shared.topology.write();
             let taken = topology
@@ -529,7 +549,11 @@ async fn acquire_on<C: Connector>(
     };
     let in_flight = node.load.start();
     let remaining = deadline.saturating_duration_since(Instant::now());
-    match node.pool.get_timeout(remaining.max(Duration::from_micros(1))).await {
+    match node
+        .pool
+        .get_timeout(remaining.max(Duration::from_micros(1)))
+        .await
+    {
         Ok(conn) => Ok(ClusterConn::new(
             conn,
             node.clone(),

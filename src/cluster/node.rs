@@ -76,10 +76,6 @@ impl<C: Connector> Node<C> {
         }
     }
 
-    pub(crate) fn set_role(&self, role: Role) {
-        self.primary.store(role == Role::Primary, Ordering::Relaxed);
-    }
-
     /// The node's connection pool.
     pub fn pool(&self) -> &Pool<C> {
         &self.pool

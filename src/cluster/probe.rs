@@ -27,7 +27,11 @@ pub(crate) async fn run<C: Connector>(node: Weak<Node<C>>, every: Duration, time
 /// the pool notice a dead node through real traffic).
 pub(crate) async fn probe_once<C: Connector>(node: &Node<C>, timeout: Duration) {
     let probe = async {
-        let mut conn = node.pool.get_timeout(timeout).await.map_err(|e| e.to_string())?;
+        let mut conn = node
+            .pool
+            .get_timeout(timeout)
+            .await
+            .map_err(|e| e.to_string())?;
         node.pool
             .connector()
             .probe(&mut conn)

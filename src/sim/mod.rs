@@ -41,7 +41,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::Semaphore;
 
-use crate::driver::Connector;
+use crate::breaker::Outcome;
+use crate::driver::{Connector, NodeStatus};
 
 /// How long a query takes on an idle server.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -582,5 +583,33 @@ impl Connector for SimConnector {
         conn.backend.resets.fetch_add(1, Relaxed);
         conn.dirty = false;
         Ok(())
+    }
+
+    fn classify_error(&self, error: &SimError) -> Outcome {
+        match error {
+            SimError::Query { .. } => Outcome::Ignored,
+            SimError::ConnectRefused { .. } | SimError::ConnectionLost { .. } => Outcome::Failure,
+        }
+    }
+
+    async fn probe(&self, conn: &mut SimConnection) -> Result<Option<NodeStatus>, SimError> {
+        conn.backend.hang_if_hung().await;
+        if conn.lost() {
+            return Err(SimError::ConnectionLost {
+                backend: conn.backend.name.clone(),
+            });
+        }
+        let backend = &conn.backend;
+        let primary = backend.is_primary();
+        let lag = if primary {
+            Some(Duration::ZERO)
+        } else {
+            Some(backend.lag().unwrap_or(Duration::ZERO))
+        };
+        Ok(Some(NodeStatus::new(
+            primary,
+            Some(backend.position()),
+            lag,
+        )))
     }
 }
