@@ -284,6 +284,8 @@ fn profile(spec: &str) {
     let (name, scenario) = spec.split_once(':').expect("<pool>:<scenario>");
     let (rt, size, run): (Runtime, usize, Scenario) = match scenario {
         "uncontended" => (single_thread(), UNCONTENDED_POOL, run_uncontended),
+        // Every task has its own connection: the scheduling floor of the contended loop.
+        "floor" => (two_workers(), TASKS, run_contended),
         _ => (two_workers(), CONTENDED_POOL, run_contended),
     };
     let pool = rt.block_on(AnyPool::new(name, size));

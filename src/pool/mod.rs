@@ -108,7 +108,12 @@ impl<C: Connector> Pool<C> {
         // Set on the first wait, so the fast path never reads the real clock.
         let mut started: Option<Instant> = None;
         loop {
-            let take = poll_fn(|cx| Poll::Ready(shared.take(timeout, cx.waker()))).await;
+            // After a connection failed its checks, the next wait gets only what is left.
+            let budget = match started {
+                Some(start) => timeout.saturating_sub(start.elapsed()),
+                None => timeout,
+            };
+            let take = poll_fn(|cx| Poll::Ready(shared.take(budget, cx.waker()))).await;
             let (conn, idle_since) = match take {
                 Take::Idle(idle) => (idle.conn, Some(idle.since_ms)),
                 Take::Closed => return Err(shared.closed_error()),
