@@ -1,0 +1,561 @@
+//! Integration tests of the node pool, through its public API, over the simulated backend.
+//!
+//! Almost every test runs on a paused clock (`start_paused = true`): simulated time only moves
+//! when every task is idle, straight to the next timer, so deadlines can be checked to the
+//! exact instant and minutes of pool life take milliseconds. Anything that could hang is wrapped
+//! in [`common::bounded`].
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use seawall::backoff::BackoffConfig;
+use seawall::pool::{CheckoutTest, Pool};
+use seawall::sim::{SimError, SimStats};
+use seawall::{Error, WaitCause};
+use tokio::time::Instant;
+
+use common::*;
+
+// ---------------------------------------------------------------------------------------------
+// Acquire timeouts and their causes
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn saturated_pool_times_out_exactly_at_the_pool_deadline() {
+    let db = backend();
+    let pool = builder(&db)
+        .max_size(1)
+        .acquire_timeout(ms(500))
+        .build()
+        .unwrap();
+    let held = pool.get().await.unwrap();
+
+    let start = Instant::now();
+    let err = expect_timeout(bounded(secs(5), pool.get()).await);
+    assert_eq!(start.elapsed(), ms(500), "failed off its deadline");
+    assert_eq!(err.waited, ms(500));
+    assert_eq!(err.timeout, ms(500));
+    assert_eq!(&*err.pool, "test");
+    assert_eq!(
+        err.cause,
+        WaitCause::Saturated {
+            in_use: 1,
+            max_size: 1,
+            waiters: 1
+        }
+    );
+    let state = pool.state();
+    assert_eq!(state.totals.timed_out, 1);
+    assert_eq!(state.waiters, 0);
+    drop(held);
+    assert_quiescent(&pool, &db);
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_call_timeout_overrides_the_pool_timeout() {
+    let db = backend();
+    let pool = builder(&db)
+        .max_size(1)
+        .acquire_timeout(secs(30))
+        .build()
+        .unwrap();
+    let held = pool.get().await.unwrap();
+
+    // A long waiter first, then a short one: the deadline watcher must wake for the earlier
+    // deadline although it was already sleeping toward a later one.
+    let long = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let start = Instant::now();
+            let got = pool.get_timeout(secs(10)).await.map(|c| c.id());
+            (got, start.elapsed())
+        }
+    });
+    settle().await;
+    let start = Instant::now();
+    let err = expect_timeout(bounded(secs(5), pool.get_timeout(ms(250))).await);
+    assert_eq!(start.elapsed(), ms(250));
+    assert_eq!(err.timeout, ms(250));
+    assert_eq!(err.waited, ms(250));
+    assert!(matches!(err.cause, WaitCause::Saturated { waiters: 2, .. }), "{:?}", err.cause);
+    assert_eq!(pool.state().waiters, 1, "the long waiter is still queued");
+
+    // The long waiter is unaffected and is served as soon as the connection comes back.
+    run_for(secs(1)).await;
+    let id = held.id();
+    drop(held);
+    let (got, waited) = bounded(secs(20), long).await.unwrap();
+    assert_eq!(got.unwrap(), id);
+    assert_eq!(waited, ms(250) + secs(1));
+
+    // And the default applies when no per-call timeout is given.
+    let held = pool.get().await.unwrap();
+    let start = Instant::now();
+    let err = expect_timeout(bounded(secs(60), pool.get()).await);
+    assert_eq!(start.elapsed(), secs(30));
+    assert_eq!(err.timeout, secs(30));
+    drop(held);
+    assert_quiescent(&pool, &db);
+}
+
+#[tokio::test(start_paused = true)]
+async fn database_down_times_out_with_the_last_connect_error() {
+    let db = backend();
+    db.set_down(true);
+    let pool = builder(&db).max_size(4).build().unwrap();
+
+    let start = Instant::now();
+    let err = expect_timeout(bounded(secs(5), pool.get_timeout(secs(1))).await);
+    assert_eq!(start.elapsed(), secs(1));
+    let state = pool.state();
+    match &err.cause {
+        WaitCause::ConnectFailing {
+            last_error,
+            failures,
+        } => {
+            assert!(
+                matches!(
+                    last_error.downcast_ref::<SimError>(),
+                    Some(SimError::ConnectRefused { .. })
+                ),
+                "{last_error:?}"
+            );
+            assert!(*failures >= 1);
+            // Nothing ever succeeded, so the consecutive failures are all the failures so far.
+            assert!(*failures <= state.totals.connect_failures);
+        }
+        other => panic!("expected ConnectFailing, got {other:?}"),
+    }
+    // The driver's error is reachable through the standard error chain as well.
+    let top = Error::Timeout(err.clone());
+    let source = std::error::Error::source(&top).expect("a timeout on connects has a source");
+    assert!(source.to_string().contains("refused"), "{source}");
+    assert_eq!(state.totals.timed_out, 1);
+    assert_eq!(state.size, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_connect_times_out_as_connecting_and_the_connection_is_kept() {
+    let db = backend();
+    db.set_connect_latency(secs(5));
+    let pool = builder(&db).max_size(4).build().unwrap();
+
+    let start = Instant::now();
+    let err = expect_timeout(bounded(secs(10), pool.get_timeout(secs(1))).await);
+    assert_eq!(start.elapsed(), secs(1));
+    assert_eq!(err.cause, WaitCause::Connecting { in_flight: 1 });
+    assert_eq!(pool.state().connecting, 1);
+
+    // The connect finishes for nobody: it becomes idle instead of being lost.
+    run_for(secs(5)).await;
+    let state = pool.state();
+    assert_eq!((state.size, state.idle, state.connecting), (1, 1, 0));
+    assert_quiescent(&pool, &db);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hung_checkout_ping_times_out_at_the_deadline_and_discards() {
+    let db = backend();
+    let pool = builder(&db)
+        .checkout_test(CheckoutTest::Always)
+        .build()
+        .unwrap();
+    drop(pool.get().await.unwrap());
+    db.set_hang(true);
+
+    let start = Instant::now();
+    let err = expect_timeout(bounded(secs(10), pool.get_timeout(secs(1))).await);
+    assert_eq!(start.elapsed(), secs(1));
+    assert_eq!(err.cause, WaitCause::PingHung);
+    assert_eq!(err.timeout, secs(1));
+    let state = pool.state();
+    assert_eq!(state.size, 0, "the hung connection is closed");
+    assert_eq!(state.totals.timed_out, 1);
+    assert_eq!(state.totals.broken, 1);
+    db.set_hang(false);
+    assert_eq!(db.stats().open_connections, 0);
+}
+
+#[tokio::test(start_paused = true)]
+#[ignore = "bug: PingHung timeout of an idle-path get reports waited = 0 (src/pool/mod.rs get_timeout)"]
+async fn hung_checkout_ping_timeout_reports_the_time_waited() {
+    let db = backend();
+    let pool = builder(&db)
+        .checkout_test(CheckoutTest::Always)
+        .build()
+        .unwrap();
+    drop(pool.get().await.unwrap());
+    db.set_hang(true);
+    let err = expect_timeout(bounded(secs(10), pool.get_timeout(secs(1))).await);
+    assert_eq!(err.cause, WaitCause::PingHung);
+    assert_eq!(err.waited, secs(1), "it did wait the whole second");
+    db.set_hang(false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lifetime, idle timeout, min idle
+// ---------------------------------------------------------------------------------------------
+
+/// Checks out `n` connections at once (concurrently) and returns the guards.
+async fn get_many(
+    pool: &Pool<seawall::sim::SimConnector>,
+    n: usize,
+) -> Vec<seawall::Pooled<seawall::sim::SimConnector>> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.get().await })
+        })
+        .collect();
+    let mut conns = Vec::with_capacity(n);
+    for t in tasks {
+        conns.push(bounded(secs(60), t).await.unwrap().unwrap());
+    }
+    conns
+}
+
+#[tokio::test(start_paused = true)]
+async fn connections_are_replaced_after_their_jittered_lifetime() {
+    let db = backend();
+    let life = secs(100);
+    let jitter = 0.2;
+    let pool = builder(&db)
+        .max_size(2)
+        .min_idle(2)
+        .max_lifetime(Some(life))
+        .lifetime_jitter(jitter)
+        .idle_timeout(None)
+        .maintenance_interval(secs(1))
+        .build()
+        .unwrap();
+    let t0 = Instant::now();
+    run_for(secs(2)).await;
+    let first: HashSet<u64> = get_many(&pool, 2).await.iter().map(|c| c.id()).collect();
+    assert_eq!(first.len(), 2);
+
+    // Nobody expires before the shortest possible lifetime, life * (1 - jitter)...
+    let shortest = life.mul_f64(1.0 - jitter);
+    run_for(shortest - t0.elapsed() - ms(500)).await;
+    assert_eq!(pool.state().totals.closed, 0, "expired before {shortest:?}");
+    // ... and everybody is replaced shortly after the full lifetime (one maintenance round).
+    run_for(life - t0.elapsed() + secs(3)).await;
+    let state = pool.state();
+    assert_eq!(state.totals.closed, 2, "{state:?}");
+    assert_eq!(state.totals.created, 4, "{state:?}");
+    assert_eq!(state.size, 2, "min_idle refilled: {state:?}");
+    let second: HashSet<u64> = get_many(&pool, 2).await.iter().map(|c| c.id()).collect();
+    assert!(first.is_disjoint(&second), "{first:?} vs {second:?}");
+    assert_quiescent(&pool, &db);
+}
+
+/// Opens 20 connections in the same instant, returns them, and lets them expire: how many close
+/// in each one-second maintenance round, keyed by seconds since they were opened.
+async fn expiry_rounds(jitter: f64) -> Vec<(u64, u64)> {
+    let db = backend();
+    let life = secs(100);
+    let pool = builder(&db)
+        .max_size(20)
+        .max_connecting(20)
+        .max_lifetime(Some(life))
+        .lifetime_jitter(jitter)
+        .idle_timeout(None)
+        .maintenance_interval(secs(1))
+        .build()
+        .unwrap();
+    let opened = Instant::now();
+    drop(get_many(&pool, 20).await);
+    assert_eq!(pool.state().totals.created, 20);
+    let mut rounds = Vec::new();
+    let mut closed = 0;
+    while opened.elapsed() < life + secs(5) {
+        run_for(secs(1)).await;
+        let now_closed = pool.state().totals.closed;
+        if now_closed > closed {
+            rounds.push((opened.elapsed().as_secs(), now_closed - closed));
+            closed = now_closed;
+        }
+    }
+    assert_eq!(closed, 20, "every connection expired");
+    assert_quiescent(&pool, &db);
+    rounds
+}
+
+#[tokio::test(start_paused = true)]
+async fn lifetimes_are_spread_so_connections_opened_together_do_not_expire_together() {
+    // The sqlx #2854 reconnect storm: a burst of connections opened together all hit their
+    // max lifetime in the same instant and reconnect at once.
+    let rounds = expiry_rounds(0.5).await;
+    let first = rounds.first().unwrap().0;
+    let last = rounds.last().unwrap().0;
+    assert!(first >= 50, "expired before life * (1 - jitter): {rounds:?}");
+    assert!(last <= 102, "expired after the full lifetime: {rounds:?}");
+    assert!(rounds.len() >= 8, "expiries bunched together: {rounds:?}");
+    let worst = rounds.iter().map(|r| r.1).max().unwrap();
+    assert!(worst <= 5, "{worst} expired in one round: {rounds:?}");
+
+    // Control: without jitter they do all go in one round, so the test above can tell.
+    let together = expiry_rounds(0.0).await;
+    assert_eq!(together.len(), 1, "{together:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_timeout_reaps_down_to_min_idle_and_not_below() {
+    let db = backend();
+    let pool = builder(&db)
+        .max_size(5)
+        .max_connecting(5)
+        .min_idle(2)
+        .idle_timeout(Some(secs(10)))
+        .max_lifetime(None)
+        .maintenance_interval(secs(1))
+        .build()
+        .unwrap();
+    drop(get_many(&pool, 5).await);
+    assert_eq!(pool.state().idle, 5);
+
+    run_for(secs(9)).await;
+    assert_eq!(pool.state().size, 5, "reaped before the idle timeout");
+    run_for(secs(3)).await;
+    let state = pool.state();
+    assert_eq!((state.size, state.idle), (2, 2), "{state:?}");
+    assert_eq!(state.totals.closed, 3);
+
+    run_for(secs(120)).await;
+    let state = pool.state();
+    assert_eq!((state.size, state.idle), (2, 2), "went below min_idle: {state:?}");
+    assert_eq!(state.totals.closed, 3, "min_idle connections were churned: {state:?}");
+    assert_eq!(state.totals.created, 5);
+    assert_quiescent(&pool, &db);
+}
+
+#[tokio::test(start_paused = true)]
+#[ignore = "bug: connections kept for min_idle past idle_timeout are discarded on checkout (src/pool/mod.rs check)"]
+async fn connections_kept_for_min_idle_are_served_after_the_idle_timeout() {
+    let db = backend();
+    let pool = builder(&db)
+        .max_size(5)
+        .min_idle(2)
+        .idle_timeout(Some(secs(10)))
+        .max_lifetime(None)
+        .checkout_test(CheckoutTest::Never)
+        .maintenance_interval(secs(1))
+        .build()
+        .unwrap();
+    run_for(secs(2)).await;
+    assert_eq!(pool.state().idle, 2);
+    // The reaper keeps them (min_idle), so they should be the warm connections a get finds.
+    run_for(secs(60)).await;
+    let before = pool.state();
+    let conn = bounded(secs(5), pool.get()).await.unwrap();
+    let after = pool.state();
+    assert_eq!(after.totals.closed, before.totals.closed, "kept connection discarded");
+    assert_eq!(after.totals.created, before.totals.created, "get had to connect");
+    drop(conn);
+}
+
+#[tokio::test(start_paused = true)]
+async fn min_idle_is_kept_filled_in_the_background() {
+    let db = backend();
+    let pool = builder(&db)
+        .max_size(5)
+        .min_idle(3)
+        .maintenance_interval(secs(1))
+        .build()
+        .unwrap();
+    assert_eq!(pool.state().size, 0, "build opens nothing by itself");
+    // Each maintenance round opens at most max_connecting (2 by default).
+    run_for(ms(2100)).await;
+    let state = pool.state();
+    assert_eq!((state.idle, state.size), (3, 3), "{state:?}");
+    assert_eq!(state.totals.acquired, 0);
+
+    // Break all three: they are discarded and replaced without any get asking.
+    let mut conns = get_many(&pool, 3).await;
+    let old: HashSet<u64> = conns.iter().map(|c| c.id()).collect();
+    for c in &mut conns {
+        c.break_connection();
+    }
+    drop(conns);
+    assert_eq!(pool.state().totals.broken, 3);
+    run_for(secs(2)).await;
+    let state = pool.state();
+    assert_eq!((state.idle, state.size), (3, 3), "{state:?}");
+    let new: HashSet<u64> = get_many(&pool, 3).await.iter().map(|c| c.id()).collect();
+    assert!(old.is_disjoint(&new));
+
+    // A database that was down at the time is filled in once it is back.
+    db.set_down(true);
+    let down_pool = builder(&db)
+        .max_size(5)
+        .min_idle(2)
+        .maintenance_interval(secs(1))
+        .build()
+        .unwrap();
+    run_for(secs(10)).await;
+    assert_eq!(down_pool.state().size, 0);
+    assert!(down_pool.state().totals.connect_failures > 0);
+    db.set_down(false);
+    run_for(secs(10)).await;
+    assert_eq!(down_pool.state().idle, 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connect backoff and the connect-storm guard
+// ---------------------------------------------------------------------------------------------
+
+/// Most connect attempts one connect task can make in `window` if every retry waits at least
+/// half its backoff step (the jitter's lower bound) and each attempt takes `latency`.
+fn max_attempts_per_task(window: Duration, backoff: BackoffConfig, latency: Duration) -> u64 {
+    let (mut spent, mut step, mut attempts) = (Duration::ZERO, backoff.initial, 0);
+    while spent <= window {
+        attempts += 1;
+        spent += latency + step / 2;
+        step = (step * 2).min(backoff.max);
+    }
+    attempts
+}
+
+#[tokio::test(start_paused = true)]
+async fn connect_retries_back_off_while_the_database_is_down() {
+    let db = backend();
+    db.set_down(true);
+    let backoff = BackoffConfig {
+        initial: ms(100),
+        max: secs(2),
+    };
+    let max_connecting = 2;
+    let pool = builder(&db)
+        .max_size(10)
+        .max_connecting(max_connecting)
+        .connect_backoff(backoff)
+        .build()
+        .unwrap();
+
+    let window = secs(60);
+    let waiters: Vec<_> = (0..5)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.get_timeout(window).await })
+        })
+        .collect();
+    run_for(window + ms(1)).await;
+    for w in waiters {
+        expect_timeout(w.await.unwrap());
+    }
+    let attempts = db.stats().connect_attempts;
+    let bound = max_connecting as u64 * max_attempts_per_task(window, backoff, ms(1));
+    assert!(attempts <= bound, "{attempts} connect attempts in {window:?}, bound {bound}");
+    assert!(attempts >= 20, "gave up retrying: only {attempts} attempts");
+    // A tight loop at 1 ms per attempt would have made tens of thousands.
+    assert!(attempts * 100 < window.as_millis() as u64);
+    assert_eq!(pool.state().totals.connect_failures, attempts);
+
+    // Nobody waits any more: retries stop after the pending backoff.
+    run_for(backoff.max + ms(10)).await;
+    let settled = db.stats().connect_attempts;
+    run_for(secs(120)).await;
+    assert_eq!(db.stats().connect_attempts, settled, "retries without anyone waiting");
+    assert_eq!(pool.state().connecting, 0);
+
+    // Recovery: a waiter is served within one backoff step of the database coming back.
+    let getter = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let start = Instant::now();
+            let r = pool.get_timeout(secs(30)).await.map(|c| c.id());
+            (r, start.elapsed())
+        }
+    });
+    run_for(secs(10)).await;
+    db.set_down(false);
+    let (r, waited) = bounded(secs(60), getter).await.unwrap();
+    r.unwrap();
+    assert!(waited <= secs(10) + backoff.max + ms(2), "served after {waited:?}");
+    assert_quiescent(&pool, &db);
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_most_max_connecting_connects_in_flight() {
+    let db = backend();
+    let latency = ms(100);
+    db.set_connect_latency(latency);
+    let max_connecting = 3;
+    let pool = builder(&db)
+        .max_size(50)
+        .max_connecting(max_connecting)
+        .build()
+        .unwrap();
+    let n = 30;
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.get_timeout(secs(30)).await })
+        })
+        .collect();
+    settle().await;
+    assert_eq!(pool.state().waiters, n);
+    assert_eq!(db.stats().connect_attempts, max_connecting as u64);
+
+    let mut peak = 0;
+    let start = Instant::now();
+    while db.stats().connects < n as u64 {
+        let s: SimStats = db.stats();
+        let in_flight = s.connect_attempts - s.connects;
+        peak = peak.max(in_flight);
+        assert!(in_flight <= max_connecting as u64, "{in_flight} connects in flight");
+        assert!(pool.state().connecting <= max_connecting);
+        assert!(start.elapsed() < secs(30), "connects never finished");
+        run_for(ms(10)).await;
+    }
+    assert_eq!(peak, max_connecting as u64);
+    let mut held = Vec::new();
+    for t in tasks {
+        held.push(t.await.unwrap().unwrap());
+    }
+    assert_eq!(pool.state().size, n);
+    drop(held);
+    assert_quiescent(&pool, &db);
+}
+
+#[tokio::test(start_paused = true)]
+#[ignore = "bug: a finished connect does not start the next one for the waiters still queued (src/pool/shared.rs add_new); they wait for the next maintenance round"]
+async fn connects_follow_each_other_for_waiters_beyond_max_connecting() {
+    let db = backend();
+    let latency = ms(100);
+    db.set_connect_latency(latency);
+    let max_connecting = 3;
+    let pool = builder(&db)
+        .max_size(50)
+        .max_connecting(max_connecting)
+        .maintenance_interval(secs(1))
+        .build()
+        .unwrap();
+    let n: usize = 30;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let conn = pool.get_timeout(secs(60)).await;
+                (conn, Instant::now())
+            })
+        })
+        .collect();
+    let mut last = start;
+    let mut held = Vec::new();
+    for t in tasks {
+        let (conn, at) = bounded(secs(120), t).await.unwrap();
+        held.push(conn.unwrap());
+        last = last.max(at);
+    }
+    // Served in back-to-back batches of max_connecting, one connect latency each.
+    let batches = n.div_ceil(max_connecting) as u32;
+    assert!(
+        last - start <= latency * batches + ms(10),
+        "last waiter served after {:?}, expected about {:?}",
+        last - start,
+        latency * batches
+    );
+}
