@@ -559,3 +559,337 @@ async fn connects_follow_each_other_for_waiters_beyond_max_connecting() {
         latency * batches
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Checkout checks: ping, broken connections, session reset
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn checkout_ping_only_after_the_idle_threshold() {
+    let db = backend();
+    let threshold = secs(10);
+    // A short maintenance interval keeps the pool's coarse clock within 100 ms of real time.
+    let pool = builder(&db)
+        .checkout_test(CheckoutTest::AfterIdle(threshold))
+        .idle_timeout(None)
+        .maintenance_interval(ms(100))
+        .build()
+        .unwrap();
+    drop(pool.get().await.unwrap());
+    assert_eq!(db.stats().pings, 0, "a fresh connection is not pinged");
+
+    // Returned and taken again at once: no ping.
+    drop(pool.get().await.unwrap());
+    // Idle for half the threshold: no ping.
+    run_for(threshold / 2).await;
+    drop(pool.get().await.unwrap());
+    assert_eq!(db.stats().pings, 0);
+    // Idle past the threshold (by more than the coarse clock's resolution): one ping.
+    run_for(threshold + ms(500)).await;
+    let conn = pool.get().await.unwrap();
+    assert_eq!(db.stats().pings, 1);
+    drop(conn);
+    drop(pool.get().await.unwrap());
+    assert_eq!(db.stats().pings, 1, "pinged although just returned");
+}
+
+#[tokio::test(start_paused = true)]
+async fn checkout_test_always_and_never() {
+    let db = backend();
+    let always = builder(&db)
+        .checkout_test(CheckoutTest::Always)
+        .build()
+        .unwrap();
+    drop(always.get().await.unwrap());
+    assert_eq!(db.stats().pings, 0, "a connection fresh from connect is not pinged");
+    for expected in 1..=3 {
+        drop(always.get().await.unwrap());
+        assert_eq!(db.stats().pings, expected);
+    }
+
+    let db = backend();
+    let never = builder(&db)
+        .checkout_test(CheckoutTest::Never)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .build()
+        .unwrap();
+    let id = never.get().await.unwrap().id();
+    run_for(secs(3600)).await;
+    assert_eq!(never.get().await.unwrap().id(), id);
+    assert_eq!(db.stats().pings, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_ping_discards_the_connection_and_the_get_gets_a_new_one() {
+    let db = backend();
+    let pool = builder(&db)
+        .checkout_test(CheckoutTest::Always)
+        .build()
+        .unwrap();
+    let old = pool.get().await.unwrap().id();
+    // The ping hangs; meanwhile the server restarts, so the ping answers with an error.
+    db.set_hang(true);
+    let getter = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get_timeout(secs(5)).await.map(|c| c.id()) }
+    });
+    run_for(ms(50)).await;
+    db.set_down(true);
+    db.set_down(false);
+    db.set_hang(false);
+    let new = bounded(secs(10), getter).await.unwrap().unwrap();
+    assert_ne!(new, old);
+    let state = pool.state();
+    assert_eq!(state.totals.broken, 1);
+    assert_eq!(state.totals.created, 2);
+    assert_eq!(state.totals.acquired, 2, "the discarded checkout does not count");
+    assert_eq!(db.stats().pings, 0, "the only ping failed");
+    assert_quiescent(&pool, &db);
+}
+
+#[tokio::test(start_paused = true)]
+async fn broken_connections_are_discarded_not_returned() {
+    let db = backend();
+    let pool = builder(&db).max_size(2).build().unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let old = conn.id();
+    conn.break_connection();
+    assert!(conn.query("SELECT 1").await.is_err());
+    drop(conn);
+    let state = pool.state();
+    assert_eq!((state.size, state.idle, state.in_use), (0, 0, 0));
+    assert_eq!(state.totals.broken, 1);
+    assert_eq!(state.totals.closed, 1);
+    assert_eq!(db.stats().open_connections, 0);
+    let mut conn = pool.get().await.unwrap();
+    assert_ne!(conn.id(), old);
+    conn.query("SELECT 1").await.unwrap();
+    drop(conn);
+
+    // Idle connections cut by an outage are found broken at checkout and replaced.
+    let before: HashSet<u64> = get_many(&pool, 2).await.iter().map(|c| c.id()).collect();
+    db.set_down(true);
+    db.set_down(false);
+    let after: HashSet<u64> = get_many(&pool, 2).await.iter().map(|c| c.id()).collect();
+    assert!(before.is_disjoint(&after));
+    assert_eq!(pool.state().totals.broken, 3);
+    assert_quiescent(&pool, &db);
+}
+
+#[tokio::test(start_paused = true)]
+async fn session_is_reset_on_return() {
+    let db = backend();
+    let pool = builder(&db).max_size(1).build().unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let id = conn.id();
+    conn.set_session_state();
+    drop(conn);
+    // The reset runs in the background; the next borrower (queued meanwhile) gets a clean session.
+    let conn = bounded(secs(5), pool.get()).await.unwrap();
+    assert_eq!(conn.id(), id);
+    assert!(!conn.has_session_state());
+    assert_eq!(db.stats().resets, 1);
+    drop(conn);
+    // A clean session is not reset again.
+    drop(pool.get().await.unwrap());
+    assert_eq!(db.stats().resets, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn release_resets_in_the_caller_and_returns_at_once() {
+    let db = backend();
+    let pool = builder(&db).build().unwrap();
+    let mut conn = pool.get().await.unwrap();
+    conn.set_session_state();
+    conn.release().await.unwrap();
+    assert_eq!(db.stats().resets, 1);
+    let state = pool.state();
+    assert_eq!((state.idle, state.in_use), (1, 0), "returned before release() finished");
+    assert!(!pool.get().await.unwrap().has_session_state());
+
+    // A broken connection is closed by release, not returned.
+    let mut conn = pool.get().await.unwrap();
+    conn.break_connection();
+    conn.release().await.unwrap();
+    let state = pool.state();
+    assert_eq!((state.size, state.totals.broken), (0, 1));
+
+    // Down: the connection is broken, so release closes it without trying a reset.
+    let mut conn = pool.get().await.unwrap();
+    conn.set_session_state();
+    db.set_down(true);
+    conn.release().await.unwrap();
+    assert_eq!(pool.state().size, 0);
+    assert_eq!(db.stats().open_connections, 0);
+    assert_eq!(db.stats().resets, 1);
+}
+
+/// A driver over the simulator whose session reset can be made slow or failing, to reach the
+/// reset paths the simulator itself cannot (its reset only fails on a connection already
+/// known to be broken).
+struct TunableReset {
+    sim: seawall::sim::SimConnector,
+    fail: std::sync::atomic::AtomicBool,
+    delay: parking_lot::Mutex<Duration>,
+}
+
+#[derive(Debug)]
+struct ResetRefused;
+impl std::fmt::Display for ResetRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("reset refused")
+    }
+}
+impl std::error::Error for ResetRefused {}
+
+#[derive(Debug)]
+enum TunableError {
+    Sim(SimError),
+    Reset(ResetRefused),
+}
+impl std::fmt::Display for TunableError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TunableError::Sim(e) => e.fmt(f),
+            TunableError::Reset(e) => e.fmt(f),
+        }
+    }
+}
+impl std::error::Error for TunableError {}
+
+#[async_trait::async_trait]
+impl seawall::Connector for TunableReset {
+    type Connection = seawall::sim::SimConnection;
+    type Error = TunableError;
+
+    async fn connect(&self) -> Result<Self::Connection, TunableError> {
+        self.sim.connect().await.map_err(TunableError::Sim)
+    }
+    fn has_broken(&self, conn: &mut Self::Connection) -> bool {
+        self.sim.has_broken(conn)
+    }
+    fn needs_reset(&self, conn: &Self::Connection) -> bool {
+        self.sim.needs_reset(conn)
+    }
+    async fn reset(&self, conn: &mut Self::Connection) -> Result<(), TunableError> {
+        let delay = *self.delay.lock();
+        tokio::time::sleep(delay).await;
+        if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(TunableError::Reset(ResetRefused));
+        }
+        self.sim.reset(conn).await.map_err(TunableError::Sim)
+    }
+}
+
+fn tunable_pool(db: &std::sync::Arc<seawall::sim::SimBackend>) -> Pool<TunableReset> {
+    Pool::builder(TunableReset {
+        sim: db.connector(),
+        fail: Default::default(),
+        delay: parking_lot::Mutex::new(Duration::ZERO),
+    })
+    .name("tunable")
+    .reset_timeout(secs(1))
+    .build()
+    .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_or_slow_reset_closes_the_connection() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let db = backend();
+    let pool = tunable_pool(&db);
+
+    // release() reports the driver's reset error and closes the connection.
+    pool.connector().fail.store(true, Relaxed);
+    let mut conn = pool.get().await.unwrap();
+    conn.set_session_state();
+    match conn.release().await {
+        Err(Error::Driver(e)) => assert!(e.downcast_ref::<TunableError>().is_some(), "{e:?}"),
+        other => panic!("expected a driver error, got {other:?}"),
+    }
+    let state = pool.state();
+    assert_eq!((state.size, state.totals.broken), (0, 1));
+    assert_eq!(db.stats().open_connections, 0);
+
+    // On drop the reset runs in the background; failing, it closes the connection too.
+    let mut conn = pool.get().await.unwrap();
+    conn.set_session_state();
+    drop(conn);
+    run_for(ms(10)).await;
+    let state = pool.state();
+    assert_eq!((state.size, state.totals.broken), (0, 2));
+
+    // A reset slower than reset_timeout is given up at the timeout.
+    pool.connector().fail.store(false, Relaxed);
+    *pool.connector().delay.lock() = secs(60);
+    let mut conn = pool.get().await.unwrap();
+    conn.set_session_state();
+    let start = Instant::now();
+    let err = bounded(secs(10), conn.release()).await.unwrap_err();
+    assert_eq!(start.elapsed(), secs(1));
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert_eq!(pool.state().size, 0);
+    assert_eq!(db.stats().open_connections, 0);
+}
+
+#[tokio::test(start_paused = true)]
+#[ignore = "bug: dropping release() while its reset runs loses the connection from the accounting (src/pool/pooled.rs release)"]
+async fn cancelled_release_leaks_nothing() {
+    let db = backend();
+    let pool = tunable_pool(&db);
+    *pool.connector().delay.lock() = ms(500);
+    let mut conn = pool.get().await.unwrap();
+    conn.set_session_state();
+    // The caller gives up on release() halfway through the reset.
+    assert!(tokio::time::timeout(ms(100), conn.release()).await.is_err());
+    run_for(secs(2)).await;
+    let state = pool.state();
+    assert_eq!(state.in_use, 0, "{state:?}");
+    assert_eq!(db.stats().open_connections, state.size, "{state:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn discard_closes_and_detach_hands_the_connection_over() {
+    let db = backend();
+    let pool = builder(&db).build().unwrap();
+    let conn = pool.get().await.unwrap();
+    let id = conn.id();
+    conn.discard();
+    let state = pool.state();
+    assert_eq!((state.size, state.totals.broken, state.totals.closed), (0, 1, 1));
+    assert_eq!(db.stats().open_connections, 0);
+    assert_ne!(pool.get().await.unwrap().id(), id);
+
+    let conn = pool.get().await.unwrap();
+    let raw = conn.detach();
+    let state = pool.state();
+    assert_eq!((state.size, state.idle, state.in_use), (0, 0, 0));
+    assert_eq!(state.totals.closed, 1, "a detached connection is not closed by the pool");
+    assert_eq!(db.stats().open_connections, 1, "the caller owns it now");
+    drop(raw);
+    assert_eq!(db.stats().open_connections, 0);
+}
+
+#[tokio::test(start_paused = true)]
+#[ignore = "bug: detach() frees a slot but starts no connect for the queued waiters (src/pool/shared.rs forget)"]
+async fn detach_lets_a_queued_waiter_connect() {
+    let db = backend();
+    let pool = builder(&db)
+        .max_size(1)
+        .maintenance_interval(secs(60))
+        .build()
+        .unwrap();
+    let held = pool.get().await.unwrap();
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get_timeout(secs(1)).await.map(|c| c.id()) }
+    });
+    settle().await;
+    let raw = held.detach();
+    let id = bounded(secs(5), waiter)
+        .await
+        .unwrap()
+        .expect("the slot freed by detach should be refilled for the waiter");
+    assert_ne!(id, raw.id());
+}
