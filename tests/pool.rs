@@ -893,3 +893,201 @@ async fn detach_lets_a_queued_waiter_connect() {
         .expect("the slot freed by detach should be refilled for the waiter");
     assert_ne!(id, raw.id());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fairness
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn waiters_are_served_in_the_order_they_queued() {
+    let db = backend();
+    let pool = builder(&db).max_size(1).build().unwrap();
+    let held = pool.get().await.unwrap();
+    let order = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let n = 10;
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (pool2, order) = (pool.clone(), order.clone());
+        tasks.push(tokio::spawn(async move {
+            let pool = pool2;
+            let mut conn = pool.get_timeout(secs(60)).await.unwrap();
+            order.lock().push(i);
+            conn.query("SELECT 1").await.unwrap();
+        }));
+        // Let it queue before the next one starts.
+        settle().await;
+        assert_eq!(pool.state().waiters, i + 1);
+    }
+    drop(held);
+    for t in tasks {
+        bounded(secs(60), t).await.unwrap();
+    }
+    assert_eq!(*order.lock(), (0..n).collect::<Vec<_>>());
+    assert_eq!(pool.state().totals.created, 1, "all served by the same connection");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_is_not_starved_by_tasks_cycling_connections() {
+    let db = backend();
+    let hold = ms(1); // the simulator's default query time
+    let max_size = 2;
+    let pool = builder(&db).max_size(max_size).build().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fast = 10;
+    let mut loops = Vec::new();
+    for _ in 0..fast {
+        let (pool, stop) = (pool.clone(), stop.clone());
+        loops.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut conn = pool.get_timeout(secs(60)).await.unwrap();
+                conn.query("SELECT 1").await.unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    run_for(ms(100)).await;
+    // The slow task asks once while the fast ones keep cycling.
+    let start = Instant::now();
+    let conn = bounded(secs(10), pool.get_timeout(secs(60))).await.unwrap();
+    let waited = start.elapsed();
+    drop(conn);
+    // FIFO hand-off: at most every fast task is ahead of it, each holding for one query.
+    let bound = hold * (fast as u32 / max_size as u32 + 1) + ms(2);
+    assert!(waited <= bound, "waited {waited:?}, bound {bound:?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for l in loops {
+        let n = bounded(secs(10), l).await.unwrap();
+        assert!(n > 0, "a fast task starved");
+        total += n;
+    }
+    assert!(total >= 100, "only {total} cycles");
+    assert_quiescent(&pool, &db);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cancellation
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn get_cancelled_by_timeout_leaks_nothing() {
+    let db = backend();
+    let pool = builder(&db).max_size(1).build().unwrap();
+    let held = pool.get().await.unwrap();
+    for _ in 0..5 {
+        assert!(tokio::time::timeout(ms(100), pool.get()).await.is_err());
+        let state = pool.state();
+        assert_eq!((state.waiters, state.in_use, state.size), (0, 1, 1), "{state:?}");
+    }
+    drop(held);
+    let state = pool.state();
+    assert_eq!((state.idle, state.in_use), (1, 0));
+    assert_eq!(state.totals.timed_out, 0, "a cancelled get is not a pool timeout");
+    assert_quiescent(&pool, &db);
+}
+
+#[tokio::test(start_paused = true)]
+async fn get_dropped_while_pending_leaks_nothing() {
+    let db = backend();
+    let pool = builder(&db).max_size(2).build().unwrap();
+    let held = get_many(&pool, 2).await;
+    {
+        let fut = pool.get();
+        tokio::pin!(fut);
+        assert!(poll_once(fut.as_mut()).await.is_pending());
+        assert_eq!(pool.state().waiters, 1);
+    }
+    assert_eq!(pool.state().waiters, 0);
+    // Pending on a connect rather than on a return: the connect's result is kept, not lost.
+    drop(held);
+    pool.set_max_size(3).unwrap();
+    let held = get_many(&pool, 2).await;
+    {
+        let fut = pool.get();
+        tokio::pin!(fut);
+        assert!(poll_once(fut.as_mut()).await.is_pending());
+        assert_eq!(pool.state().connecting, 1);
+    }
+    run_for(ms(10)).await;
+    let state = pool.state();
+    assert_eq!((state.size, state.idle, state.waiters), (3, 1, 0), "{state:?}");
+    drop(held);
+    assert_quiescent(&pool, &db);
+}
+
+#[tokio::test(start_paused = true)]
+async fn get_losing_a_select_leaks_nothing() {
+    let db = backend();
+    let pool = builder(&db).max_size(1).build().unwrap();
+    let held = pool.get().await.unwrap();
+    let lost = tokio::select! {
+        c = pool.get() => Some(c),
+        _ = tokio::time::sleep(ms(50)) => None,
+    };
+    assert!(lost.is_none());
+    assert_eq!(pool.state().waiters, 0);
+    let id = held.id();
+    drop(held);
+    // The next get finds the connection idle: nothing was reserved for the loser.
+    assert_eq!(pool.get().await.unwrap().id(), id);
+    assert_quiescent(&pool, &db);
+}
+
+#[tokio::test(start_paused = true)]
+async fn connection_handed_to_a_cancelled_waiter_goes_to_the_next() {
+    let db = backend();
+    let pool = builder(&db).max_size(1).build().unwrap();
+    let held = pool.get().await.unwrap();
+    let id = held.id();
+
+    // First in line: polled once, so it is queued, then never polled again.
+    let first = pool.get();
+    let mut first = Box::pin(first);
+    assert!(poll_once(first.as_mut()).await.is_pending());
+    // Second in line: a task that waits for real.
+    let second = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let start = Instant::now();
+            let r = pool.get_timeout(secs(5)).await.map(|c| c.id());
+            (r, start.elapsed())
+        }
+    });
+    settle().await;
+    assert_eq!(pool.state().waiters, 2);
+
+    // The connection goes to the first waiter... which is dropped before it takes it.
+    drop(held);
+    assert_eq!(pool.state().waiters, 1);
+    drop(first);
+    let (r, waited) = bounded(secs(10), second).await.unwrap();
+    assert_eq!(r.expect("the second waiter must be served, not time out"), id);
+    assert!(waited < secs(1), "{waited:?}");
+    let state = pool.state();
+    assert_eq!(state.totals.acquired, 2, "{state:?}");
+    assert_eq!(state.totals.timed_out, 0);
+    assert_quiescent(&pool, &db);
+}
+
+#[tokio::test(start_paused = true)]
+#[ignore = "bug: a get dropped during its checkout ping loses the connection from the accounting (src/pool/mod.rs check)"]
+async fn get_cancelled_during_its_checkout_ping_leaks_nothing() {
+    let db = backend();
+    let pool = builder(&db)
+        .max_size(1)
+        .checkout_test(CheckoutTest::Always)
+        .build()
+        .unwrap();
+    drop(pool.get().await.unwrap());
+    db.set_hang(true);
+    // The ping hangs; the caller gives up before the pool's deadline.
+    assert!(tokio::time::timeout(ms(100), pool.get()).await.is_err());
+    db.set_hang(false);
+    let state = pool.state();
+    assert_eq!(state.in_use, 0, "{state:?}");
+    assert_eq!(db.stats().open_connections, state.size, "{state:?}");
+    // With max_size 1 a lost slot would make every later get time out.
+    bounded(secs(5), pool.get_timeout(secs(1))).await.unwrap();
+}
