@@ -1347,3 +1347,260 @@ async fn close_waits_for_connects_in_flight() {
     assert!(matches!(getter.await.unwrap(), Err(Error::Closed { .. })));
     assert_eq!(db.stats().open_connections, 0, "the late connection was closed");
 }
+
+// ---------------------------------------------------------------------------------------------
+// state()
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn state_snapshot_follows_a_scripted_scenario() {
+    let db = backend();
+    let connect = ms(10);
+    db.set_connect_latency(connect);
+    let pool = builder(&db)
+        .name("scripted")
+        .max_size(2)
+        .max_connecting(2)
+        .build()
+        .unwrap();
+    let s = pool.state();
+    assert_eq!(&*s.name, "scripted");
+    assert_eq!((s.size, s.idle, s.in_use, s.waiters, s.connecting, s.max_size), (0, 0, 0, 0, 0, 2));
+    assert!(!s.closed);
+    assert_eq!(s.totals, Default::default());
+    assert_eq!(s.acquire_wait.count, 0);
+
+    // Two gets at once: both wait for a connect (10 ms, in parallel).
+    let pending: Vec<_> = (0..2)
+        .map(|_| {
+            let p = pool.clone();
+            tokio::spawn(async move { p.get().await.unwrap() })
+        })
+        .collect();
+    settle().await;
+    let s = pool.state();
+    assert_eq!((s.waiters, s.connecting, s.size), (2, 2, 0), "{s:?}");
+    let mut held = Vec::new();
+    for t in pending {
+        held.push(bounded(secs(5), t).await.unwrap());
+    }
+    let (a, mut b) = (held.remove(0), held.remove(0));
+    let s = pool.state();
+    assert_eq!((s.size, s.idle, s.in_use, s.waiters, s.connecting), (2, 0, 2, 0, 0), "{s:?}");
+
+    // A third get at max size waits and times out.
+    let timed_out = tokio::spawn({
+        let p = pool.clone();
+        async move { p.get_timeout(ms(50)).await.map(drop) }
+    });
+    settle().await;
+    let s = pool.state();
+    assert_eq!((s.waiters, s.in_use, s.connecting), (1, 2, 0), "{s:?}");
+    expect_timeout(bounded(secs(5), timed_out).await.unwrap());
+
+    // Return a and take it again at once; break b.
+    drop(a);
+    assert_eq!(pool.state().idle, 1);
+    let d = pool.get().await.unwrap();
+    b.break_connection();
+    drop(b);
+    assert_eq!(pool.state().size, 1);
+
+    // The database goes down: a get waits on failing connects and times out, and the
+    // connection d holds breaks.
+    db.set_down(true);
+    expect_timeout(pool.get_timeout(ms(500)).await);
+    run_for(secs(10)).await; // let the connect task give up
+    drop(d);
+
+    let s = pool.state();
+    let sim = db.stats();
+    assert_eq!((s.size, s.idle, s.in_use, s.waiters, s.connecting), (0, 0, 0, 0, 0), "{s:?}");
+    assert_eq!(s.totals.acquired, 3, "a, b and d");
+    assert_eq!(s.totals.waited, 2, "a and b waited; d was served at once");
+    assert_eq!(s.totals.timed_out, 2);
+    assert_eq!(s.totals.broken, 2, "b, and d (cut by the outage) on return");
+    assert_eq!(s.totals.created, 2);
+    assert_eq!(s.totals.closed, 2);
+    assert_eq!(s.totals.connect_failures, sim.connect_attempts - sim.connects);
+    assert!(s.totals.connect_failures >= 1);
+    // Waits: a and b one connect each, d none.
+    let w = s.acquire_wait;
+    assert_eq!(w.count, 3);
+    assert_eq!(w.max, connect);
+    assert_eq!(w.mean, Duration::from_micros(2 * connect.as_micros() as u64 / 3));
+    // Quantiles are bucket bounds, within 12.5% above the true value.
+    assert!(w.p50 >= connect && w.p50 <= connect.mul_f64(1.125), "{w:?}");
+    assert!(w.p99 >= connect && w.p99 <= connect.mul_f64(1.125), "{w:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn bad_configuration_fails_in_build_naming_the_field() {
+    type Tweak = fn(seawall::pool::Builder<seawall::sim::SimConnector>) -> seawall::pool::Builder<seawall::sim::SimConnector>;
+    let cases: Vec<(&str, Tweak)> = vec![
+        ("max_size", |b| b.max_size(0)),
+        ("min_idle", |b| b.max_size(2).min_idle(3)),
+        ("acquire_timeout", |b| b.acquire_timeout(Duration::ZERO)),
+        ("connect_timeout", |b| b.connect_timeout(Duration::ZERO)),
+        ("reset_timeout", |b| b.reset_timeout(Duration::ZERO)),
+        ("maintenance_interval", |b| b.maintenance_interval(Duration::ZERO)),
+        ("max_lifetime", |b| b.max_lifetime(Some(Duration::ZERO))),
+        ("idle_timeout", |b| b.idle_timeout(Some(Duration::ZERO))),
+        ("max_connecting", |b| b.max_connecting(0)),
+        ("lifetime_jitter", |b| b.lifetime_jitter(1.0)),
+        ("lifetime_jitter", |b| b.lifetime_jitter(-0.1)),
+        ("lifetime_jitter", |b| b.lifetime_jitter(f64::NAN)),
+        ("backoff.initial", |b| {
+            b.connect_backoff(BackoffConfig {
+                initial: Duration::ZERO,
+                max: secs(1),
+            })
+        }),
+        ("backoff.max", |b| {
+            b.connect_backoff(BackoffConfig {
+                initial: secs(2),
+                max: secs(1),
+            })
+        }),
+        ("name", |b| b.name("")),
+    ];
+    let db = backend();
+    for (field, tweak) in cases {
+        // Outside any runtime: build validates without needing one.
+        let err = tweak(builder(&db)).build().unwrap_err();
+        assert_eq!(err.field, field, "{err}");
+        assert!(!err.reason.is_empty());
+        assert!(err.to_string().contains(field), "{err}");
+        // And it converts into the crate's error.
+        assert!(matches!(Error::from(err), Error::Config(_)));
+    }
+    // The edges that are allowed.
+    builder(&db)
+        .max_size(1)
+        .min_idle(1)
+        .max_connecting(1)
+        .lifetime_jitter(0.0)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_backoff(BackoffConfig {
+            initial: secs(1),
+            max: secs(1),
+        })
+        .build()
+        .unwrap();
+    builder(&db).lifetime_jitter(0.999).build().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics and tracing
+// ---------------------------------------------------------------------------------------------
+
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn metrics_are_reported_with_the_pool_name() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let db = backend();
+    metrics::with_local_recorder(&recorder, || {
+        paused_runtime().block_on(async {
+            let pool = builder(&db).name("metered").max_size(1).build().unwrap();
+            let held = pool.get().await.unwrap();
+            expect_timeout(pool.get_timeout(ms(10)).await);
+            expect_timeout(pool.get_timeout(ms(10)).await);
+            drop(held);
+            drop(pool.get().await.unwrap());
+            // A second pool keeps its own series.
+            let other = builder(&db).name("other").build().unwrap();
+            drop(other.get().await.unwrap());
+        })
+    });
+    let counters: Vec<(String, String, u64)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter_map(|(key, _, _, value)| {
+            let key = key.key();
+            let pool = key
+                .labels()
+                .find(|l| l.key() == "pool")
+                .map(|l| l.value().to_owned())
+                .unwrap_or_default();
+            match value {
+                DebugValue::Counter(n) => Some((key.name().to_owned(), pool, n)),
+                _ => None,
+            }
+        })
+        .collect();
+    let get = |name: &str, pool: &str| {
+        counters
+            .iter()
+            .find(|(n, p, _)| n == name && p == pool)
+            .map(|c| c.2)
+            .unwrap_or_else(|| panic!("no {name}{{pool={pool}}} in {counters:?}"))
+    };
+    assert_eq!(get("seawall_pool_acquired_total", "metered"), 2);
+    assert_eq!(get("seawall_pool_timeouts_total", "metered"), 2);
+    assert_eq!(get("seawall_pool_connects_total", "metered"), 1);
+    assert_eq!(get("seawall_pool_acquired_total", "other"), 1);
+    assert_eq!(get("seawall_pool_timeouts_total", "other"), 0);
+    assert_eq!(get("seawall_pool_connects_total", "other"), 1);
+}
+
+#[test]
+fn tracing_spans_cover_acquire_and_connect() {
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+
+    type Seen = std::sync::Arc<parking_lot::Mutex<Vec<(String, String)>>>;
+    /// Records each new span's name and its `pool` field.
+    struct Spans(Seen);
+    struct PoolField(String);
+    impl Visit for PoolField {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "pool" {
+                self.0 = format!("{value:?}");
+            }
+        }
+    }
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: Context<'_, S>,
+        ) {
+            let mut pool = PoolField(String::new());
+            attrs.record(&mut pool);
+            self.0.lock().push((attrs.metadata().name().to_owned(), pool.0));
+        }
+    }
+
+    let seen = Seen::default();
+    let subscriber = tracing_subscriber::registry().with(Spans(seen.clone()));
+    let db = backend();
+    tracing::subscriber::with_default(subscriber, || {
+        paused_runtime().block_on(async {
+            let pool = builder(&db).name("traced").build().unwrap();
+            drop(pool.get().await.unwrap());
+        })
+    });
+    let seen = seen.lock();
+    for name in ["seawall.acquire", "seawall.connect"] {
+        assert!(
+            seen.iter().any(|(n, pool)| n == name && pool == "traced"),
+            "no {name} span for pool `traced` in {seen:?}"
+        );
+    }
+}
