@@ -79,7 +79,11 @@ async fn per_call_timeout_overrides_the_pool_timeout() {
     assert_eq!(start.elapsed(), ms(250));
     assert_eq!(err.timeout, ms(250));
     assert_eq!(err.waited, ms(250));
-    assert!(matches!(err.cause, WaitCause::Saturated { waiters: 2, .. }), "{:?}", err.cause);
+    assert!(
+        matches!(err.cause, WaitCause::Saturated { waiters: 2, .. }),
+        "{:?}",
+        err.cause
+    );
     assert_eq!(pool.state().waiters, 1, "the long waiter is still queued");
 
     // The long waiter is unaffected and is served as soon as the connection comes back.
@@ -289,7 +293,10 @@ async fn lifetimes_are_spread_so_connections_opened_together_do_not_expire_toget
     let rounds = expiry_rounds(0.5).await;
     let first = rounds.first().unwrap().0;
     let last = rounds.last().unwrap().0;
-    assert!(first >= 50, "expired before life * (1 - jitter): {rounds:?}");
+    assert!(
+        first >= 50,
+        "expired before life * (1 - jitter): {rounds:?}"
+    );
     assert!(last <= 102, "expired after the full lifetime: {rounds:?}");
     assert!(rounds.len() >= 8, "expiries bunched together: {rounds:?}");
     let worst = rounds.iter().map(|r| r.1).max().unwrap();
@@ -324,8 +331,15 @@ async fn idle_timeout_reaps_down_to_min_idle_and_not_below() {
 
     run_for(secs(120)).await;
     let state = pool.state();
-    assert_eq!((state.size, state.idle), (2, 2), "went below min_idle: {state:?}");
-    assert_eq!(state.totals.closed, 3, "min_idle connections were churned: {state:?}");
+    assert_eq!(
+        (state.size, state.idle),
+        (2, 2),
+        "went below min_idle: {state:?}"
+    );
+    assert_eq!(
+        state.totals.closed, 3,
+        "min_idle connections were churned: {state:?}"
+    );
     assert_eq!(state.totals.created, 5);
     assert_quiescent(&pool, &db);
 }
@@ -350,8 +364,14 @@ async fn connections_kept_for_min_idle_are_served_after_the_idle_timeout() {
     let before = pool.state();
     let conn = bounded(secs(5), pool.get()).await.unwrap();
     let after = pool.state();
-    assert_eq!(after.totals.closed, before.totals.closed, "kept connection discarded");
-    assert_eq!(after.totals.created, before.totals.created, "get had to connect");
+    assert_eq!(
+        after.totals.closed, before.totals.closed,
+        "kept connection discarded"
+    );
+    assert_eq!(
+        after.totals.created, before.totals.created,
+        "get had to connect"
+    );
     drop(conn);
 }
 
@@ -446,7 +466,10 @@ async fn connect_retries_back_off_while_the_database_is_down() {
     }
     let attempts = db.stats().connect_attempts;
     let bound = max_connecting as u64 * max_attempts_per_task(window, backoff, ms(1));
-    assert!(attempts <= bound, "{attempts} connect attempts in {window:?}, bound {bound}");
+    assert!(
+        attempts <= bound,
+        "{attempts} connect attempts in {window:?}, bound {bound}"
+    );
     assert!(attempts >= 20, "gave up retrying: only {attempts} attempts");
     // A tight loop at 1 ms per attempt would have made tens of thousands.
     assert!(attempts * 100 < window.as_millis() as u64);
@@ -456,7 +479,11 @@ async fn connect_retries_back_off_while_the_database_is_down() {
     run_for(backoff.max + ms(10)).await;
     let settled = db.stats().connect_attempts;
     run_for(secs(120)).await;
-    assert_eq!(db.stats().connect_attempts, settled, "retries without anyone waiting");
+    assert_eq!(
+        db.stats().connect_attempts,
+        settled,
+        "retries without anyone waiting"
+    );
     assert_eq!(pool.state().connecting, 0);
 
     // Recovery: a waiter is served within one backoff step of the database coming back.
@@ -472,7 +499,10 @@ async fn connect_retries_back_off_while_the_database_is_down() {
     db.set_down(false);
     let (r, waited) = bounded(secs(60), getter).await.unwrap();
     r.unwrap();
-    assert!(waited <= secs(10) + backoff.max + ms(2), "served after {waited:?}");
+    assert!(
+        waited <= secs(10) + backoff.max + ms(2),
+        "served after {waited:?}"
+    );
     assert_quiescent(&pool, &db);
 }
 
@@ -504,7 +534,10 @@ async fn at_most_max_connecting_connects_in_flight() {
         let s: SimStats = db.stats();
         let in_flight = s.connect_attempts - s.connects;
         peak = peak.max(in_flight);
-        assert!(in_flight <= max_connecting as u64, "{in_flight} connects in flight");
+        assert!(
+            in_flight <= max_connecting as u64,
+            "{in_flight} connects in flight"
+        );
         assert!(pool.state().connecting <= max_connecting);
         assert!(start.elapsed() < secs(30), "connects never finished");
         run_for(ms(10)).await;
@@ -601,7 +634,11 @@ async fn checkout_test_always_and_never() {
         .build()
         .unwrap();
     drop(always.get().await.unwrap());
-    assert_eq!(db.stats().pings, 0, "a connection fresh from connect is not pinged");
+    assert_eq!(
+        db.stats().pings,
+        0,
+        "a connection fresh from connect is not pinged"
+    );
     for expected in 1..=3 {
         drop(always.get().await.unwrap());
         assert_eq!(db.stats().pings, expected);
@@ -643,7 +680,10 @@ async fn failed_ping_discards_the_connection_and_the_get_gets_a_new_one() {
     let state = pool.state();
     assert_eq!(state.totals.broken, 1);
     assert_eq!(state.totals.created, 2);
-    assert_eq!(state.totals.acquired, 2, "the discarded checkout does not count");
+    assert_eq!(
+        state.totals.acquired, 2,
+        "the discarded checkout does not count"
+    );
     assert_eq!(db.stats().pings, 0, "the only ping failed");
     assert_quiescent(&pool, &db);
 }
@@ -705,7 +745,11 @@ async fn release_resets_in_the_caller_and_returns_at_once() {
     conn.release().await.unwrap();
     assert_eq!(db.stats().resets, 1);
     let state = pool.state();
-    assert_eq!((state.idle, state.in_use), (1, 0), "returned before release() finished");
+    assert_eq!(
+        (state.idle, state.in_use),
+        (1, 0),
+        "returned before release() finished"
+    );
     assert!(!pool.get().await.unwrap().has_session_state());
 
     // A broken connection is closed by release, not returned.
@@ -857,7 +901,10 @@ async fn discard_closes_and_detach_hands_the_connection_over() {
     let id = conn.id();
     conn.discard();
     let state = pool.state();
-    assert_eq!((state.size, state.totals.broken, state.totals.closed), (0, 1, 1));
+    assert_eq!(
+        (state.size, state.totals.broken, state.totals.closed),
+        (0, 1, 1)
+    );
     assert_eq!(db.stats().open_connections, 0);
     assert_ne!(pool.get().await.unwrap().id(), id);
 
@@ -865,7 +912,10 @@ async fn discard_closes_and_detach_hands_the_connection_over() {
     let raw = conn.detach();
     let state = pool.state();
     assert_eq!((state.size, state.idle, state.in_use), (0, 0, 0));
-    assert_eq!(state.totals.closed, 1, "a detached connection is not closed by the pool");
+    assert_eq!(
+        state.totals.closed, 1,
+        "a detached connection is not closed by the pool"
+    );
     assert_eq!(db.stats().open_connections, 1, "the caller owns it now");
     drop(raw);
     assert_eq!(db.stats().open_connections, 0);
@@ -923,7 +973,11 @@ async fn waiters_are_served_in_the_order_they_queued() {
         bounded(secs(60), t).await.unwrap();
     }
     assert_eq!(*order.lock(), (0..n).collect::<Vec<_>>());
-    assert_eq!(pool.state().totals.created, 1, "all served by the same connection");
+    assert_eq!(
+        pool.state().totals.created,
+        1,
+        "all served by the same connection"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -979,12 +1033,19 @@ async fn get_cancelled_by_timeout_leaks_nothing() {
     for _ in 0..5 {
         assert!(tokio::time::timeout(ms(100), pool.get()).await.is_err());
         let state = pool.state();
-        assert_eq!((state.waiters, state.in_use, state.size), (0, 1, 1), "{state:?}");
+        assert_eq!(
+            (state.waiters, state.in_use, state.size),
+            (0, 1, 1),
+            "{state:?}"
+        );
     }
     drop(held);
     let state = pool.state();
     assert_eq!((state.idle, state.in_use), (1, 0));
-    assert_eq!(state.totals.timed_out, 0, "a cancelled get is not a pool timeout");
+    assert_eq!(
+        state.totals.timed_out, 0,
+        "a cancelled get is not a pool timeout"
+    );
     assert_quiescent(&pool, &db);
 }
 
@@ -1012,7 +1073,11 @@ async fn get_dropped_while_pending_leaks_nothing() {
     }
     run_for(ms(10)).await;
     let state = pool.state();
-    assert_eq!((state.size, state.idle, state.waiters), (3, 1, 0), "{state:?}");
+    assert_eq!(
+        (state.size, state.idle, state.waiters),
+        (3, 1, 0),
+        "{state:?}"
+    );
     drop(held);
     assert_quiescent(&pool, &db);
 }
@@ -1063,7 +1128,10 @@ async fn connection_handed_to_a_cancelled_waiter_goes_to_the_next() {
     assert_eq!(pool.state().waiters, 1);
     drop(first);
     let (r, waited) = bounded(secs(10), second).await.unwrap();
-    assert_eq!(r.expect("the second waiter must be served, not time out"), id);
+    assert_eq!(
+        r.expect("the second waiter must be served, not time out"),
+        id
+    );
     assert!(waited < secs(1), "{waited:?}");
     let state = pool.state();
     assert_eq!(state.totals.acquired, 2, "{state:?}");
@@ -1193,11 +1261,7 @@ async fn growing_lets_waiters_connect_at_once() {
 #[tokio::test(start_paused = true)]
 async fn shrinking_closes_idle_now_and_in_use_on_return() {
     let db = backend();
-    let pool = builder(&db)
-        .max_size(6)
-        .max_connecting(6)
-        .build()
-        .unwrap();
+    let pool = builder(&db).max_size(6).max_connecting(6).build().unwrap();
     let mut conns = get_many(&pool, 6).await;
     let idle = conns.split_off(3);
     drop(idle);
@@ -1205,7 +1269,10 @@ async fn shrinking_closes_idle_now_and_in_use_on_return() {
 
     pool.set_max_size(2).unwrap();
     let state = pool.state();
-    assert_eq!((state.max_size, state.size, state.idle, state.in_use), (2, 3, 0, 3));
+    assert_eq!(
+        (state.max_size, state.size, state.idle, state.in_use),
+        (2, 3, 0, 3)
+    );
     assert_eq!(db.stats().open_connections, 3, "idle ones closed at once");
 
     // Returned connections close until the pool fits.
@@ -1220,7 +1287,11 @@ async fn shrinking_closes_idle_now_and_in_use_on_return() {
     let _a = pool.get().await.unwrap();
     let _b = pool.get().await.unwrap();
     let err = expect_timeout(pool.get_timeout(ms(100)).await);
-    assert!(matches!(err.cause, WaitCause::Saturated { max_size: 2, .. }), "{:?}", err.cause);
+    assert!(
+        matches!(err.cause, WaitCause::Saturated { max_size: 2, .. }),
+        "{:?}",
+        err.cause
+    );
     drop((_a, _b));
     assert_quiescent(&pool, &db);
 }
@@ -1234,7 +1305,11 @@ async fn bad_sizes_are_rejected_with_config_errors() {
     let err = pool.set_max_size(1).unwrap_err();
     assert_eq!(err.field, "max_size");
     assert!(err.reason.contains("min_idle"), "{}", err.reason);
-    assert_eq!(pool.state().max_size, 4, "a rejected resize changes nothing");
+    assert_eq!(
+        pool.state().max_size,
+        4,
+        "a rejected resize changes nothing"
+    );
     pool.set_max_size(2).unwrap();
     assert_eq!(pool.state().max_size, 2);
 }
@@ -1274,7 +1349,11 @@ async fn close_fails_new_and_waiting_gets_and_closes_returned_connections() {
     drop(third);
     let state = pool.state();
     assert!(state.closed);
-    assert_eq!((state.size, state.idle, state.waiters), (2, 0, 0), "{state:?}");
+    assert_eq!(
+        (state.size, state.idle, state.waiters),
+        (2, 0, 0),
+        "{state:?}"
+    );
     assert_eq!(db.stats().open_connections, 2);
     drop(conns);
     bounded(secs(5), closing).await.unwrap();
@@ -1310,7 +1389,10 @@ async fn close_completes_only_once_every_connection_is_returned() {
         }
     });
     run_for(secs(1)).await;
-    assert!(!closing.is_finished(), "close finished with connections checked out");
+    assert!(
+        !closing.is_finished(),
+        "close finished with connections checked out"
+    );
     assert_eq!(db.stats().open_connections, 3);
     drop(conns.pop());
     drop(conns.pop());
@@ -1343,9 +1425,17 @@ async fn close_waits_for_connects_in_flight() {
     assert_eq!(pool.state().connecting, 1);
     let start = Instant::now();
     bounded(secs(10), pool.close()).await;
-    assert_eq!(start.elapsed(), secs(2), "close returned before the connect finished");
+    assert_eq!(
+        start.elapsed(),
+        secs(2),
+        "close returned before the connect finished"
+    );
     assert!(matches!(getter.await.unwrap(), Err(Error::Closed { .. })));
-    assert_eq!(db.stats().open_connections, 0, "the late connection was closed");
+    assert_eq!(
+        db.stats().open_connections,
+        0,
+        "the late connection was closed"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1365,7 +1455,17 @@ async fn state_snapshot_follows_a_scripted_scenario() {
         .unwrap();
     let s = pool.state();
     assert_eq!(&*s.name, "scripted");
-    assert_eq!((s.size, s.idle, s.in_use, s.waiters, s.connecting, s.max_size), (0, 0, 0, 0, 0, 2));
+    assert_eq!(
+        (
+            s.size,
+            s.idle,
+            s.in_use,
+            s.waiters,
+            s.connecting,
+            s.max_size
+        ),
+        (0, 0, 0, 0, 0, 2)
+    );
     assert!(!s.closed);
     assert_eq!(s.totals, Default::default());
     assert_eq!(s.acquire_wait.count, 0);
@@ -1386,7 +1486,11 @@ async fn state_snapshot_follows_a_scripted_scenario() {
     }
     let (a, mut b) = (held.remove(0), held.remove(0));
     let s = pool.state();
-    assert_eq!((s.size, s.idle, s.in_use, s.waiters, s.connecting), (2, 0, 2, 0, 0), "{s:?}");
+    assert_eq!(
+        (s.size, s.idle, s.in_use, s.waiters, s.connecting),
+        (2, 0, 2, 0, 0),
+        "{s:?}"
+    );
 
     // A third get at max size waits and times out.
     let timed_out = tokio::spawn({
@@ -1415,20 +1519,30 @@ async fn state_snapshot_follows_a_scripted_scenario() {
 
     let s = pool.state();
     let sim = db.stats();
-    assert_eq!((s.size, s.idle, s.in_use, s.waiters, s.connecting), (0, 0, 0, 0, 0), "{s:?}");
+    assert_eq!(
+        (s.size, s.idle, s.in_use, s.waiters, s.connecting),
+        (0, 0, 0, 0, 0),
+        "{s:?}"
+    );
     assert_eq!(s.totals.acquired, 3, "a, b and d");
     assert_eq!(s.totals.waited, 2, "a and b waited; d was served at once");
     assert_eq!(s.totals.timed_out, 2);
     assert_eq!(s.totals.broken, 2, "b, and d (cut by the outage) on return");
     assert_eq!(s.totals.created, 2);
     assert_eq!(s.totals.closed, 2);
-    assert_eq!(s.totals.connect_failures, sim.connect_attempts - sim.connects);
+    assert_eq!(
+        s.totals.connect_failures,
+        sim.connect_attempts - sim.connects
+    );
     assert!(s.totals.connect_failures >= 1);
     // Waits: a and b one connect each, d none.
     let w = s.acquire_wait;
     assert_eq!(w.count, 3);
     assert_eq!(w.max, connect);
-    assert_eq!(w.mean, Duration::from_micros(2 * connect.as_micros() as u64 / 3));
+    assert_eq!(
+        w.mean,
+        Duration::from_micros(2 * connect.as_micros() as u64 / 3)
+    );
     // Quantiles are bucket bounds, within 12.5% above the true value.
     assert!(w.p50 >= connect && w.p50 <= connect.mul_f64(1.125), "{w:?}");
     assert!(w.p99 >= connect && w.p99 <= connect.mul_f64(1.125), "{w:?}");
@@ -1440,14 +1554,18 @@ async fn state_snapshot_follows_a_scripted_scenario() {
 
 #[test]
 fn bad_configuration_fails_in_build_naming_the_field() {
-    type Tweak = fn(seawall::pool::Builder<seawall::sim::SimConnector>) -> seawall::pool::Builder<seawall::sim::SimConnector>;
+    type Tweak = fn(
+        seawall::pool::Builder<seawall::sim::SimConnector>,
+    ) -> seawall::pool::Builder<seawall::sim::SimConnector>;
     let cases: Vec<(&str, Tweak)> = vec![
         ("max_size", |b| b.max_size(0)),
         ("min_idle", |b| b.max_size(2).min_idle(3)),
         ("acquire_timeout", |b| b.acquire_timeout(Duration::ZERO)),
         ("connect_timeout", |b| b.connect_timeout(Duration::ZERO)),
         ("reset_timeout", |b| b.reset_timeout(Duration::ZERO)),
-        ("maintenance_interval", |b| b.maintenance_interval(Duration::ZERO)),
+        ("maintenance_interval", |b| {
+            b.maintenance_interval(Duration::ZERO)
+        }),
         ("max_lifetime", |b| b.max_lifetime(Some(Duration::ZERO))),
         ("idle_timeout", |b| b.idle_timeout(Some(Duration::ZERO))),
         ("max_connecting", |b| b.max_connecting(0)),
@@ -1583,7 +1701,9 @@ fn tracing_spans_cover_acquire_and_connect() {
         ) {
             let mut pool = PoolField(String::new());
             attrs.record(&mut pool);
-            self.0.lock().push((attrs.metadata().name().to_owned(), pool.0));
+            self.0
+                .lock()
+                .push((attrs.metadata().name().to_owned(), pool.0));
         }
     }
 
