@@ -45,6 +45,15 @@ impl Backoff {
         }
     }
 
+    /// Advances past `attempts` steps without sleeping them (to continue a sequence that
+    /// another task started).
+    pub(crate) fn skip(&mut self, attempts: u64) -> &mut Self {
+        for _ in 0..attempts.min(64) {
+            self.step = (self.step * 2).min(self.config.max);
+        }
+        self
+    }
+
     /// The delay before the next attempt: uniform in `[step/2, step]`; the step then doubles up
     /// to the maximum.
     pub(crate) fn next_delay(&mut self) -> Duration {

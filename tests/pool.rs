@@ -183,7 +183,6 @@ async fn hung_checkout_ping_times_out_at_the_deadline_and_discards() {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: PingHung timeout of an idle-path get reports waited = 0 (src/pool/mod.rs get_timeout)"]
 async fn hung_checkout_ping_timeout_reports_the_time_waited() {
     let db = backend();
     let pool = builder(&db)
@@ -345,7 +344,6 @@ async fn idle_timeout_reaps_down_to_min_idle_and_not_below() {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: connections kept for min_idle past idle_timeout are discarded on checkout (src/pool/mod.rs check)"]
 async fn connections_kept_for_min_idle_are_served_after_the_idle_timeout() {
     let db = backend();
     let pool = builder(&db)
@@ -553,7 +551,6 @@ async fn at_most_max_connecting_connects_in_flight() {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: a finished connect does not start the next one for the waiters still queued (src/pool/shared.rs add_new); they wait for the next maintenance round"]
 async fn connects_follow_each_other_for_waiters_beyond_max_connecting() {
     let db = backend();
     let latency = ms(100);
@@ -878,7 +875,6 @@ async fn failed_or_slow_reset_closes_the_connection() {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: dropping release() while its reset runs loses the connection from the accounting (src/pool/pooled.rs release)"]
 async fn cancelled_release_leaks_nothing() {
     let db = backend();
     let pool = tunable_pool(&db);
@@ -922,7 +918,6 @@ async fn discard_closes_and_detach_hands_the_connection_over() {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: detach() frees a slot but starts no connect for the queued waiters (src/pool/shared.rs forget)"]
 async fn detach_lets_a_queued_waiter_connect() {
     let db = backend();
     let pool = builder(&db)
@@ -1140,7 +1135,6 @@ async fn connection_handed_to_a_cancelled_waiter_goes_to_the_next() {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: a get dropped during its checkout ping loses the connection from the accounting (src/pool/mod.rs check)"]
 async fn get_cancelled_during_its_checkout_ping_leaks_nothing() {
     let db = backend();
     let pool = builder(&db)
@@ -1161,7 +1155,6 @@ async fn get_cancelled_during_its_checkout_ping_leaks_nothing() {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: a get whose connection fails its checkout check re-queues with a fresh deadline (src/pool/mod.rs get_timeout -> shared.take)"]
 async fn get_retrying_after_a_failed_check_keeps_its_deadline() {
     let db = backend();
     let pool = builder(&db).max_size(1).build().unwrap();
@@ -1186,7 +1179,6 @@ async fn get_retrying_after_a_failed_check_keeps_its_deadline() {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: get_timeout(Duration::MAX) panics on Instant overflow (src/pool/shared.rs take: now + timeout)"]
 async fn huge_timeouts_do_not_panic() {
     let db = backend();
     let pool = builder(&db)
@@ -1539,9 +1531,11 @@ async fn state_snapshot_follows_a_scripted_scenario() {
     let w = s.acquire_wait;
     assert_eq!(w.count, 3);
     assert_eq!(w.max, connect);
-    assert_eq!(
-        w.mean,
-        Duration::from_micros(2 * connect.as_micros() as u64 / 3)
+    // The mean comes from bucket midpoints: within 12.5% of the true mean.
+    let true_mean = Duration::from_micros(2 * connect.as_micros() as u64 / 3);
+    assert!(
+        w.mean >= true_mean.mul_f64(0.875) && w.mean <= true_mean.mul_f64(1.125),
+        "{w:?}"
     );
     // Quantiles are bucket bounds, within 12.5% above the true value.
     assert!(w.p50 >= connect && w.p50 <= connect.mul_f64(1.125), "{w:?}");

@@ -263,7 +263,6 @@ proptest! {
     /// The same with adversarial interleavings, deadlines strictly: fails on a known bug (a
     /// get whose connection fails its checkout check re-queues with a fresh deadline).
     #[test]
-    #[ignore = "bug: a get whose connection fails its checkout check re-queues with a fresh deadline (src/pool/mod.rs get_timeout)"]
     fn gets_keep_their_deadlines_under_adversarial_interleavings(ops in ops()) {
         let d = run_case(ops, false);
         prop_assert!(d.off.is_empty(), "timeouts off their deadline (timeout, took): {:?}", d.off);

@@ -32,8 +32,11 @@ pub enum LimiterKind {
     /// A fixed limit equal to the node's pool size (no adaptation).
     PoolSize,
     /// A limiter of your own, given the node's name and pool size.
-    Custom(Arc<dyn Fn(&str, usize) -> Box<dyn Limiter> + Send + Sync>),
+    Custom(LimiterFactory),
 }
+
+/// Makes a node's limiter from the node's name and pool size.
+pub type LimiterFactory = Arc<dyn Fn(&str, usize) -> Box<dyn Limiter> + Send + Sync>;
 
 impl std::fmt::Debug for LimiterKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

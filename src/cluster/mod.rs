@@ -67,7 +67,7 @@ use crate::error::{ConfigError, Error, NoReplica, WaitCause};
 use crate::load::NodeLoad;
 use crate::pool::Pool;
 
-pub use builder::{ClusterBuilder, LimiterKind};
+pub use builder::{ClusterBuilder, LimiterFactory, LimiterKind};
 pub use conn::ClusterConn;
 pub use node::{Node, NodeSnapshot, Role};
 

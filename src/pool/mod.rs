@@ -52,7 +52,7 @@ pub use opener::ConnectTimedOut;
 pub use pooled::Pooled;
 pub use state::{State, Totals, WaitSummary};
 
-use shared::{Conn, Shared, Take, WaitEnd, Waiter};
+use shared::{Conn, Held, Shared, Take, WaitEnd, Waiter};
 
 /// A pool of connections to one backend. Cloning is cheap and shares the pool.
 pub struct Pool<C: Connector> {
@@ -105,7 +105,7 @@ impl<C: Connector> Pool<C> {
     /// Gets a connection, waiting at most `timeout` (instead of the pool's `acquire_timeout`).
     pub async fn get_timeout(&self, timeout: Duration) -> Result<Pooled<C>, Error> {
         let shared = &self.shared;
-        // Set on the first wait, so the fast path never reads the real clock.
+        // Set on the first wait or ping, so the fast path never reads the real clock.
         let mut started: Option<Instant> = None;
         loop {
             // After a connection failed its checks, the next wait gets only what is left.
@@ -127,7 +127,7 @@ impl<C: Connector> Pool<C> {
                     (conn, None)
                 }
             };
-            match self.check(conn, idle_since, started, timeout).await {
+            match self.check(conn, idle_since, &mut started, timeout).await {
                 Ok(conn) => {
                     match started {
                         Some(start) => {
@@ -140,43 +140,40 @@ impl<C: Connector> Pool<C> {
                     shared.metrics.acquired.increment(1);
                     return Ok(Pooled::new(conn, shared.clone()));
                 }
-                Err(Some(Error::Timeout(mut e))) => {
-                    let start = *started.get_or_insert(shared.clock.refresh());
-                    e.waited = start.elapsed();
-                    e.timeout = timeout;
+                Err(Some(e)) => {
                     shared.inner.lock().totals.timed_out += 1;
                     shared.metrics.timeouts.increment(1);
-                    return Err(Error::Timeout(e));
+                    return Err(e);
                 }
-                Err(Some(e)) => return Err(e),
                 Err(None) => {
                     started.get_or_insert_with(|| shared.clock.refresh());
-                    continue;
                 }
             }
         }
     }
 
-    /// Checkout checks. `Err(None)`: the connection was discarded, try again.
+    /// Checkout checks: broken, expired, and a ping if the connection sat idle past the
+    /// threshold. `Err(None)`: the connection was discarded, try again; `Err(Some(_))`: the
+    /// ping hung until the deadline.
+    ///
+    /// Idle timeout is not checked here: it exists to shrink an unused pool, which the
+    /// maintenance task does; a caller who needs a connection now is better served by an idle
+    /// one (pinged if suspect) than by a new connect.
     async fn check(
         &self,
         mut conn: Conn<C::Connection>,
         idle_since_ms: Option<u64>,
-        started: Option<Instant>,
+        started: &mut Option<Instant>,
         timeout: Duration,
     ) -> Result<Conn<C::Connection>, Option<Error>> {
         let shared = &self.shared;
         let now = shared.clock.now_ms();
         let broken = shared.connector.has_broken(&mut conn.raw);
-        let idle_for = idle_since_ms.map(|since| Duration::from_millis(now.saturating_sub(since)));
-        let idled_out = match (idle_for, shared.config.idle_timeout) {
-            (Some(idle), Some(limit)) => idle >= limit,
-            _ => false,
-        };
-        if broken || conn.expired(now) || idled_out {
+        if broken || conn.expired(now) {
             shared.discard(conn, broken, true);
             return Err(None);
         }
+        let idle_for = idle_since_ms.map(|since| Duration::from_millis(now.saturating_sub(since)));
         let ping = match (shared.config.checkout_test, idle_for) {
             (_, None) | (CheckoutTest::Never, _) => false,
             (CheckoutTest::Always, Some(_)) => true,
@@ -185,24 +182,26 @@ impl<C: Connector> Pool<C> {
         if !ping {
             return Ok(conn);
         }
-        let deadline = started.unwrap_or_else(|| shared.clock.refresh()) + timeout;
+        let began = *started.get_or_insert_with(|| shared.clock.refresh());
+        let deadline = shared::deadline_after(began, timeout);
+        let mut held = Held::new(conn, shared, true);
         let span = tracing::debug_span!("seawall.recycle", pool = %shared.name(), step = "ping");
-        let pinged = tokio::time::timeout_at(deadline, shared.connector.ping(&mut conn.raw))
+        let pinged = tokio::time::timeout_at(deadline, shared.connector.ping(held.raw_mut()))
             .instrument(span)
             .await;
         match pinged {
-            Ok(Ok(())) => Ok(conn),
+            Ok(Ok(())) => Ok(held.keep()),
             Ok(Err(e)) => {
                 tracing::debug!(pool = %shared.name(), error = %e, "ping on checkout failed");
-                shared.discard(conn, true, true);
+                drop(held);
                 Err(None)
             }
             Err(_) => {
-                shared.discard(conn, true, true);
+                drop(held);
                 Err(Some(Error::Timeout(TimeoutError {
                     pool: shared.name().clone(),
-                    waited: Duration::ZERO,
-                    timeout: Duration::ZERO,
+                    waited: began.elapsed(),
+                    timeout,
                     cause: WaitCause::PingHung,
                 })))
             }

@@ -32,6 +32,22 @@ impl std::error::Error for ConnectTimedOut {}
 /// Opens one connection for a reservation already counted in `opening`.
 pub(crate) async fn open<C: Connector>(pool: Weak<Shared<C>>) {
     let mut backoff: Option<Backoff> = None;
+    // While the backend keeps refusing, a connect started for a new waiter continues the pool's
+    // backoff instead of hitting the backend at once: bursts of acquires do not become bursts
+    // of connects.
+    if let Some(shared) = pool.upgrade() {
+        let failures = shared.connect_failures();
+        if failures > 0 {
+            let b = backoff.insert(Backoff::new(shared.config.backoff, shared.next_seed()));
+            let delay = b.skip(failures - 1).next_delay();
+            drop(shared);
+            tokio::time::sleep(delay).await;
+            match pool.upgrade() {
+                Some(shared) if shared.still_wanted() => {}
+                _ => return,
+            }
+        }
+    }
     loop {
         let Some(shared) = pool.upgrade() else {
             return;

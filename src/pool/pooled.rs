@@ -10,7 +10,7 @@ use tracing::Instrument;
 use crate::driver::Connector;
 use crate::error::{DriverError, Error};
 
-use super::shared::{Conn, Shared};
+use super::shared::{Conn, Held, Shared};
 
 /// A connection checked out of a [`Pool`](super::Pool).
 ///
@@ -61,6 +61,9 @@ impl<C: Connector> Pooled<C> {
 
     /// Returns the connection now, running its session reset (if the driver asks for one) in
     /// this task and reporting a reset failure, instead of leaving it to a background task.
+    ///
+    /// Dropping this future before it completes closes the connection (its session state is
+    /// unknown) instead of leaking it.
     pub async fn release(mut self) -> Result<(), Error> {
         let Some(mut conn) = self.conn.take() else {
             return Ok(());
@@ -70,24 +73,27 @@ impl<C: Connector> Pooled<C> {
             shared.discard(conn, true, false);
             return Ok(());
         }
-        if shared.connector.needs_reset(&conn.raw) {
-            if let Err(e) = reset(&shared, &mut conn).await {
-                shared.discard(conn, true, false);
-                return Err(Error::Driver(e));
-            }
+        if !shared.connector.needs_reset(&conn.raw) {
+            shared.put(conn);
+            return Ok(());
         }
-        shared.put(conn);
+        let mut held = Held::new(conn, &shared, false);
+        reset(&shared, held.raw_mut())
+            .await
+            .map_err(Error::Driver)?;
+        shared.put(held.keep());
         Ok(())
     }
 }
 
+/// Runs the driver's session reset within `reset_timeout`.
 async fn reset<C: Connector>(
     shared: &Arc<Shared<C>>,
-    conn: &mut Conn<C::Connection>,
+    raw: &mut C::Connection,
 ) -> Result<(), DriverError> {
     let span = tracing::debug_span!("seawall.recycle", pool = %shared.name(), step = "reset");
     let timeout = shared.config.reset_timeout;
-    match tokio::time::timeout(timeout, shared.connector.reset(&mut conn.raw))
+    match tokio::time::timeout(timeout, shared.connector.reset(raw))
         .instrument(span)
         .await
     {
@@ -129,11 +135,12 @@ impl<C: Connector> Drop for Pooled<C> {
             Some(rt) => {
                 let shared = shared.clone();
                 rt.spawn(async move {
-                    match reset(&shared, &mut conn).await {
-                        Ok(()) => shared.put(conn),
+                    // Held: if the runtime shuts down mid-reset, the connection is closed.
+                    let mut held = Held::new(conn, &shared, false);
+                    match reset(&shared, held.raw_mut()).await {
+                        Ok(()) => shared.put(held.keep()),
                         Err(e) => {
                             tracing::warn!(pool = %shared.name(), error = %e, "session reset failed; closing connection");
-                            shared.discard(conn, true, false);
                         }
                     }
                 });

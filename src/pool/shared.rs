@@ -95,6 +95,54 @@ impl CoarseClock {
     }
 }
 
+/// `start + timeout`, saturating far in the future instead of overflowing (a caller may ask to
+/// wait `Duration::MAX`).
+pub(crate) fn deadline_after(start: Instant, timeout: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
+    start.checked_add(timeout).unwrap_or_else(|| start + FAR)
+}
+
+/// A connection held across an await (checkout ping, session reset). If the future is dropped
+/// there, the connection's state is unknown (a query may be half sent), so it is discarded as
+/// broken: never leaked from the pool's accounting, never reused dirty.
+pub(crate) struct Held<'a, C: Connector> {
+    conn: Option<Conn<C::Connection>>,
+    shared: &'a Arc<Shared<C>>,
+    unacquire: bool,
+}
+
+impl<'a, C: Connector> Held<'a, C> {
+    /// `unacquire`: take back the acquire counted for it if it is discarded (checkout).
+    pub(crate) fn new(
+        conn: Conn<C::Connection>,
+        shared: &'a Arc<Shared<C>>,
+        unacquire: bool,
+    ) -> Self {
+        Held {
+            conn: Some(conn),
+            shared,
+            unacquire,
+        }
+    }
+
+    pub(crate) fn raw_mut(&mut self) -> &mut C::Connection {
+        &mut self.conn.as_mut().expect("held until kept or dropped").raw
+    }
+
+    /// The connection passed its await: keep it.
+    pub(crate) fn keep(mut self) -> Conn<C::Connection> {
+        self.conn.take().expect("held until kept or dropped")
+    }
+}
+
+impl<C: Connector> Drop for Held<'_, C> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.shared.discard(conn, true, self.unacquire);
+        }
+    }
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -278,7 +326,7 @@ impl<C: Connector> Shared<C> {
         // every other acquire and release waits for. A connection may come back meanwhile,
         // hence the second look.
         let now = self.clock.refresh();
-        let deadline = now + timeout;
+        let deadline = deadline_after(now, timeout);
         let waiter = Arc::new(Waiter::new(deadline, waker.clone()));
         let mut inner = self.inner.lock();
         if inner.closed {
@@ -456,12 +504,16 @@ impl<C: Connector> Shared<C> {
             expires_ms,
         };
         let waker = Self::hand_over(&mut inner, conn, created_ms);
+        // This connect's reservation is free again: waiters beyond `max_connecting` (or a
+        // `min_idle` deficit) get the next connect now, not at the next maintenance round.
+        let open = self.connects_needed(&mut inner);
         drop(inner);
         self.metrics.connects.increment(1);
         self.metrics.connect_time.record(connected_in.as_secs_f64());
         if let Some(w) = waker {
             w.wake();
         }
+        self.spawn_openers(open);
     }
 
     /// A connect attempt failed. Returns whether the task should retry after a backoff (someone
@@ -529,11 +581,24 @@ impl<C: Connector> Shared<C> {
         self.spawn_openers(open);
     }
 
-    /// A connection leaves the pool's accounting without being closed (detached by the user).
-    pub(crate) fn forget(&self) {
+    /// A connection leaves the pool's accounting without being closed (detached by the user);
+    /// its slot may serve a waiter through a new connect.
+    pub(crate) fn forget(self: &Arc<Self>) {
         let mut inner = self.inner.lock();
         inner.size -= 1;
+        let open = if inner.closed {
+            0
+        } else {
+            self.connects_needed(&mut inner)
+        };
         self.notify_if_drained(&inner);
+        drop(inner);
+        self.spawn_openers(open);
+    }
+
+    /// Consecutive failed connects so far (0 when the last connect succeeded).
+    pub(crate) fn connect_failures(&self) -> u64 {
+        self.inner.lock().connect_failures
     }
 
     /// A cancelled acquire stops waiting: returns a connection that raced in (to be passed
