@@ -39,6 +39,10 @@ mod error;
 pub mod metrics;
 pub mod pool;
 pub mod sim;
+#[cfg(feature = "sqlx")]
+pub mod sqlx;
+#[cfg(feature = "testbed")]
+pub mod testbed;
 
 pub use driver::Connector;
 pub use error::{ConfigError, DriverError, Error, TimeoutError, WaitCause};
