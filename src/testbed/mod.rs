@@ -430,7 +430,7 @@ impl PgCluster {
     /// connections (read-only ones, for a replica).
     pub fn start_node(&self, i: usize) -> Result<(), TestbedError> {
         let node = self.node(i)?;
-        self.clear_stale_pid(node);
+        self.clear_stale_locks(node);
         let timeout = SERVER_TIMEOUT.as_secs().to_string();
         self.runner.run(
             "pg_ctl",
@@ -489,7 +489,7 @@ impl PgCluster {
         let pids = self.pids(i)?;
         signal(&pids, "KILL")?;
         wait_gone(&pids, SERVER_TIMEOUT)?;
-        self.clear_stale_pid(self.node(i)?);
+        self.clear_stale_locks(self.node(i)?);
         Ok(())
     }
 
@@ -549,12 +549,16 @@ impl PgCluster {
         self.query(i, "SELECT pg_wal_replay_resume()").map(drop)
     }
 
-    /// A killed postmaster that nobody reaped stays a zombie, and its pid still "exists" for
-    /// the lock-file check of the next start; the file is stale once nothing of it runs.
-    fn clear_stale_pid(&self, node: &Node) {
-        if let Some(pid) = postmaster_pid(&node.data) {
-            if !is_alive(pid) {
-                let _ = fs::remove_file(node.data.join("postmaster.pid"));
+    /// A killed postmaster that nobody reaped yet stays a zombie, and its pid still "exists" for
+    /// the lock-file checks of the next start (`postmaster.pid` and the socket's `.lock`);
+    /// both files are stale once nothing of it runs.
+    fn clear_stale_locks(&self, node: &Node) {
+        let socket_lock = self.sockets.join(format!(".s.PGSQL.{}.lock", node.port));
+        for lock in [node.data.join("postmaster.pid"), socket_lock] {
+            if let Some(pid) = process::lock_owner(&lock) {
+                if !is_alive(pid) {
+                    let _ = fs::remove_file(&lock);
+                }
             }
         }
     }

@@ -209,9 +209,14 @@ fn postgres_account() -> Result<Account, TestbedError> {
     })
 }
 
-/// The postmaster's pid, from the first line of `postmaster.pid`, if the file exists.
+/// The postmaster's pid, from `postmaster.pid`, if the file exists.
 pub(super) fn postmaster_pid(data: &Path) -> Option<u32> {
-    let text = fs::read_to_string(data.join("postmaster.pid")).ok()?;
+    lock_owner(&data.join("postmaster.pid"))
+}
+
+/// The pid on the first line of a PostgreSQL lock file (`postmaster.pid`, `.s.PGSQL.N.lock`).
+pub(super) fn lock_owner(lock: &Path) -> Option<u32> {
+    let text = fs::read_to_string(lock).ok()?;
     text.lines().next()?.trim().parse().ok()
 }
 
