@@ -185,9 +185,12 @@ fn stops_restarts_freezes_and_pauses_nodes() {
     // Paused replay: the replica receives but does not apply, until resumed.
     cluster.wait_streaming(1).unwrap();
     cluster.pause_replay(1).unwrap();
-    cluster
-        .wait_for_value(1, "SELECT pg_get_wal_replay_pause_state()", "paused")
-        .unwrap();
+    assert_eq!(
+        cluster
+            .query(1, "SELECT pg_get_wal_replay_pause_state()")
+            .unwrap(),
+        "paused"
+    );
     cluster.query(0, "INSERT INTO t VALUES (3)").unwrap();
     let written = cluster.query(0, "SELECT pg_current_wal_lsn()").unwrap();
     let received = format!("SELECT pg_last_wal_receive_lsn() >= '{written}'");

@@ -540,8 +540,10 @@ impl PgCluster {
     }
 
     /// Pauses WAL replay on replica `i` (WAL is still received): real, growing lag on demand.
+    /// Returns once replay has actually stopped (`pg_get_wal_replay_pause_state()`).
     pub fn pause_replay(&self, i: usize) -> Result<(), TestbedError> {
-        self.query(i, "SELECT pg_wal_replay_pause()").map(drop)
+        self.query(i, "SELECT pg_wal_replay_pause()")?;
+        self.wait_for_value(i, "SELECT pg_get_wal_replay_pause_state()", "paused")
     }
 
     /// Resumes WAL replay on replica `i`.
