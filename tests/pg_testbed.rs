@@ -22,14 +22,14 @@ fn exited(pid: u32) -> bool {
     }
 }
 
-/// The state letter of a running process (`T` when stopped by a signal).
-fn state(pid: u32) -> String {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    stat[stat.rfind(')').unwrap() + 1..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
+/// Whether `pid` is stopped by a signal; `None` once it has exited.
+fn stopped(pid: u32) -> Option<bool> {
+    if exited(pid) {
+        return None;
+    }
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat[stat.rfind(')')? + 1..].split_whitespace().next()?;
+    Some(state == "T")
 }
 
 /// Live processes whose command line mentions `dir` (every postmaster has `-D <dir>/nI`).
@@ -175,11 +175,13 @@ fn stops_restarts_freezes_and_pauses_nodes() {
     assert_eq!(cluster.query(0, "SELECT count(*) FROM t").unwrap(), "2");
 
     // Freeze and thaw the replica: every process is stopped, then runs again.
-    let pids = cluster.pids(1).unwrap();
+    cluster.wait_streaming(1).unwrap();
     cluster.sigstop(1).unwrap();
-    assert!(pids.iter().all(|&p| state(p) == "T"), "{pids:?}");
+    let pids = cluster.pids(1).unwrap();
+    assert!(pids.len() > 1, "{pids:?}");
+    assert!(pids.iter().all(|&p| stopped(p) == Some(true)), "{pids:?}");
     cluster.sigcont(1).unwrap();
-    assert!(pids.iter().all(|&p| state(p) != "T"), "{pids:?}");
+    assert!(pids.iter().all(|&p| stopped(p) != Some(true)), "{pids:?}");
     assert_eq!(cluster.query(1, "SELECT 1").unwrap(), "1");
 
     // Paused replay: the replica receives but does not apply, until resumed.

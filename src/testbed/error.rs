@@ -114,3 +114,37 @@ impl TestbedError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_carry_the_cause_and_the_log() {
+        let e = TestbedError::Command {
+            command: "pg_ctl start -D /tmp/x/n0".into(),
+            status: Some(1),
+            output: "pg_ctl: could not start server".into(),
+            log: "FATAL:  could not bind IPv4 address".into(),
+        };
+        let shown = e.to_string();
+        assert!(shown.starts_with("`pg_ctl start -D /tmp/x/n0` failed with exit code 1"));
+        assert!(shown.contains("--- output ---\npg_ctl: could not start server"));
+        assert!(shown.contains("--- server log ---\nFATAL:  could not bind"));
+
+        let e = TestbedError::Timeout {
+            waiting_for: "2 streaming replicas".into(),
+            after: Duration::from_secs(30),
+            detail: "  ".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "timed out after 30s waiting for 2 streaming replicas"
+        );
+
+        let e = TestbedError::BinariesNotFound {
+            searched: vec![PathBuf::from("/usr/lib/postgresql/15/bin")],
+        };
+        assert!(e.to_string().contains("apt-get install -y postgresql"));
+    }
+}

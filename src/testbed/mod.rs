@@ -69,6 +69,8 @@ use process::{is_alive, log_tail, postmaster_pid, process_tree, signal, wait_gon
 const SERVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one `psql` call may take (a frozen server must not hang a test forever).
 const QUERY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a `SIGSTOP` / `SIGCONT` may take to take effect.
+const SIGNAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Attempts at starting a server when its port was taken between finding and binding it.
 const PORT_ATTEMPTS: usize = 3;
 
@@ -494,14 +496,22 @@ impl PgCluster {
     }
 
     /// Freezes node `i` (postmaster and children) with `SIGSTOP`: connections stay open but
-    /// nothing answers, like a hung machine. Undo with [`PgCluster::sigcont`].
+    /// nothing answers, like a hung machine. Returns once every process is stopped. Undo with
+    /// [`PgCluster::sigcont`].
     pub fn sigstop(&self, i: usize) -> Result<(), TestbedError> {
-        signal(&self.pids(i)?, "STOP")
+        self.freeze(i, true)
     }
 
     /// Resumes a node frozen by [`PgCluster::sigstop`] (harmless on a running node).
     pub fn sigcont(&self, i: usize) -> Result<(), TestbedError> {
-        signal(&self.pids(i)?, "CONT")
+        self.freeze(i, false)
+    }
+
+    fn freeze(&self, i: usize, stop: bool) -> Result<(), TestbedError> {
+        match postmaster_pid(&self.node(i)?.data) {
+            Some(pid) if is_alive(pid) => process::freeze(pid, stop, SIGNAL_TIMEOUT),
+            _ => Ok(()),
+        }
     }
 
     /// Promotes replica `i` to primary (`SELECT pg_promote()`), waits until it accepts writes,
@@ -570,7 +580,7 @@ impl PgCluster {
         let Some(pid) = postmaster_pid(&node.data).filter(|&p| is_alive(p)) else {
             return;
         };
-        let _ = signal(&process_tree(pid), "CONT");
+        let _ = process::freeze(pid, false, SIGNAL_TIMEOUT);
         let stopped = self
             .pg_ctl_stop(node, StopMode::Fast, Duration::from_secs(5))
             .or_else(|_| self.pg_ctl_stop(node, StopMode::Immediate, Duration::from_secs(5)));

@@ -236,6 +236,11 @@ pub(super) fn is_alive(pid: u32) -> bool {
     matches!(stat(pid), Some((state, _)) if state != 'Z' && state != 'X')
 }
 
+/// Whether `pid` is stopped by a signal (or gone: nothing left to stop).
+pub(super) fn is_stopped(pid: u32) -> bool {
+    !is_alive(pid) || matches!(stat(pid), Some(('T', _)))
+}
+
 /// The postmaster and its children (every PostgreSQL backend and helper is a direct child).
 pub(super) fn process_tree(postmaster: u32) -> Vec<u32> {
     let mut pids = vec![postmaster];
@@ -279,6 +284,37 @@ pub(super) fn signal(pids: &[u32], signal: &str) -> Result<(), TestbedError> {
         });
     }
     Ok(())
+}
+
+/// Stops (`STOP`) or continues (`CONT`) the postmaster and all its children, and waits until
+/// they are: signal delivery is asynchronous, and a child forked meanwhile needs its own signal.
+pub(super) fn freeze(postmaster: u32, stop: bool, timeout: Duration) -> Result<(), TestbedError> {
+    let (name, done): (&str, fn(u32) -> bool) = if stop {
+        ("STOP", is_stopped)
+    } else {
+        ("CONT", |p| {
+            !is_alive(p) || !matches!(stat(p), Some(('T', _)))
+        })
+    };
+    let started = Instant::now();
+    loop {
+        let pending: Vec<u32> = process_tree(postmaster)
+            .into_iter()
+            .filter(|&p| !done(p))
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            return Err(TestbedError::Timeout {
+                waiting_for: format!("SIG{name} to take effect"),
+                after: timeout,
+                detail: format!("not yet: {pending:?}"),
+            });
+        }
+        signal(&pending, name)?;
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Waits until none of `pids` runs.
