@@ -385,7 +385,7 @@ fn closed_port() -> u16 {
 }
 
 #[tokio::test]
-async fn reset_costs_about_one_round_trip() {
+async fn measures_the_reset_cost() {
     let cluster = cluster();
     let mut conn = PgConnection::connect(&cluster.primary_url()).await.unwrap();
     conn.execute("SET work_mem = '7MB'").await.unwrap();

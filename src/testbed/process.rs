@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,6 +75,8 @@ impl Runner {
         };
         // A working directory the postgres user can read avoids "could not change directory".
         cmd.args(args).current_dir("/").stdin(Stdio::null());
+        // Its own process group, so that a timeout can kill it with everything it started.
+        cmd.process_group(0);
         // Messages in English whatever the host's locale, so logs read the same everywhere.
         cmd.env("LC_ALL", "C").env("LANG", "C");
         cmd
@@ -108,6 +111,11 @@ impl Runner {
                 Ok(Some(status)) => break status,
                 Ok(None) if started.elapsed() < timeout => std::thread::sleep(POLL),
                 Ok(None) => {
+                    // The whole group: with `runuser`, the hung program is a grandchild.
+                    // (A server started by `pg_ctl` runs in its own session, out of reach.)
+                    let _ = Command::new("kill")
+                        .args(["-KILL", "--", &format!("-{}", child.id())])
+                        .status();
                     let _ = child.kill();
                     let _ = child.wait();
                     let output = read_pair(&out_path, &err_path);
@@ -180,7 +188,8 @@ fn find_bindir() -> Result<PathBuf, TestbedError> {
             .iter()
             .all(|b| dir.join(b).is_file())
     };
-    // `pg_config` may belong to another major version; only the default folder is known to be 15.
+    // The default folder is PostgreSQL 15's; `pg_config` may point at another major version,
+    // which works too (the settings used exist since PostgreSQL 13).
     match searched.iter().find(|d| has_all(d)) {
         Some(dir) => Ok(dir.clone()),
         None => Err(TestbedError::BinariesNotFound { searched }),
@@ -333,5 +342,64 @@ pub(super) fn wait_gone(pids: &[u32], timeout: Duration) -> Result<(), TestbedEr
             });
         }
         std::thread::sleep(POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runner(scratch: &Path) -> Runner {
+        fs::create_dir_all(scratch).unwrap();
+        Runner {
+            bindir: PathBuf::from("/bin"),
+            run_as: None,
+            scratch: scratch.to_owned(),
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    #[test]
+    fn run_is_bounded_and_reports_failures() {
+        let scratch = std::env::temp_dir().join(format!("seawall-run-test-{}", std::process::id()));
+        let r = runner(&scratch);
+
+        let started = Instant::now();
+        let e = r
+            .run("sleep", &["30"], Duration::from_millis(200), None)
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(matches!(e, TestbedError::Timeout { .. }), "{e}");
+
+        assert_eq!(
+            r.run("echo", &["hello"], Duration::from_secs(5), None)
+                .unwrap(),
+            "hello\n"
+        );
+        let e = r
+            .run("ls", &["/no/such/path"], Duration::from_secs(5), None)
+            .unwrap_err();
+        match e {
+            TestbedError::Command { status, output, .. } => {
+                assert_ne!(status, Some(0));
+                assert!(output.contains("/no/such/path"), "{output}");
+            }
+            other => panic!("{other}"),
+        }
+        // Output files are cleaned up as it goes.
+        assert_eq!(fs::read_dir(&scratch).unwrap().count(), 0);
+        fs::remove_dir(&scratch).unwrap();
+    }
+
+    #[test]
+    fn finds_our_own_process() {
+        let me = std::process::id();
+        assert!(is_alive(me));
+        assert!(!is_stopped(me));
+        assert!(lock_owner(Path::new("/no/such/lock")).is_none());
     }
 }
