@@ -56,6 +56,10 @@ pub mod load;
 pub mod metrics;
 pub mod pool;
 pub mod sim;
+#[cfg(feature = "sqlx")]
+pub mod sqlx;
+#[cfg(feature = "testbed")]
+pub mod testbed;
 
 pub use admission::Priority;
 pub use cluster::{Cluster, ClusterConn};

@@ -1,0 +1,76 @@
+//! sqlx integration (feature `sqlx`): PostgreSQL connections from sqlx in seawall pools,
+//! session reset, and replication probes.
+//!
+//! * [`PgConnector`] implements [`Connector`](crate::Connector) for `sqlx::PgConnection`; a
+//!   [`Pooled`](crate::Pooled) connection derefs to it, so `&mut *conn` is a sqlx executor.
+//! * [`reset_session`] cleans a session for its next borrower without dropping sqlx's
+//!   prepared statements.
+//! * [`probe`] asks a server its role and WAL position; [`WalPosition`] is the comparable
+//!   token for read-your-writes.
+//!
+//! (Inside seawall this module is `crate::sqlx`; the sqlx crate itself is `::sqlx`.)
+
+mod connector;
+pub mod probe;
+mod wal;
+
+pub use connector::{InvalidUrl, PgConnector, SessionReset};
+pub use probe::{NodeStatus, ProbeError, Role};
+pub use wal::{ParseWalPositionError, WalPosition};
+
+use ::sqlx::postgres::PgConnection;
+use ::sqlx::Executor;
+
+/// The reset, as one simple-protocol query (one round trip). It is `DISCARD ALL` without
+/// `DEALLOCATE ALL` (and without `DISCARD PLANS`, see [`reset_session`]):
+///
+/// * `SET client_min_messages TO error` first: `ROLLBACK` outside a transaction is harmless
+///   but sends a WARNING, which sqlx would log on every return. The setting is undone by the
+///   `ROLLBACK` (or by `RESET ALL`).
+/// * `ROLLBACK` ends an open transaction (an explicit one, or the implicit block of this query).
+/// * `CLOSE ALL` closes cursors declared `WITH HOLD`, which outlive transactions.
+/// * `SET SESSION AUTHORIZATION DEFAULT; RESET ROLE` undo `SET SESSION AUTHORIZATION` and
+///   `SET ROLE`, which `RESET ALL` leaves alone.
+/// * `RESET ALL` restores every other setting to the session's defaults (including those the
+///   client sent at connect time, which are the session defaults).
+/// * `UNLISTEN *`, `pg_advisory_unlock_all()`, `DISCARD TEMP`, `DISCARD SEQUENCES`: channels,
+///   session advisory locks, temporary tables, `currval` state.
+const RESET_SQL: &str = "SET client_min_messages TO error; ROLLBACK; CLOSE ALL; \
+     SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; RESET ALL; UNLISTEN *; \
+     SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
+
+/// SQLSTATE of "current transaction is aborted, commands ignored until end of transaction block".
+const IN_FAILED_TRANSACTION: &str = "25P02";
+
+/// Leaves no session state to the next user of `conn`: open or failed transaction, settings,
+/// role, held cursors, temporary tables, advisory locks, `LISTEN` channels, sequence state.
+///
+/// Usually one round trip. A session inside a *failed* transaction refuses everything but
+/// `ROLLBACK`, so then it takes two more (`ROLLBACK`, then the reset again).
+///
+/// # Why not `DISCARD ALL`
+///
+/// `DISCARD ALL` also runs `DEALLOCATE ALL`, which drops the server-side prepared statements
+/// that sqlx caches per connection: sqlx would not know, and its next use of a cached statement
+/// would fail with "prepared statement does not exist". This reset keeps them, so queries
+/// stay prepared across borrowers. It also skips `DISCARD PLANS`: cached plans hold no session
+/// state (they are re-planned when the objects or the `search_path` they depend on change).
+///
+/// What it cannot undo: statements prepared by hand with SQL `PREPARE` (they look the same to
+/// the server as sqlx's), and state outside the session (committed data, `ALTER SYSTEM`).
+pub async fn reset_session(conn: &mut PgConnection) -> Result<(), ::sqlx::Error> {
+    match conn.execute(::sqlx::raw_sql(RESET_SQL)).await {
+        Ok(_) => Ok(()),
+        Err(e) if sqlstate(&e).as_deref() == Some(IN_FAILED_TRANSACTION) => {
+            conn.execute(::sqlx::raw_sql("ROLLBACK")).await?;
+            conn.execute(::sqlx::raw_sql(RESET_SQL)).await.map(drop)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn sqlstate(e: &::sqlx::Error) -> Option<String> {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .map(|c| c.into_owned())
+}
