@@ -7,7 +7,8 @@ use ::sqlx::postgres::{PgConnectOptions, PgConnection};
 use ::sqlx::{ConnectOptions, Connection};
 use async_trait::async_trait;
 
-use crate::driver::Connector;
+use crate::breaker::Outcome;
+use crate::driver::{Connector, NodeStatus};
 
 /// Opens sqlx PostgreSQL connections for a seawall [`Pool`](crate::Pool), and cleans each
 /// session before the next borrower gets it.
@@ -135,6 +136,73 @@ impl Connector for PgConnector {
 
     async fn reset(&self, conn: &mut PgConnection) -> Result<(), ::sqlx::Error> {
         super::reset_session(conn).await
+    }
+
+    /// Transport, I/O and protocol errors, and server errors of the classes that mean the
+    /// server is in trouble (08 connection exception, 53 insufficient resources, 57 operator
+    /// intervention such as a shutdown, 58 system error, XX internal error) and 25006
+    /// (read-only transaction: a write reached a server that is no longer primary) count
+    /// against the node. Everything else the server reports (syntax, constraints, data,
+    /// serialization conflicts) and decoding errors are the caller's.
+    fn classify_error(&self, error: &::sqlx::Error) -> Outcome {
+        use ::sqlx::Error as E;
+        match error {
+            E::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                let node_trouble = ["08", "53", "57", "58", "XX"]
+                    .iter()
+                    .any(|class| code.starts_with(class))
+                    || code == "25006";
+                if node_trouble {
+                    Outcome::Failure
+                } else {
+                    Outcome::Ignored
+                }
+            }
+            E::RowNotFound
+            | E::TypeNotFound { .. }
+            | E::ColumnIndexOutOfBounds { .. }
+            | E::ColumnNotFound(_)
+            | E::ColumnDecode { .. }
+            | E::Decode(_)
+            | E::Encode(_)
+            | E::Configuration(_) => Outcome::Ignored,
+            _ => Outcome::Failure,
+        }
+    }
+
+    /// One round trip ([`probe::status`](super::probe::status)). The lag is zero when the
+    /// replica has replayed everything it received, else the age of the last replayed
+    /// transaction (which also grows while the primary is idle, so an idle primary's replicas
+    /// never look lagged while caught up).
+    async fn probe(&self, conn: &mut PgConnection) -> Result<Option<NodeStatus>, ::sqlx::Error> {
+        let status = match super::probe::status(conn).await {
+            Ok(status) => status,
+            Err(super::probe::ProbeError::Sql(e)) => return Err(e),
+            // A replica that has replayed nothing yet: known role, unknown position.
+            Err(_) => {
+                let role = super::probe::role(conn).await.map_err(|e| match e {
+                    super::probe::ProbeError::Sql(e) => e,
+                    other => ::sqlx::Error::Protocol(other.to_string()),
+                })?;
+                return Ok(Some(NodeStatus::new(
+                    role == super::Role::Primary,
+                    None,
+                    None,
+                )));
+            }
+        };
+        let is_primary = status.role == super::Role::Primary;
+        let lag = if is_primary || status.replay_backlog() == Some(0) {
+            Some(std::time::Duration::ZERO)
+        } else {
+            status.replay_age
+        };
+        Ok(Some(NodeStatus::new(
+            is_primary,
+            Some(status.position.into()),
+            lag,
+        )))
     }
 }
 
