@@ -177,7 +177,12 @@ async fn simulate(strategy: Strategy, workload: Workload) -> Report {
     };
     let mut builder = Cluster::<SimConnector>::builder()
         .primary("primary", pool(&dbs[0]))
-        .breaker(BreakerConfig::builder().seed(workload.seed).build().unwrap());
+        .breaker(
+            BreakerConfig::builder()
+                .seed(workload.seed)
+                .build()
+                .unwrap(),
+        );
     for db in &dbs[1..] {
         builder = builder.replica(db.name(), pool(db));
     }

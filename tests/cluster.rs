@@ -183,7 +183,10 @@ async fn provable_reads_land_on_replicas() {
 #[tokio::test(start_paused = true)]
 async fn a_malformed_hint_is_a_classify_error_and_acquires_nothing() {
     let sim = Sim::new(1, 8, |b| b);
-    for sql in ["/* seawall:foo */ SELECT 1", "/* seawall:replcia */ SELECT 1"] {
+    for sql in [
+        "/* seawall:foo */ SELECT 1",
+        "/* seawall:replcia */ SELECT 1",
+    ] {
         let err = sim.cluster.route(sql).await.unwrap_err();
         assert!(matches!(err, Error::Classify(_)), "{sql}: {err:?}");
         assert!(err.to_string().contains("seawall:primary"), "{err}");
@@ -244,7 +247,11 @@ async fn without_replicas_reads_use_the_primary_within_its_read_share() {
 
     let before = Instant::now();
     let why = no_replica(sim.cluster.read().await);
-    assert_eq!(Instant::now(), before, "past the budget a read fails at once");
+    assert_eq!(
+        Instant::now(),
+        before,
+        "past the budget a read fails at once"
+    );
     assert_eq!(why.replicas, 0);
     assert!(why.fallback_allowed);
     assert_eq!(why.fallback_in_flight, 2);
@@ -276,7 +283,9 @@ async fn a_zero_read_share_never_sends_reads_to_the_primary() {
 
 #[tokio::test(start_paused = true)]
 async fn reads_fall_back_when_every_replica_breaker_is_open() {
-    let sim = Sim::new(2, 4, |b| b.breaker(touchy_breaker()).primary_read_share(0.25));
+    let sim = Sim::new(2, 4, |b| {
+        b.breaker(touchy_breaker()).primary_read_share(0.25)
+    });
     for i in 1..=2 {
         sim.replica(i).set_break_rate(1.0);
         fail_on(&sim.cluster, sim.replica(i).name(), 4).await;
@@ -322,7 +331,10 @@ async fn reads_fall_back_when_every_replica_lags_and_come_back_when_they_catch_u
     }
     sim.cluster.probe_now().await;
     let served = sim.reads(10, AcquireOptions::new()).await;
-    assert!(served.iter().all(|n| n.starts_with("replica-")), "{served:?}");
+    assert!(
+        served.iter().all(|n| n.starts_with("replica-")),
+        "{served:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -529,7 +541,11 @@ async fn a_primary_with_an_open_breaker_fails_writes_fast() {
             other => panic!("expected Unavailable, got {other:?}"),
         }
     }
-    assert_eq!(Instant::now(), before, "an open breaker must not make writes wait");
+    assert_eq!(
+        Instant::now(),
+        before,
+        "an open breaker must not make writes wait"
+    );
     assert_eq!(sim.primary.stats().queries, queries);
     // Reads are unaffected: the replica serves them.
     assert_eq!(sim.cluster.read().await.unwrap().role(), Role::Replica);
@@ -635,13 +651,19 @@ async fn writes_get_priority_over_reads_on_the_primary() {
     drop(held);
     read.await.unwrap();
     write.await.unwrap();
-    assert_eq!(*order.lock(), ["write", "read"], "the later write went first");
+    assert_eq!(
+        *order.lock(),
+        ["write", "read"],
+        "the later write went first"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn overloaded_says_which_node_and_how_full() {
     // PoolSize: the limit is the pool's size, 2.
-    let sim = Sim::new(0, 2, |b| b.limiter(LimiterKind::PoolSize).admission(no_queue()));
+    let sim = Sim::new(0, 2, |b| {
+        b.limiter(LimiterKind::PoolSize).admission(no_queue())
+    });
     let _a = sim.cluster.write().await.unwrap();
     let _b = sim.cluster.write().await.unwrap();
     match sim.cluster.write().await {
@@ -767,7 +789,10 @@ async fn unknown_node_names_are_errors() {
         sim.cluster.node("nope"),
         Err(Error::UnknownNode { .. })
     ));
-    assert_eq!(sim.cluster.on("primary").await.unwrap().role(), Role::Primary);
+    assert_eq!(
+        sim.cluster.on("primary").await.unwrap().role(),
+        Role::Primary
+    );
     assert_eq!(
         sim.cluster.on("replica-1").await.unwrap().role(),
         Role::Replica
