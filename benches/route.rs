@@ -1,0 +1,211 @@
+//! What routing costs on top of the pool: `cluster.read().await` + drop on an uncontended cluster
+//! (a primary and two replicas, default policies, idle connections) next to a bare
+//! `pool.get().await` + drop on one of the same pools.
+//!
+//! The connection is trivial, so the difference is the router's own work: choosing a replica
+//! (topology lock, breaker and lag checks, the balancer's pick), the breaker call, the admission
+//! gate, the load model, and on drop the reports to all three.
+//!
+//! Besides the criterion groups, the bench runs both loops interleaved round by round and prints
+//! the medians: `route overhead_ns=<n> read_ns=<n> pool_get_ns=<n>`. `SEAWALL_BENCH_QUICK=1`
+//! prints that line only; `SEAWALL_BENCH_PROFILE=read|pool_get|write|route` runs one loop for
+//! five seconds, for `perf record`.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use seawall::cluster::Cluster;
+use seawall::pool::Pool;
+use tokio::runtime::Runtime;
+
+/// A connection that costs nothing, so only seawall is measured.
+struct Conn;
+
+struct Driver;
+
+#[async_trait::async_trait]
+impl seawall::Connector for Driver {
+    type Connection = Conn;
+    type Error = std::io::Error;
+
+    async fn connect(&self) -> Result<Conn, std::io::Error> {
+        Ok(Conn)
+    }
+}
+
+const POOL_SIZE: usize = 16;
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn pool(name: &str) -> Pool<Driver> {
+    Pool::builder(Driver)
+        .name(name)
+        .max_size(POOL_SIZE)
+        .build()
+        .unwrap()
+}
+
+/// A primary and two replicas with default policies, every pool warmed with idle connections.
+fn cluster(rt: &Runtime) -> Cluster<Driver> {
+    rt.block_on(async {
+        let cluster = Cluster::builder()
+            .primary("primary", pool("primary"))
+            .replica("replica-1", pool("replica-1"))
+            .replica("replica-2", pool("replica-2"))
+            .build()
+            .unwrap();
+        for name in ["primary", "replica-1", "replica-2"] {
+            let pool = cluster.node(name).unwrap().pool().clone();
+            let held: Vec<_> = open_idle(&pool, 4).await;
+            drop(held);
+        }
+        cluster
+    })
+}
+
+/// Opens `n` connections at once, so that the pool keeps `n` idle ones.
+async fn open_idle(pool: &Pool<Driver>, n: usize) -> Vec<seawall::Pooled<Driver>> {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        held.push(pool.get().await.unwrap());
+    }
+    held
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Read,
+    Write,
+    Route,
+    PoolGet,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Read => "read",
+            Op::Write => "write",
+            Op::Route => "route",
+            Op::PoolGet => "pool_get",
+        }
+    }
+}
+
+/// `iters` acquisitions + drops of one kind; returns the elapsed time.
+fn run(
+    rt: &Runtime,
+    cluster: &Cluster<Driver>,
+    pool: &Pool<Driver>,
+    op: Op,
+    iters: u64,
+) -> Duration {
+    rt.block_on(async {
+        let start = Instant::now();
+        match op {
+            Op::Read => {
+                for _ in 0..iters {
+                    drop(black_box(cluster.read().await.unwrap()));
+                }
+            }
+            Op::Write => {
+                for _ in 0..iters {
+                    drop(black_box(cluster.write().await.unwrap()));
+                }
+            }
+            Op::Route => {
+                for _ in 0..iters {
+                    let sql = black_box("SELECT id, name FROM users WHERE id = $1");
+                    drop(black_box(cluster.route(sql).await.unwrap()));
+                }
+            }
+            Op::PoolGet => {
+                for _ in 0..iters {
+                    drop(black_box(pool.get().await.unwrap()));
+                }
+            }
+        }
+        start.elapsed()
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Read and pool get, interleaved round by round so that both see the same machine phase.
+fn interleaved(rounds: usize, iters: u64) {
+    let rt = runtime();
+    let cluster = cluster(&rt);
+    let pool = cluster.node("replica-1").unwrap().pool().clone();
+    run(&rt, &cluster, &pool, Op::Read, iters / 4);
+    run(&rt, &cluster, &pool, Op::PoolGet, iters / 4);
+    let (mut read, mut get, mut overhead) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let per_op = |op| run(&rt, &cluster, &pool, op, iters).as_nanos() as f64 / iters as f64;
+        let r = per_op(Op::Read);
+        let g = per_op(Op::PoolGet);
+        read.push(r);
+        get.push(g);
+        overhead.push(r - g);
+    }
+    println!(
+        "route overhead_ns={:.1} read_ns={:.1} pool_get_ns={:.1}",
+        median(overhead),
+        median(read),
+        median(get)
+    );
+}
+
+fn criterion_groups(c: &mut Criterion) {
+    let rt = runtime();
+    let cluster = cluster(&rt);
+    let pool = cluster.node("replica-1").unwrap().pool().clone();
+    let mut group = c.benchmark_group("route");
+    for op in [Op::PoolGet, Op::Read, Op::Write, Op::Route] {
+        group.bench_function(op.name(), |b| {
+            b.iter_custom(|iters| run(&rt, &cluster, &pool, op, iters))
+        });
+    }
+    group.finish();
+}
+
+/// One loop for five seconds, for a profiler.
+fn profile(which: &str) {
+    let op = [Op::Read, Op::Write, Op::Route, Op::PoolGet]
+        .into_iter()
+        .find(|op| op.name() == which)
+        .expect("read, write, route or pool_get");
+    let rt = runtime();
+    let cluster = cluster(&rt);
+    let pool = cluster.node("replica-1").unwrap().pool().clone();
+    let start = Instant::now();
+    let (mut n, mut spent) = (0u64, Duration::ZERO);
+    while start.elapsed() < Duration::from_secs(5) {
+        spent += run(&rt, &cluster, &pool, op, 100_000);
+        n += 100_000;
+    }
+    println!(
+        "profile {which}: {:.1} ns/op",
+        spent.as_nanos() as f64 / n as f64
+    );
+}
+
+fn main() {
+    if let Ok(which) = std::env::var("SEAWALL_BENCH_PROFILE") {
+        return profile(&which);
+    }
+    let quick = std::env::var_os("SEAWALL_BENCH_QUICK").is_some();
+    if !quick {
+        let mut c = Criterion::default().configure_from_args();
+        criterion_groups(&mut c);
+        c.final_summary();
+    }
+    interleaved(if quick { 7 } else { 21 }, 200_000);
+}
