@@ -117,8 +117,10 @@ pub struct NoReplica {
     pub lagging: usize,
     /// Replicas skipped for not having replayed the requested position yet.
     pub behind_position: usize,
-    /// Replicas that refused the read (breaker or admission) when tried.
+    /// Replicas that refused the read (breaker, admission, or failing connects) when tried.
     pub refused: usize,
+    /// Replicas skipped because their health monitor marks them down or fenced.
+    pub down: usize,
     /// Whether the read was allowed to fall back to the primary at all.
     pub fallback_allowed: bool,
     /// Fallback reads in flight on the primary.
@@ -135,6 +137,7 @@ impl fmt::Display for NoReplica {
             (self.lagging, "lagging"),
             (self.behind_position, "behind the requested position"),
             (self.refused, "refused"),
+            (self.down, "down"),
         ] {
             if n > 0 {
                 write!(f, ", {n} {why}")?;

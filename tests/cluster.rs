@@ -946,7 +946,6 @@ async fn p2c_sends_most_reads_to_the_fast_replica() {
 // ---- Bugs found ----
 
 #[test]
-#[ignore = "bug: Cluster::read_with spins forever when a replica at index >= 64 refuses (the `tried` set is a u64 bitmask)"]
 fn a_refusing_replica_past_the_64th_does_not_spin_the_router() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -983,7 +982,6 @@ fn a_refusing_replica_past_the_64th_does_not_spin_the_router() {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: a replica whose connects are refused holds each read routed to it for the whole acquire timeout, then fails it (Error::Timeout/ConnectFailing) instead of skipping to another replica"]
 async fn a_replica_refusing_connections_does_not_hold_reads_for_the_acquire_timeout() {
     // Round robin sends every other read to replica-1, which refuses every connect.
     let sim = Sim::new(2, 8, |b| {

@@ -70,9 +70,14 @@ impl<C: Connector> ClusterConn<C> {
     /// Reports an error from work on this connection. The driver decides what it says about
     /// the node ([`Connector::classify_error`]): a transport failure counts against the node
     /// (breaker, load, limit); the caller's own mistake (syntax, constraint) does not.
+    ///
+    /// Work that only saw the caller's errors is not counted by the breaker (as resilience4j's
+    /// ignored exceptions), though its latency still feeds the load model and the limiter.
     pub fn report_error(&mut self, error: &C::Error) {
-        if self.node.pool.connector().classify_error(error) == Outcome::Failure {
-            self.outcome = Outcome::Failure;
+        match self.node.pool.connector().classify_error(error) {
+            Outcome::Failure => self.outcome = Outcome::Failure,
+            Outcome::Ignored if self.outcome == Outcome::Success => self.outcome = Outcome::Ignored,
+            _ => {}
         }
     }
 

@@ -181,6 +181,34 @@ impl<C: Connector> std::fmt::Debug for Cluster<C> {
     }
 }
 
+/// The replicas a read already tried (by index), without allocating for small clusters.
+#[derive(Default)]
+struct Tried {
+    small: u64,
+    large: Vec<usize>,
+    count: usize,
+}
+
+impl Tried {
+    fn insert(&mut self, i: usize) {
+        if !self.contains(i) {
+            self.count += 1;
+            match 1u64.checked_shl(i as u32) {
+                Some(bit) if i < 64 => self.small |= bit,
+                _ => self.large.push(i),
+            }
+        }
+    }
+
+    fn contains(&self, i: usize) -> bool {
+        if i < 64 {
+            self.small & (1 << i) != 0
+        } else {
+            self.large.contains(&i)
+        }
+    }
+}
+
 /// Candidates are gathered on the stack for clusters up to this many replicas.
 const INLINE_CANDIDATES: usize = 16;
 
@@ -278,35 +306,46 @@ impl<C: Connector> Cluster<C> {
         let deadline = self.deadline(&options);
         let primary = self.primary()?;
         let priority = options.priority.unwrap_or(Priority::WRITE);
-        acquire_on(&primary, priority, deadline, None).await
+        acquire_on(&primary, priority, deadline, None, false).await
     }
 
     /// A connection for a read, with options (read-your-writes position, timeout, priority,
     /// replica only).
+    ///
+    /// A replica that refuses at once (open breaker, full queue, connects failing with no idle
+    /// connection) is skipped for the next best; when none is left, the read falls back to the
+    /// primary within its read budget.
     pub async fn read_with(&self, options: AcquireOptions) -> Result<ClusterConn<C>, Error> {
         self.ensure_probes();
         let deadline = self.deadline(&options);
         let priority = options.priority.unwrap_or(Priority::READ);
-        let mut tried: u64 = 0;
-        let mut refused = 0;
+        let mut tried = Tried::default();
         loop {
-            let (index, node) = match self.pick_replica(&options, tried) {
+            let (index, node) = match self.pick_replica(&options, &tried) {
                 Ok(picked) => picked,
                 Err(mut why) => {
-                    why.refused = refused;
+                    why.refused = tried.count;
                     return self
                         .read_from_primary(why, &options, priority, deadline)
                         .await;
                 }
             };
-            match acquire_on(&node, priority, deadline, None).await {
-                // A replica that refuses at once is skipped for the next best.
+            if node.pool.is_refusing_connects() && node.pool.state().idle == 0 {
+                // Its pool cannot grow and has nothing idle: waiting there would hold the read
+                // until its deadline.
+                tried.insert(index);
+                continue;
+            }
+            match acquire_on(&node, priority, deadline, None, true).await {
                 Err(Error::Unavailable(_)) => {}
-                Err(Error::Overloaded(o)) if o.reason == ShedReason::QueueFull => {}
+                Err(Error::Overloaded(o))
+                    if !matches!(o.reason, ShedReason::Deadline | ShedReason::Closed) => {}
+                Err(Error::Timeout(t))
+                    if matches!(t.cause, WaitCause::ConnectFailing { .. })
+                        && Instant::now() < deadline => {}
                 other => return other,
             }
-            refused += 1;
-            tried |= 1u64.checked_shl(index as u32).unwrap_or(0);
+            tried.insert(index);
         }
     }
 
@@ -317,13 +356,8 @@ impl<C: Connector> Cluster<C> {
             Role::Primary => Priority::WRITE,
             Role::Replica => Priority::READ,
         };
-        acquire_on(
-            &node,
-            priority,
-            self.deadline(&AcquireOptions::default()),
-            None,
-        )
-        .await
+        let deadline = self.deadline(&AcquireOptions::default());
+        acquire_on(&node, priority, deadline, None, false).await
     }
 
     fn deadline(&self, options: &AcquireOptions) -> Instant {
@@ -347,7 +381,7 @@ impl<C: Connector> Cluster<C> {
     fn pick_replica(
         &self,
         options: &AcquireOptions,
-        tried: u64,
+        tried: &Tried,
     ) -> Result<(usize, Arc<Node<C>>), NoReplica> {
         let shared = &self.shared;
         let topology = shared.topology.read();
@@ -358,7 +392,7 @@ impl<C: Connector> Cluster<C> {
         };
         let max_lag = shared.settings.max_replica_lag;
         let eligible = |i: usize, node: &Node<C>, why: &mut NoReplica| {
-            if i < 64 && tried & (1 << i) != 0 {
+            if tried.contains(i) {
                 return false;
             }
             if node.breaker.state() == BreakerState::Open {
@@ -433,7 +467,7 @@ impl<C: Connector> Cluster<C> {
                 return Err(Error::NoReplica(why));
             }
         };
-        acquire_on(&primary, priority, deadline, Some(slot)).await
+        acquire_on(&primary, priority, deadline, Some(slot), false).await
     }
 
     /// The named node.
@@ -533,11 +567,14 @@ impl<C: Connector> Cluster<C> {
 }
 
 /// Breaker, admission, pool: one node's part of an acquire.
+/// `fail_fast`: give up at the first failed connect when the node's pool is empty (reads, which
+/// can go elsewhere).
 async fn acquire_on<C: Connector>(
     node: &Arc<Node<C>>,
     priority: Priority,
     deadline: Instant,
     fallback: Option<FallbackRead>,
+    fail_fast: bool,
 ) -> Result<ClusterConn<C>, Error> {
     let call = node.breaker.try_call()?;
     let permit = match node.admission.admit(priority, Some(deadline)).await {
@@ -549,11 +586,13 @@ async fn acquire_on<C: Connector>(
     };
     let in_flight = node.load.start();
     let remaining = deadline.saturating_duration_since(Instant::now());
-    match node
-        .pool
-        .get_timeout(remaining.max(Duration::from_micros(1)))
-        .await
-    {
+    let timeout = remaining.max(Duration::from_micros(1));
+    let acquired = if fail_fast {
+        node.pool.get_or_refuse(timeout).await
+    } else {
+        node.pool.get_timeout(timeout).await
+    };
+    match acquired {
         Ok(conn) => Ok(ClusterConn::new(
             conn,
             node.clone(),

@@ -104,6 +104,16 @@ impl<C: Connector> Pool<C> {
 
     /// Gets a connection, waiting at most `timeout` (instead of the pool's `acquire_timeout`).
     pub async fn get_timeout(&self, timeout: Duration) -> Result<Pooled<C>, Error> {
+        self.acquire(timeout, false).await
+    }
+
+    /// Like [`Pool::get_timeout`], but gives up as soon as a connect fails while the pool has
+    /// no connection that could be returned: a router would rather try another node.
+    pub(crate) async fn get_or_refuse(&self, timeout: Duration) -> Result<Pooled<C>, Error> {
+        self.acquire(timeout, true).await
+    }
+
+    async fn acquire(&self, timeout: Duration, fail_fast: bool) -> Result<Pooled<C>, Error> {
         let shared = &self.shared;
         // Set on the first wait or ping, so the fast path never reads the real clock.
         let mut started: Option<Instant> = None;
@@ -113,7 +123,7 @@ impl<C: Connector> Pool<C> {
                 Some(start) => timeout.saturating_sub(start.elapsed()),
                 None => timeout,
             };
-            let take = poll_fn(|cx| Poll::Ready(shared.take(budget, cx.waker()))).await;
+            let take = poll_fn(|cx| Poll::Ready(shared.take(budget, cx.waker(), fail_fast))).await;
             let (conn, idle_since) = match take {
                 Take::Idle(idle) => (idle.conn, Some(idle.since_ms)),
                 Take::Closed => return Err(shared.closed_error()),
@@ -292,6 +302,14 @@ impl<C: Connector> Pool<C> {
             }
             drained.await;
         }
+    }
+
+    /// Whether the last connect attempt failed (the backend refuses or is unreachable). A
+    /// router uses it to send work elsewhere instead of waiting on a pool that cannot grow.
+    pub fn is_refusing_connects(&self) -> bool {
+        self.shared
+            .refusing
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether [`Pool::close`] was called.

@@ -167,13 +167,17 @@ pub(crate) enum WaitEnd<T> {
 pub(crate) struct Waiter<T> {
     slot: Mutex<Slot<T>>,
     deadline: Instant,
+    /// Give up as soon as a connect fails while the pool has no connection that could come
+    /// back (the router would rather try another node than wait out the deadline).
+    fail_fast: bool,
 }
 
 impl<T> Waiter<T> {
-    fn new(deadline: Instant, waker: Waker) -> Self {
+    fn new(deadline: Instant, waker: Waker, fail_fast: bool) -> Self {
         Waiter {
             slot: Mutex::new(Slot::Waiting(Some(waker))),
             deadline,
+            fail_fast,
         }
     }
 
@@ -235,6 +239,8 @@ pub(crate) struct Shared<C: Connector> {
     watch: Arc<Notify>,
     watcher_alive: Arc<AtomicBool>,
     seeds: AtomicU64,
+    /// Mirrors `connect_failures > 0` for lock-free reads by the router.
+    pub(crate) refusing: AtomicBool,
 }
 
 impl<C: Connector> Shared<C> {
@@ -263,6 +269,7 @@ impl<C: Connector> Shared<C> {
             clock: CoarseClock::new(),
             watch: Arc::new(Notify::new()),
             watcher_alive: Arc::new(AtomicBool::new(false)),
+            refusing: AtomicBool::new(false),
             waits: WaitHistogram::default(),
             drained: Notify::new(),
             runtime: OnceLock::new(),
@@ -311,7 +318,12 @@ impl<C: Connector> Shared<C> {
     /// Pops an idle connection, or queues a waiter (with its deadline `timeout` from now and
     /// the caller's waker, so that it need not be polled once just to register) and says how many
     /// connects to start.
-    pub(crate) fn take(&self, timeout: Duration, waker: &Waker) -> Take<C::Connection> {
+    pub(crate) fn take(
+        &self,
+        timeout: Duration,
+        waker: &Waker,
+        fail_fast: bool,
+    ) -> Take<C::Connection> {
         {
             let mut inner = self.inner.lock();
             if inner.closed {
@@ -327,7 +339,7 @@ impl<C: Connector> Shared<C> {
         // hence the second look.
         let now = self.clock.refresh();
         let deadline = deadline_after(now, timeout);
-        let waiter = Arc::new(Waiter::new(deadline, waker.clone()));
+        let waiter = Arc::new(Waiter::new(deadline, waker.clone(), fail_fast));
         let mut inner = self.inner.lock();
         if inner.closed {
             return Take::Closed;
@@ -480,6 +492,7 @@ impl<C: Connector> Shared<C> {
         let mut inner = self.inner.lock();
         inner.opening -= 1;
         inner.connect_failures = 0;
+        self.refusing.store(false, Ordering::Relaxed);
         if inner.closed || inner.size >= inner.max_size {
             let drained = inner.closed && inner.size == 0 && inner.opening == 0;
             drop(inner);
@@ -522,14 +535,44 @@ impl<C: Connector> Shared<C> {
         let mut inner = self.inner.lock();
         inner.connect_failures += 1;
         inner.totals.connect_failures += 1;
+        self.refusing.store(true, Ordering::Relaxed);
         inner.last_connect_error = Some(error);
         self.metrics.connect_failures.increment(1);
+        // Nothing can come back to fail-fast waiters: tell them now.
+        let wakers = if inner.size == 0 {
+            self.fail_fast_waiters(&mut inner)
+        } else {
+            Vec::new()
+        };
         let retry = !inner.closed && (!inner.waiters.is_empty() || inner.size < inner.min_idle);
         if !retry {
             inner.opening -= 1;
             self.notify_if_drained(&inner);
         }
+        drop(inner);
+        for w in wakers {
+            w.wake();
+        }
         retry
+    }
+
+    /// Ends the waits of fail-fast waiters with the connect failure as their cause.
+    fn fail_fast_waiters(&self, inner: &mut Inner<C::Connection>) -> Vec<Waker> {
+        let mut wakers = Vec::new();
+        let mut i = 0;
+        while i < inner.waiters.len() {
+            if !inner.waiters[i].fail_fast {
+                i += 1;
+                continue;
+            }
+            let waiter = inner.waiters.remove(i).expect("index in range");
+            let cause = Self::wait_cause(inner, inner.waiters.len() + 1);
+            let mut slot = waiter.slot.lock();
+            if let Slot::Waiting(w) = std::mem::replace(&mut *slot, Slot::TimedOut(cause)) {
+                wakers.extend(w);
+            }
+        }
+        wakers
     }
 
     /// After a backoff: is the reserved connect still needed? If not, releases the reservation.
