@@ -816,7 +816,7 @@ fn parse_hint(body: &[u8]) -> Result<Option<Hint>, ()> {
         && body[..PREFIX.len()].eq_ignore_ascii_case(PREFIX)
         && body
             .get(PREFIX.len())
-            .map_or(true, |&c| c == b':' || lexer::is_space(c));
+            .is_none_or(|&c| c == b':' || lexer::is_space(c));
     if !is_hint {
         return Ok(None);
     }
