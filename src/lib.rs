@@ -29,6 +29,7 @@
 //!   [`Balancer`](balance::Balancer)s that read them (power of two choices by default).
 //! * [`breaker`]: per-node circuit breakers; [`limit`] and [`admission`]: adaptive
 //!   concurrency limits and the bounded, priority-ordered, shedding queue in front of each node.
+//! * [`failover`]: health monitor, topology discovery, fencing and opt-in automatic promotion.
 //! * [`pool`]: one fast, fair pool per backend.
 //! * [`driver`]: the [`Connector`] trait a database driver implements; [`sim`] is an
 //!   in-process simulated database implementing it, for tests, demos and benchmarks.
@@ -51,6 +52,7 @@ pub mod classify;
 pub mod cluster;
 pub mod driver;
 mod error;
+pub mod failover;
 pub mod limit;
 pub mod load;
 pub mod metrics;
@@ -65,4 +67,5 @@ pub use admission::Priority;
 pub use cluster::{Cluster, ClusterConn};
 pub use driver::Connector;
 pub use error::{ConfigError, DriverError, Error, NoReplica, TimeoutError, WaitCause};
+pub use failover::ClusterEvent;
 pub use pool::{Pool, Pooled};

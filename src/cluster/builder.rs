@@ -9,9 +9,13 @@ use crate::balance::{Balancer, P2c};
 use crate::breaker::{BreakerConfig, CircuitBreaker};
 use crate::driver::Connector;
 use crate::error::ConfigError;
+use crate::failover::{
+    ClusterEvent, HealthConfig, Promoted, PromotedHook, Promoter, PromotionConfig,
+};
 use crate::limit::{Aimd, AimdConfig, Fixed, Gradient, GradientConfig, Limiter};
 use crate::load::{LoadConfig, NodeLoad};
 use crate::pool::Pool;
+use tokio::sync::broadcast;
 
 use super::node::{Node, Role};
 use super::Cluster;
@@ -75,7 +79,7 @@ impl LimiterKind {
 }
 
 /// The cluster's routing policies.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Settings {
     pub(crate) max_replica_lag: Option<Duration>,
     pub(crate) primary_read_share: f64,
@@ -84,8 +88,21 @@ pub(crate) struct Settings {
     pub(crate) breaker: BreakerConfig,
     pub(crate) admission: AdmissionConfig,
     pub(crate) limiter: LimiterKind,
-    pub(crate) probe_interval: Option<Duration>,
-    pub(crate) probe_timeout: Duration,
+    pub(crate) health: HealthConfig,
+    pub(crate) promotion: PromotionConfig,
+    pub(crate) on_promoted: Option<PromotedHook>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("max_replica_lag", &self.max_replica_lag)
+            .field("primary_read_share", &self.primary_read_share)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("health", &self.health)
+            .field("promotion", &self.promotion)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Settings {
@@ -98,8 +115,9 @@ impl Default for Settings {
             breaker: BreakerConfig::default(),
             admission: AdmissionConfig::default(),
             limiter: LimiterKind::Gradient,
-            probe_interval: Some(Duration::from_secs(1)),
-            probe_timeout: Duration::from_secs(1),
+            health: HealthConfig::default(),
+            promotion: PromotionConfig::default(),
+            on_promoted: None,
         }
     }
 }
@@ -110,13 +128,22 @@ impl Settings {
         name: Arc<str>,
         role: Role,
         pool: Pool<C>,
+        events: &broadcast::Sender<ClusterEvent>,
     ) -> Result<Node<C>, ConfigError> {
         let size = pool.state().max_size;
         let limiter = self.limiter.build(&name, size)?;
         let admission = Admission::new(name.clone(), limiter, self.admission.clone())?;
         let breaker = CircuitBreaker::new(name.clone(), self.breaker.clone());
         let load = NodeLoad::with_config(self.load)?;
-        Ok(Node::new(name, role, pool, load, breaker, admission))
+        Ok(Node::new(
+            name,
+            role,
+            pool,
+            load,
+            breaker,
+            admission,
+            events.clone(),
+        ))
     }
 }
 
@@ -149,6 +176,7 @@ pub struct ClusterBuilder<C: Connector> {
     primary: Option<(Arc<str>, Pool<C>)>,
     replicas: Vec<(Arc<str>, Pool<C>)>,
     balancer: Box<dyn Balancer>,
+    promoter: Option<Arc<dyn Promoter<C>>>,
     settings: Settings,
 }
 
@@ -158,6 +186,7 @@ impl<C: Connector> Default for ClusterBuilder<C> {
             primary: None,
             replicas: Vec::new(),
             balancer: Box::new(P2c::default()),
+            promoter: None,
             settings: Settings::default(),
         }
     }
@@ -230,15 +259,37 @@ impl<C: Connector> ClusterBuilder<C> {
     }
 
     /// How often each node is probed for its role, position and lag (through
-    /// [`Connector::probe`]); `None` disables probing. Default 1 s.
+    /// [`Connector::probe`]); `None` disables the health monitor. Default 500 ms.
     pub fn probe_interval(mut self, every: Option<Duration>) -> Self {
-        self.settings.probe_interval = every;
+        self.settings.health.interval = every;
         self
     }
 
     /// How long a probe may take. Default 1 s.
     pub fn probe_timeout(mut self, d: Duration) -> Self {
-        self.settings.probe_timeout = d;
+        self.settings.health.timeout = d;
+        self
+    }
+
+    /// The health monitor: probe interval and timeout, failures to mark a node down and
+    /// successes to bring it back. See [`failover`](crate::failover).
+    pub fn health(mut self, config: HealthConfig) -> Self {
+        self.settings.health = config;
+        self
+    }
+
+    /// Opt-in automatic promotion of the most caught-up replica when the primary fails, with
+    /// `promoter` doing the promotion (PostgreSQL: `seawall::sqlx::PgPromoter`). See
+    /// [`failover`](crate::failover) for the safety rules.
+    pub fn auto_failover(mut self, promoter: impl Promoter<C>, config: PromotionConfig) -> Self {
+        self.promoter = Some(Arc::new(promoter));
+        self.settings.promotion = config;
+        self
+    }
+
+    /// Called after an automatic promotion, e.g. to repoint the other replicas.
+    pub fn on_promoted(mut self, hook: impl Fn(&Promoted) + Send + Sync + 'static) -> Self {
+        self.settings.on_promoted = Some(Arc::new(hook));
         self
     }
 
@@ -257,16 +308,12 @@ impl<C: Connector> ClusterBuilder<C> {
                 "must be greater than zero",
             ));
         }
-        if settings.probe_interval.is_some_and(|d| d.is_zero()) {
+        settings.health.validate()?;
+        settings.promotion.validate()?;
+        if self.promoter.is_some() && settings.health.interval.is_none() {
             return Err(ConfigError::new(
                 "probe_interval",
-                "must be greater than zero",
-            ));
-        }
-        if settings.probe_timeout.is_zero() {
-            return Err(ConfigError::new(
-                "probe_timeout",
-                "must be greater than zero",
+                "must be set for automatic failover (it needs the health monitor)",
             ));
         }
         settings.load.validate()?;
@@ -288,17 +335,25 @@ impl<C: Connector> ClusterBuilder<C> {
                 ));
             }
         }
-        let primary = Arc::new(settings.node(primary_name, Role::Primary, primary_pool)?);
+        let (events, _) = broadcast::channel(256);
+        let primary =
+            Arc::new(settings.node(primary_name, Role::Primary, primary_pool, &events)?);
         let replicas = self
             .replicas
             .into_iter()
-            .map(|(name, pool)| settings.node(name, Role::Replica, pool).map(Arc::new))
+            .map(|(name, pool)| {
+                settings
+                    .node(name, Role::Replica, pool, &events)
+                    .map(Arc::new)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Cluster::from_parts(
             primary,
             replicas,
             self.balancer,
+            self.promoter,
             settings,
+            events,
         ))
     }
 }

@@ -96,7 +96,7 @@ impl<C: Connector> Drop for ClusterConn<C> {
     fn drop(&mut self) {
         let ok = self.outcome != Outcome::Failure;
         if let Some(call) = self.call.take() {
-            call.finish(self.outcome);
+            self.node.finish_call(call, self.outcome);
         }
         if let Some(permit) = self.permit.take() {
             if ok {

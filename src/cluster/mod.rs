@@ -49,21 +49,22 @@
 mod builder;
 mod conn;
 mod node;
-mod probe;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{broadcast, Notify};
 use tokio::time::Instant;
 
 use crate::admission::{Priority, ShedReason};
 use crate::balance::Balancer;
-use crate::breaker::BreakerState;
+use crate::breaker::{BreakerState, Outcome};
 use crate::classify::{Classifier, Route};
 use crate::driver::Connector;
 use crate::error::{ConfigError, Error, NoReplica, WaitCause};
+use crate::failover::{monitor, ClusterEvent, Promoter};
 use crate::load::NodeLoad;
 use crate::pool::Pool;
 
@@ -137,23 +138,46 @@ pub struct ClusterSnapshot {
     pub fallback_reads_in_flight: usize,
 }
 
-struct Topology<C: Connector> {
-    primary: Option<Arc<Node<C>>>,
-    replicas: Vec<Arc<Node<C>>>,
+/// Which node does what. Nodes move between the two as probes discover roles; a fenced or
+/// down node stays in its place, flagged.
+pub(crate) struct Topology<C: Connector> {
+    pub(crate) primary: Option<Arc<Node<C>>>,
+    pub(crate) replicas: Vec<Arc<Node<C>>>,
 }
 
-struct Shared<C: Connector> {
-    topology: RwLock<Topology<C>>,
+impl<C: Connector> Topology<C> {
+    pub(crate) fn nodes(&self) -> impl Iterator<Item = &Arc<Node<C>>> {
+        self.primary.iter().chain(&self.replicas)
+    }
+}
+
+pub(crate) struct Shared<C: Connector> {
+    pub(crate) topology: RwLock<Topology<C>>,
     balancer: Box<dyn Balancer>,
     classifier: Classifier,
-    settings: Settings,
+    pub(crate) settings: Settings,
     fallback_reads: Arc<AtomicUsize>,
-    probes_started: AtomicBool,
+    monitors_started: AtomicBool,
+    /// Wakes writes waiting for a primary.
+    pub(crate) topology_changed: Notify,
+    /// Since when writes have had no usable primary.
+    pub(crate) primary_lost_at: Mutex<Option<Instant>>,
+    pub(crate) events: broadcast::Sender<ClusterEvent>,
+    pub(crate) promoter: Option<Arc<dyn Promoter<C>>>,
+    /// Single flight of automatic promotion.
+    pub(crate) promoting: AtomicBool,
+}
+
+impl<C: Connector> Shared<C> {
+    /// Publishes an event (subscribers, metric, trace).
+    pub(crate) fn emit(&self, event: ClusterEvent) {
+        crate::failover::emit(&self.events, event);
+    }
 }
 
 /// A primary and its replicas. Cloning is cheap and shares the cluster.
 pub struct Cluster<C: Connector> {
-    shared: Arc<Shared<C>>,
+    pub(crate) shared: Arc<Shared<C>>,
 }
 
 impl<C: Connector> Clone for Cluster<C> {
@@ -222,7 +246,9 @@ impl<C: Connector> Cluster<C> {
         primary: Arc<Node<C>>,
         replicas: Vec<Arc<Node<C>>>,
         balancer: Box<dyn Balancer>,
+        promoter: Option<Arc<dyn Promoter<C>>>,
         settings: Settings,
+        events: broadcast::Sender<ClusterEvent>,
     ) -> Self {
         let cluster = Cluster {
             shared: Arc::new(Shared {
@@ -234,34 +260,46 @@ impl<C: Connector> Cluster<C> {
                 classifier: Classifier::default(),
                 settings,
                 fallback_reads: Arc::new(AtomicUsize::new(0)),
-                probes_started: AtomicBool::new(false),
+                monitors_started: AtomicBool::new(false),
+                topology_changed: Notify::new(),
+                primary_lost_at: Mutex::new(None),
+                events,
+                promoter,
+                promoting: AtomicBool::new(false),
             }),
         };
-        cluster.ensure_probes();
+        cluster.ensure_monitors();
         cluster
     }
 
-    /// Starts the probe tasks once a runtime is available.
-    fn ensure_probes(&self) {
+    /// Starts the health monitors once a runtime is available.
+    fn ensure_monitors(&self) {
         let shared = &self.shared;
-        let Some(every) = shared.settings.probe_interval else {
-            return;
-        };
-        if shared.probes_started.load(Ordering::Relaxed)
+        if shared.settings.health.interval.is_none()
+            || shared.monitors_started.load(Ordering::Relaxed)
             || tokio::runtime::Handle::try_current().is_err()
-            || shared.probes_started.swap(true, Ordering::AcqRel)
+            || shared.monitors_started.swap(true, Ordering::AcqRel)
         {
             return;
         }
-        let topology = shared.topology.read();
-        for node in topology.primary.iter().chain(&topology.replicas) {
-            self.spawn_probe(node, every);
+        let nodes: Vec<_> = shared.topology.read().nodes().cloned().collect();
+        for node in &nodes {
+            self.spawn_monitor(node);
         }
     }
 
-    fn spawn_probe(&self, node: &Arc<Node<C>>, every: Duration) {
-        let timeout = self.shared.settings.probe_timeout;
-        tokio::spawn(probe::run(Arc::downgrade(node), every, timeout));
+    fn spawn_monitor(&self, node: &Arc<Node<C>>) {
+        tokio::spawn(monitor::run(
+            Arc::downgrade(&self.shared),
+            Arc::downgrade(node),
+        ));
+    }
+
+    /// Events of the cluster's life (node down/up, breaker opened, primary lost, promotion,
+    /// writes resumed, split brain), for alerting. A receiver that falls more than 256 events
+    /// behind loses the oldest.
+    pub fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
+        self.shared.events.subscribe()
     }
 
     /// A connection for a read: from a replica chosen by load, or from the primary within its
@@ -301,12 +339,34 @@ impl<C: Connector> Cluster<C> {
     }
 
     /// A connection from the primary, with options.
+    ///
+    /// While the cluster has no usable primary (it is down, demoted, or being replaced), the
+    /// write waits for one up to its deadline, then fails with [`Error::NoPrimary`].
     pub async fn write_with(&self, options: AcquireOptions) -> Result<ClusterConn<C>, Error> {
-        self.ensure_probes();
+        self.ensure_monitors();
         let deadline = self.deadline(&options);
-        let primary = self.primary()?;
         let priority = options.priority.unwrap_or(Priority::WRITE);
-        acquire_on(&primary, priority, deadline, None, false).await
+        loop {
+            let changed = self.shared.topology_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(primary) = self.usable_primary() {
+                return acquire_on(&primary, priority, deadline, None, false).await;
+            }
+            tokio::select! {
+                _ = &mut changed => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    let gone_for = self.shared.primary_lost_at.lock().map(|t| t.elapsed());
+                    return Err(Error::NoPrimary { gone_for });
+                }
+            }
+        }
+    }
+
+    /// The primary, if it is up and not fenced.
+    fn usable_primary(&self) -> Option<Arc<Node<C>>> {
+        let topology = self.shared.topology.read();
+        topology.primary.as_ref().filter(|p| p.is_usable()).cloned()
     }
 
     /// A connection for a read, with options (read-your-writes position, timeout, priority,
@@ -316,7 +376,7 @@ impl<C: Connector> Cluster<C> {
     /// connection) is skipped for the next best; when none is left, the read falls back to the
     /// primary within its read budget.
     pub async fn read_with(&self, options: AcquireOptions) -> Result<ClusterConn<C>, Error> {
-        self.ensure_probes();
+        self.ensure_monitors();
         let deadline = self.deadline(&options);
         let priority = options.priority.unwrap_or(Priority::READ);
         let mut tried = Tried::default();
@@ -367,15 +427,6 @@ impl<C: Connector> Cluster<C> {
                 .unwrap_or(self.shared.settings.acquire_timeout)
     }
 
-    fn primary(&self) -> Result<Arc<Node<C>>, Error> {
-        self.shared
-            .topology
-            .read()
-            .primary
-            .clone()
-            .ok_or(Error::NoPrimary { gone_for: None })
-    }
-
     /// Picks a replica among those that can serve, skipping the `tried` ones (bit i = replica
     /// i). On failure, says why none could.
     fn pick_replica(
@@ -393,6 +444,10 @@ impl<C: Connector> Cluster<C> {
         let max_lag = shared.settings.max_replica_lag;
         let eligible = |i: usize, node: &Node<C>, why: &mut NoReplica| {
             if tried.contains(i) {
+                return false;
+            }
+            if !node.is_usable() {
+                why.down += 1;
                 return false;
             }
             if node.breaker.state() == BreakerState::Open {
@@ -455,7 +510,9 @@ impl<C: Connector> Cluster<C> {
             return Err(Error::NoReplica(why));
         }
         why.fallback_allowed = true;
-        let primary = self.primary()?;
+        let Some(primary) = self.usable_primary() else {
+            return Err(Error::NoReplica(why));
+        };
         let budget = (primary.pool.state().max_size as f64
             * self.shared.settings.primary_read_share)
             .floor() as usize;
@@ -487,11 +544,12 @@ impl<C: Connector> Cluster<C> {
     /// Adds a replica at run time.
     pub fn add_replica(&self, name: impl Into<Arc<str>>, pool: Pool<C>) -> Result<(), ConfigError> {
         let name = name.into();
-        let node = Arc::new(
-            self.shared
-                .settings
-                .node(name.clone(), Role::Replica, pool)?,
-        );
+        let node = Arc::new(self.shared.settings.node(
+            name.clone(),
+            Role::Replica,
+            pool,
+            &self.shared.events,
+        )?);
         {
             let mut topology = self.shared.topology.write();
             let taken = topology
@@ -507,10 +565,8 @@ impl<C: Connector> Cluster<C> {
             }
             topology.replicas.push(node.clone());
         }
-        if let Some(every) = self.shared.settings.probe_interval {
-            if self.shared.probes_started.load(Ordering::Relaxed) {
-                self.spawn_probe(&node, every);
-            }
+        if self.shared.monitors_started.load(Ordering::Relaxed) {
+            self.spawn_monitor(&node);
         }
         tracing::info!(node = %name, "replica added");
         Ok(())
@@ -561,7 +617,8 @@ impl<C: Connector> Cluster<C> {
                 .collect()
         };
         for node in nodes {
-            probe::probe_once(&node, self.shared.settings.probe_timeout).await;
+            let result = monitor::probe(&node, self.shared.settings.health.timeout).await;
+            monitor::observe(&self.shared, &node, result);
         }
     }
 }
@@ -610,7 +667,7 @@ async fn acquire_on<C: Connector>(
                 )
             );
             if node_failed {
-                call.failure();
+                node.finish_call(call, Outcome::Failure);
             } else {
                 call.ignore();
             }

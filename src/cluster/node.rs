@@ -4,11 +4,16 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
 use crate::admission::{Admission, AdmissionSnapshot};
-use crate::breaker::{BreakerSnapshot, CircuitBreaker};
+use crate::breaker::{BreakerSnapshot, BreakerState, CallGuard, CircuitBreaker, Outcome};
 use crate::driver::Connector;
+use crate::failover::ClusterEvent;
 use crate::load::NodeLoad;
 use crate::pool::{Pool, State};
+use tokio::sync::broadcast;
 
 /// What a node is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,10 +37,16 @@ impl fmt::Display for Role {
 pub struct Node<C: Connector> {
     pub(crate) name: Arc<str>,
     primary: AtomicBool,
+    /// Not marked down by the health monitor.
+    up: AtomicBool,
+    /// Claimed to be primary while another node was (split brain): used for nothing.
+    fenced: AtomicBool,
+    pub(crate) health: Mutex<Health>,
     pub(crate) pool: Pool<C>,
     pub(crate) load: Arc<NodeLoad>,
     pub(crate) breaker: CircuitBreaker,
     pub(crate) admission: Admission,
+    events: broadcast::Sender<ClusterEvent>,
 }
 
 impl<C: Connector> Node<C> {
@@ -46,6 +57,7 @@ impl<C: Connector> Node<C> {
         load: NodeLoad,
         breaker: CircuitBreaker,
         admission: Admission,
+        events: broadcast::Sender<ClusterEvent>,
     ) -> Self {
         load.set_capacity(pool.state().max_size);
         if role == Role::Primary {
@@ -55,10 +67,28 @@ impl<C: Connector> Node<C> {
         Node {
             name,
             primary: AtomicBool::new(role == Role::Primary),
+            up: AtomicBool::new(true),
+            fenced: AtomicBool::new(false),
+            health: Mutex::new(Health::default()),
             pool,
             load: Arc::new(load),
             breaker,
             admission,
+            events,
+        }
+    }
+
+    /// Ends a breaker call, announcing the breaker opening if this outcome tripped it.
+    pub(crate) fn finish_call(&self, call: CallGuard, outcome: Outcome) {
+        let before = self.breaker.state();
+        call.finish(outcome);
+        if before != BreakerState::Open && self.breaker.state() == BreakerState::Open {
+            crate::failover::emit(
+                &self.events,
+                ClusterEvent::BreakerOpened {
+                    node: self.name.clone(),
+                },
+            );
         }
     }
 
@@ -74,6 +104,34 @@ impl<C: Connector> Node<C> {
         } else {
             Role::Replica
         }
+    }
+
+    pub(crate) fn set_role(&self, role: Role) {
+        self.primary.store(role == Role::Primary, Ordering::Relaxed);
+    }
+
+    /// Whether the health monitor considers the node up.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Relaxed);
+    }
+
+    /// Whether the node is fenced: it claimed to be primary while another node was, and is used
+    /// for nothing until it comes back as a replica.
+    pub fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_fenced(&self, fenced: bool) {
+        self.fenced.store(fenced, Ordering::Relaxed);
+    }
+
+    /// Up and not fenced.
+    pub(crate) fn is_usable(&self) -> bool {
+        self.is_up() && !self.is_fenced()
     }
 
     /// The node's connection pool.
@@ -107,6 +165,8 @@ impl<C: Connector> Node<C> {
             error_rate: load.error_rate(),
             replication_lag: load.replication_lag(),
             replayed_position: load.replayed_position(),
+            up: self.is_up(),
+            fenced: self.is_fenced(),
             pool: self.pool.state(),
             breaker: self.breaker.snapshot(),
             admission: self.admission.snapshot(),
@@ -141,10 +201,27 @@ pub struct NodeSnapshot {
     pub replication_lag: Option<std::time::Duration>,
     /// Replayed (replica) or written (primary) position reported by the last probe.
     pub replayed_position: u64,
+    /// Whether the health monitor considers it up.
+    pub up: bool,
+    /// Whether it is fenced (split brain).
+    pub fenced: bool,
     /// Its pool.
     pub pool: State,
     /// Its circuit breaker.
     pub breaker: BreakerSnapshot,
     /// Its admission gate.
     pub admission: AdmissionSnapshot,
+}
+
+/// What the health monitor remembers of a node's recent probes.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    /// Consecutive failed probes.
+    pub(crate) failures: u32,
+    /// Consecutive good probes.
+    pub(crate) successes: u32,
+    /// When the current run of failures began.
+    pub(crate) failing_since: Option<Instant>,
+    /// The last probe error.
+    pub(crate) last_error: String,
 }

@@ -613,3 +613,36 @@ impl Connector for SimConnector {
         )))
     }
 }
+
+/// Promotes a simulated replica: the [`Promoter`](crate::failover::Promoter) of the simulator.
+///
+/// Takes `latency` (like `pg_promote()`'s ~120 ms), then the backend reports itself primary.
+#[derive(Debug, Clone, Default)]
+pub struct SimPromoter {
+    latency: Duration,
+}
+
+impl SimPromoter {
+    /// A promoter whose promotions take `latency`.
+    pub fn new(latency: Duration) -> Self {
+        SimPromoter { latency }
+    }
+}
+
+#[async_trait]
+impl crate::failover::Promoter<SimConnector> for SimPromoter {
+    async fn promote(
+        &self,
+        pool: &crate::pool::Pool<SimConnector>,
+    ) -> Result<(), crate::error::DriverError> {
+        let backend = pool.connector().backend();
+        if backend.down.load(Relaxed) {
+            return Err(crate::error::DriverError::new(SimError::ConnectRefused {
+                backend: backend.name.clone(),
+            }));
+        }
+        tokio::time::sleep(self.latency).await;
+        backend.set_primary(true);
+        Ok(())
+    }
+}

@@ -12,10 +12,12 @@
 
 mod connector;
 pub mod probe;
+mod promote;
 mod wal;
 
 pub use connector::{InvalidUrl, PgConnector, SessionReset};
 pub use probe::{NodeStatus, ProbeError, Role};
+pub use promote::PgPromoter;
 pub use wal::{ParseWalPositionError, WalPosition};
 
 use ::sqlx::postgres::PgConnection;

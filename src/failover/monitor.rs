@@ -1,0 +1,353 @@
+//! The health monitor and topology discovery: one task per node probes it on a dedicated
+//! connection, and every result is reconciled with the cluster's view of who is primary.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::cluster::{Node, Role, Shared};
+use crate::driver::{Connector, NodeStatus};
+
+use super::{ClusterEvent, Promoted};
+
+/// What one probe found: the status (if the driver can tell), or why it failed.
+pub(crate) type ProbeResult = Result<Option<NodeStatus>, String>;
+
+/// Probes `node` every interval until the node or the cluster is dropped.
+///
+/// The probe runs on its own connection, not one from the node's pool: a saturated pool must
+/// not look like a dead node (that would fail over a primary for being busy).
+pub(crate) async fn run<C: Connector>(cluster: Weak<Shared<C>>, node: Weak<Node<C>>) {
+    let mut conn: Option<C::Connection> = None;
+    loop {
+        let (every, timeout) = match cluster.upgrade() {
+            Some(shared) => match shared.settings.health.interval {
+                Some(every) => (every, shared.settings.health.timeout),
+                None => return,
+            },
+            None => return,
+        };
+        tokio::time::sleep(every).await;
+        let (Some(shared), Some(node)) = (cluster.upgrade(), node.upgrade()) else {
+            return;
+        };
+        if node.pool.is_closed() {
+            return;
+        }
+        let result = probe_on(&node, &mut conn, timeout).await;
+        observe(&shared, &node, result);
+    }
+}
+
+/// One probe on a fresh connection.
+pub(crate) async fn probe<C: Connector>(node: &Node<C>, timeout: Duration) -> ProbeResult {
+    probe_on(node, &mut None, timeout).await
+}
+
+/// One probe on `conn` (opened first if needed; dropped after a failure).
+async fn probe_on<C: Connector>(
+    node: &Node<C>,
+    conn: &mut Option<C::Connection>,
+    timeout: Duration,
+) -> ProbeResult {
+    let connector = node.pool.connector();
+    let attempt = async {
+        if conn.is_none() {
+            *conn = Some(connector.connect().await.map_err(|e| e.to_string())?);
+        }
+        let c = conn.as_mut().expect("connected above");
+        connector.probe(c).await.map_err(|e| e.to_string())
+    };
+    let result = match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("probe timed out after {timeout:?}")),
+    };
+    if result.is_err() {
+        *conn = None;
+    }
+    result
+}
+
+/// Takes one probe result into account: health, lag and position, role.
+pub(crate) fn observe<C: Connector>(
+    shared: &Arc<Shared<C>>,
+    node: &Arc<Node<C>>,
+    result: ProbeResult,
+) {
+    let health = shared.settings.health;
+    match result {
+        Ok(status) => {
+            let came_up = {
+                let mut h = node.health.lock();
+                h.failures = 0;
+                h.failing_since = None;
+                h.successes = h.successes.saturating_add(1);
+                !node.is_up() && h.successes >= health.up_after
+            };
+            if came_up {
+                node.set_up(true);
+                shared.emit(ClusterEvent::NodeUp {
+                    node: node.name.clone(),
+                });
+            }
+            match status {
+                Some(status) => {
+                    node.load.set_replication_lag(status.lag);
+                    if let Some(position) = status.position {
+                        node.load.set_replayed_position(position);
+                    }
+                    reconcile_role(shared, node, status.is_primary);
+                }
+                // The driver cannot tell roles: the configured one stands.
+                None => reconcile_role(shared, node, node.role() == Role::Primary),
+            }
+        }
+        Err(error) => {
+            let went_down = {
+                let mut h = node.health.lock();
+                h.successes = 0;
+                h.failures = h.failures.saturating_add(1);
+                h.failing_since.get_or_insert_with(Instant::now);
+                h.last_error.clone_from(&error);
+                node.is_up() && h.failures >= health.down_after
+            };
+            // A failed probe counts against the node's breaker like a failed call.
+            if let Ok(call) = node.breaker.try_call() {
+                node.finish_call(call, crate::breaker::Outcome::Failure);
+            }
+            if went_down {
+                node.set_up(false);
+                shared.emit(ClusterEvent::NodeDown {
+                    node: node.name.clone(),
+                    error,
+                });
+                let is_primary = shared
+                    .topology
+                    .read()
+                    .primary
+                    .as_ref()
+                    .is_some_and(|p| Arc::ptr_eq(p, node));
+                if is_primary {
+                    primary_lost(shared, node, "down");
+                }
+            }
+        }
+    }
+    maybe_promote(shared);
+}
+
+fn primary_lost<C: Connector>(shared: &Shared<C>, node: &Node<C>, reason: &str) {
+    shared
+        .primary_lost_at
+        .lock()
+        .get_or_insert_with(Instant::now);
+    shared.emit(ClusterEvent::PrimaryLost {
+        node: node.name.clone(),
+        reason: reason.to_owned(),
+    });
+}
+
+fn writes_resumed<C: Connector>(shared: &Shared<C>, primary: &Node<C>) {
+    let lost_at = shared.primary_lost_at.lock().take();
+    if let Some(lost_at) = lost_at {
+        shared.emit(ClusterEvent::WritesResumed {
+            primary: primary.name.clone(),
+            after: lost_at.elapsed(),
+        });
+    }
+    shared.topology_changed.notify_waiters();
+}
+
+/// Brings the topology in line with what `node` says it is.
+fn reconcile_role<C: Connector>(shared: &Shared<C>, node: &Arc<Node<C>>, reports_primary: bool) {
+    let mut topology = shared.topology.write();
+    let is_current = topology
+        .primary
+        .as_ref()
+        .is_some_and(|p| Arc::ptr_eq(p, node));
+    match (reports_primary, is_current) {
+        (true, true) => {
+            if node.is_usable() && shared.primary_lost_at.lock().is_some() {
+                drop(topology);
+                writes_resumed(shared, node);
+            }
+        }
+        (true, false) => {
+            let current = topology.primary.as_ref().filter(|p| p.is_usable()).cloned();
+            if let Some(primary) = current {
+                if !node.is_fenced() {
+                    node.set_fenced(true);
+                    drop(topology);
+                    shared.emit(ClusterEvent::SplitBrain {
+                        node: node.name.clone(),
+                        primary: primary.name.clone(),
+                    });
+                }
+                return;
+            }
+            if node.is_fenced() || !node.is_up() {
+                // A fenced old primary claiming the role again needs an operator (its data
+                // may have diverged); a down node is not adopted until it is up.
+                return;
+            }
+            // The primary is gone and this node is primary now (promoted by us, an operator or
+            // an HA tool): writes follow it.
+            topology.replicas.retain(|r| !Arc::ptr_eq(r, node));
+            if let Some(old) = topology.primary.take() {
+                old.set_role(Role::Replica);
+                // Until it proves it rejoined as a replica, it must not take anything.
+                old.set_fenced(true);
+                topology.replicas.push(old);
+            }
+            node.set_role(Role::Primary);
+            node.load.set_replication_lag(Some(Duration::ZERO));
+            topology.primary = Some(node.clone());
+            drop(topology);
+            writes_resumed(shared, node);
+        }
+        (false, true) => {
+            // Demoted (or still recovering): it answers, but must not take writes.
+            topology.primary = None;
+            node.set_role(Role::Replica);
+            topology.replicas.push(node.clone());
+            drop(topology);
+            primary_lost(shared, node, "demoted: it reports being a replica");
+        }
+        (false, false) => {
+            if node.is_fenced() {
+                node.set_fenced(false);
+                drop(topology);
+                shared.emit(ClusterEvent::Unfenced {
+                    node: node.name.clone(),
+                });
+            }
+        }
+    }
+}
+
+/// Starts an automatic promotion if one is configured, needed and allowed.
+fn maybe_promote<C: Connector>(shared: &Arc<Shared<C>>) {
+    if shared.promoter.is_none() || shared.promoting.load(Ordering::Acquire) {
+        return;
+    }
+    let Some(primary) = shared.topology.read().primary.clone() else {
+        // Demoted by someone else: they are expected to promote.
+        return;
+    };
+    if primary.is_up() {
+        return;
+    }
+    let rules = shared.settings.promotion;
+    let due = {
+        let h = primary.health.lock();
+        h.failures >= rules.min_failures
+            && h.failing_since
+                .is_some_and(|since| since.elapsed() >= rules.min_down_for)
+    };
+    if !due || shared.promoting.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    tokio::spawn(promote(shared.clone(), primary));
+}
+
+/// The promotion itself; `promoting` is held for its duration.
+async fn promote<C: Connector>(shared: Arc<Shared<C>>, old: Arc<Node<C>>) {
+    struct Release<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::Release);
+        }
+    }
+    let _release = Release(&shared.promoting);
+    let started = Instant::now();
+    let timeout = shared.settings.health.timeout;
+    let Some(promoter) = shared.promoter.clone() else {
+        return;
+    };
+
+    // Never while the old primary still answers any probe.
+    if probe(&old, timeout).await.is_ok() {
+        tracing::info!(node = %old.name, "primary answers again; no promotion");
+        return;
+    }
+
+    // The most caught-up healthy replica, by fresh positions.
+    let replicas: Vec<Arc<Node<C>>> = shared
+        .topology
+        .read()
+        .replicas
+        .iter()
+        .filter(|r| r.is_usable())
+        .cloned()
+        .collect();
+    let mut best: Option<(u64, Arc<Node<C>>)> = None;
+    for replica in replicas {
+        let result = probe(&replica, timeout).await;
+        let already_primary = matches!(&result, Ok(Some(s)) if s.is_primary);
+        let position = match &result {
+            Ok(Some(s)) => s.position,
+            _ => None,
+        };
+        observe_quietly(&shared, &replica, result);
+        if already_primary {
+            // Someone else promoted it; topology discovery adopted it.
+            return;
+        }
+        if let Some(position) = position {
+            if best.as_ref().is_none_or(|(p, _)| position > *p) {
+                best = Some((position, replica));
+            }
+        }
+    }
+    let Some((position, candidate)) = best else {
+        tracing::warn!("primary lost and no healthy replica to promote");
+        return;
+    };
+    shared.emit(ClusterEvent::PromotionStarted {
+        candidate: candidate.name.clone(),
+        position,
+    });
+    match promoter.promote(&candidate.pool).await {
+        Ok(()) => {
+            reconcile_role(&shared, &candidate, true);
+            let promoted = Promoted {
+                new_primary: candidate.name.clone(),
+                old_primary: old.name.clone(),
+                replicas: shared
+                    .topology
+                    .read()
+                    .replicas
+                    .iter()
+                    .filter(|r| !Arc::ptr_eq(r, &old))
+                    .map(|r| r.name.clone())
+                    .collect(),
+                took: started.elapsed(),
+            };
+            if let Some(hook) = &shared.settings.on_promoted {
+                hook(&promoted);
+            }
+            shared.emit(ClusterEvent::Promoted(promoted));
+        }
+        Err(e) => shared.emit(ClusterEvent::PromotionFailed {
+            candidate: candidate.name.clone(),
+            error: e.to_string(),
+        }),
+    }
+}
+
+/// `observe` without starting another promotion (we are in one).
+fn observe_quietly<C: Connector>(
+    shared: &Arc<Shared<C>>,
+    node: &Arc<Node<C>>,
+    result: ProbeResult,
+) {
+    if let Ok(Some(status)) = &result {
+        node.load.set_replication_lag(status.lag);
+        if let Some(position) = status.position {
+            node.load.set_replayed_position(position);
+        }
+        reconcile_role(shared, node, status.is_primary);
+    }
+}
