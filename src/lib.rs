@@ -9,6 +9,6 @@ pub mod classify;
 pub mod driver;
 mod error;
 
-pub use classify::{classify, Classification, Classifier, ClassifyError, Route};
+pub use classify::{Classification, Classifier, ClassifyError, Route};
 pub use driver::Connector;
 pub use error::{ConfigError, DriverError, Error, TimeoutError, WaitCause};
