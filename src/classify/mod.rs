@@ -280,8 +280,8 @@ impl Classifier {
     pub fn classify(&self, sql: &str) -> Result<Classification, ClassifyError> {
         let src = sql.as_bytes();
         let (hint, start) = leading_hint(src)?;
-        if fast::is_plain_read(src, start) {
-            return Ok(Classification::new(Verdict::ReadOnly, reason::READ, hint));
+        if let Some((verdict, reason)) = fast::classify(src, start) {
+            return Ok(Classification::new(verdict, reason, hint));
         }
         let (first, saw_backslash) = self.scan(src, start, false);
         let (mut verdict, mut reason) = first.ok_or(ClassifyError::Empty)?;
