@@ -113,14 +113,8 @@ pub(super) fn classify(src: &[u8], start: usize) -> Option<(Verdict, &'static st
                 }
                 j
             }
-            QUOTE => match skip_quoted(s, i + 1, b'\'') {
-                Some(end) => end,
-                None => return None,
-            },
-            DOUBLE_QUOTE => match skip_quoted(s, i + 1, b'"') {
-                Some(end) => end,
-                None => return None,
-            },
+            QUOTE => skip_quoted(s, i + 1, b'\'')?,
+            DOUBLE_QUOTE => skip_quoted(s, i + 1, b'"')?,
             DOLLAR if s.get(i + 1).is_some_and(u8::is_ascii_digit) => {
                 let mut j = i + 2;
                 while s.get(j).is_some_and(u8::is_ascii_digit) {
