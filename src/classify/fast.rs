@@ -25,6 +25,7 @@ const DASH: u8 = 7;
 const SLASH: u8 = 8;
 const SEMICOLON: u8 = 9;
 const DOT: u8 = 10;
+const DIGIT: u8 = 11;
 
 const ACTION: [u8; 256] = {
     let mut t = [OTHER; 256];
@@ -41,6 +42,7 @@ const ACTION: [u8; 256] = {
             b'/' => SLASH,
             b';' => SEMICOLON,
             b'.' => DOT,
+            b'0'..=b'9' => DIGIT,
             _ if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => WORD,
             _ => OTHER,
         };
@@ -84,6 +86,8 @@ pub(super) fn classify(src: &[u8], start: usize) -> Option<(Verdict, &'static st
                 i + 1
             }
             DOT | OTHER => i + 1,
+            // A number ends where the full analysis ends it (`1e5for` is `1e5 for`).
+            DIGIT => lexer::number(s, i),
             WORD => {
                 let mut j = i + 1;
                 while let Some(&c) = s.get(j) {

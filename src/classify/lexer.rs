@@ -300,7 +300,7 @@ fn dollar(s: &[u8], start: usize) -> (Kind, usize) {
 
 /// A numeric literal: digits, fraction, exponent. It stops before letters, as old servers did
 /// (`SELECT 1into t` is `1 INTO t` there).
-fn number(s: &[u8], start: usize) -> usize {
+pub(super) fn number(s: &[u8], start: usize) -> usize {
     let digits = |mut j: usize| {
         while j < s.len() && s[j].is_ascii_digit() {
             j += 1;

@@ -174,6 +174,8 @@ fn backslashes_are_read_both_ways() {
 #[test]
 fn numbers_stop_before_letters() {
     write("SELECT 1into t");
+    write("SELECT * FROM t WHERE x = 1e5for share");
+    write("SELECT * FROM t WHERE x = .5e3for update");
     write("SELECT 1.5into t");
     read("SELECT 1e5, .5, 1.e3 FROM t");
 }
