@@ -157,6 +157,11 @@ fn call_is_read_only(before: &[u8]) -> bool {
         .iter()
         .rposition(|&c| !lexer::is_ident_cont(c))
         .map_or(0, |p| p + 1);
+    // A run that starts with a digit or `$` may be several tokens (`1x`, `$1x`): leave it to the
+    // full analysis.
+    if !lexer::is_ident_start(trimmed[start]) {
+        return false;
+    }
     let mut buf = [0u8; 64];
     let Some(name) = names::lowercase(&trimmed[start..], &mut buf) else {
         return false;

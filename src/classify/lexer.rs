@@ -60,6 +60,12 @@ pub(super) fn is_space(b: u8) -> bool {
     class(b) == SPACE
 }
 
+/// `true` for bytes that can start an unquoted identifier.
+#[inline]
+pub(super) fn is_ident_start(b: u8) -> bool {
+    class(b) & IDENT_START != 0
+}
+
 /// `true` for bytes that can continue an unquoted identifier (including `$`).
 #[inline]
 pub(super) fn is_ident_cont(b: u8) -> bool {

@@ -596,6 +596,8 @@ mod fast_path {
             "SELECT $$x$$",
             "SELECT 'open",
             "SELECT (x) nextval('s')",
+            "SELECT )1x(",
+            "SELECT (a) $1x(",
             "WITH a(x) AS (SELECT 1) SELECT x FROM a",
             "SHOW x",
             "EXPLAIN SELECT 1",
