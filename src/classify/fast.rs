@@ -85,7 +85,10 @@ pub(super) fn classify(src: &[u8], start: usize) -> Option<(Verdict, &'static st
                 after_for = was_for;
                 i + 1
             }
-            DOT | OTHER => i + 1,
+            DOT => i + 1,
+            // `, ` and `= `: skip the space too.
+            OTHER if s.get(i + 1) == Some(&b' ') => i + 2,
+            OTHER => i + 1,
             // A number ends where the full analysis ends it (`1e5for` is `1e5 for`).
             DIGIT => lexer::number(s, i),
             WORD => {
@@ -114,6 +117,10 @@ pub(super) fn classify(src: &[u8], start: usize) -> Option<(Verdict, &'static st
                         return writes(reason::NESTED_WRITE)
                     }
                     _ => {}
+                }
+                // Most words are followed by one space: skip it here rather than dispatch it.
+                if s.get(j) == Some(&b' ') {
+                    j += 1;
                 }
                 j
             }
