@@ -2,16 +2,17 @@
 //!
 //! Most traffic is simple reads, and the full analysis spends most of its time on bookkeeping
 //! that such a statement never needs. This loop accepts only a query (`SELECT`, `WITH`, `VALUES`,
-//! `TABLE`) whose every token is one
-//! the full analysis ignores: names that cannot be keywords that matter, operators, numbers,
+//! `TABLE`) whose every token is one the full analysis ignores: names that cannot be keywords that matter, operators, numbers,
 //! parameters, plain strings without backslashes, quoted names, and calls of known read-only
 //! built-ins. At the first sign of anything else (a comment, a dollar quote, a `;`, a keyword such
-//! as `FOR` or `INTO`, any other call) it gives up and the full analysis runs from the start. So it
+//! as `INTO`, any other call) it gives up and the full analysis runs from the start. So it
 //! can only ever say "read-only" for a statement the full analysis also calls read-only; a test
-//! checks that on random input.
+//! checks that on random input. It also settles a query that writes in a way it can see before
+//! anything unusual (`SELECT ... FOR UPDATE`, `WITH x AS (DELETE ...)`), with the verdict and
+//! reason the full analysis would give.
 
-use super::lexer;
 use super::names::{self, Kw};
+use super::{lexer, reason, Verdict};
 
 const OTHER: u8 = 0;
 const SPACE: u8 = 1;
@@ -24,6 +25,7 @@ const DASH: u8 = 7;
 const SLASH: u8 = 8;
 const SEMICOLON: u8 = 9;
 const DOT: u8 = 10;
+const DIGIT: u8 = 11;
 
 const ACTION: [u8; 256] = {
     let mut t = [OTHER; 256];
@@ -40,6 +42,7 @@ const ACTION: [u8; 256] = {
             b'/' => SLASH,
             b';' => SEMICOLON,
             b'.' => DOT,
+            b'0'..=b'9' => DIGIT,
             _ if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => WORD,
             _ => OTHER,
         };
@@ -48,9 +51,9 @@ const ACTION: [u8; 256] = {
     t
 };
 
-/// `true` if `src[start..]` is a plain `SELECT` that is certainly read-only; `false` means "not
-/// decided here", never "writes".
-pub(super) fn is_plain_read(src: &[u8], start: usize) -> bool {
+/// The verdict of the full analysis on `src[start..]` for a plain query: read-only, or a write
+/// found before anything unusual (`SELECT ... FOR UPDATE`). `None`: not decided here.
+pub(super) fn classify(src: &[u8], start: usize) -> Option<(Verdict, &'static str)> {
     let s = src;
     // Leading parentheses, then a word that starts a query.
     let mut i = start;
@@ -68,42 +71,61 @@ pub(super) fn is_plain_read(src: &[u8], start: usize) -> bool {
         names::query_keyword(&s[word_start..i]),
         Kw::Select | Kw::With | Kw::Values | Kw::Table
     ) {
-        return false;
+        return None;
     }
+    let writes = |reason| Some((Verdict::Writes, reason));
+    // The previous token was the word FOR.
+    let mut after_for = false;
     // No state but the position: the rare `(` looks back for the name before it.
     while let Some(&b) = s.get(i) {
+        let was_for = after_for;
+        after_for = false;
         i = match ACTION[usize::from(b)] {
-            SPACE | DOT | OTHER => i + 1,
+            SPACE => {
+                after_for = was_for;
+                i + 1
+            }
+            DOT => i + 1,
+            // `, ` and `= `: skip the space too.
+            OTHER if s.get(i + 1) == Some(&b' ') => i + 2,
+            OTHER => i + 1,
+            // A number ends where the full analysis ends it (`1e5for` is `1e5 for`).
+            DIGIT => lexer::number(s, i),
             WORD => {
                 let mut j = i + 1;
                 while let Some(&c) = s.get(j) {
                     if !lexer::is_ident_cont(c) {
                         // A prefixed literal (`E'..'`, `U&'..'`).
                         if c == b'\'' || c == b'&' {
-                            return false;
+                            return None;
                         }
                         break;
                     }
                     j += 1;
                 }
-                // Words that start a query only matter for telling CTE names from calls, and
-                // this loop takes no call it does not know.
-                if !matches!(
-                    names::query_keyword(&s[i..j]),
-                    Kw::Other | Kw::Select | Kw::With | Kw::Values | Kw::Table
-                ) {
-                    return false;
+                // The keywords that matter, decided as the full analysis does. Words that start
+                // a query only tell CTE names from calls, and this loop takes no call it does
+                // not know.
+                match names::query_keyword(&s[i..j]) {
+                    Kw::Other | Kw::Select | Kw::With | Kw::Values | Kw::Table => {}
+                    Kw::For => after_for = true,
+                    Kw::Into => return writes(reason::SELECT_INTO),
+                    Kw::Update | Kw::Share | Kw::Key | Kw::No if was_for => {
+                        return writes(reason::LOCKING)
+                    }
+                    Kw::Insert | Kw::Update | Kw::Delete | Kw::Merge => {
+                        return writes(reason::NESTED_WRITE)
+                    }
+                    _ => {}
+                }
+                // Most words are followed by one space: skip it here rather than dispatch it.
+                if s.get(j) == Some(&b' ') {
+                    j += 1;
                 }
                 j
             }
-            QUOTE => match skip_quoted(s, i + 1, b'\'') {
-                Some(end) => end,
-                None => return false,
-            },
-            DOUBLE_QUOTE => match skip_quoted(s, i + 1, b'"') {
-                Some(end) => end,
-                None => return false,
-            },
+            QUOTE => skip_quoted(s, i + 1, b'\'')?,
+            DOUBLE_QUOTE => skip_quoted(s, i + 1, b'"')?,
             DOLLAR if s.get(i + 1).is_some_and(u8::is_ascii_digit) => {
                 let mut j = i + 2;
                 while s.get(j).is_some_and(u8::is_ascii_digit) {
@@ -111,15 +133,15 @@ pub(super) fn is_plain_read(src: &[u8], start: usize) -> bool {
                 }
                 j
             }
-            OPEN if !call_is_read_only(&s[..i]) => return false,
+            OPEN if !call_is_read_only(&s[..i]) => return None,
             OPEN => i + 1,
             DASH if s.get(i + 1) != Some(&b'-') => i + 1,
             SLASH if s.get(i + 1) != Some(&b'*') => i + 1,
             // Comments, dollar quotes, `;`: not for the fast path.
-            _ => return false,
+            _ => return None,
         };
     }
-    true
+    Some((Verdict::ReadOnly, reason::READ))
 }
 
 /// `before` is the text up to a `(`. `true` if the `(` opens no call, or the call of a known
@@ -142,6 +164,11 @@ fn call_is_read_only(before: &[u8]) -> bool {
         .iter()
         .rposition(|&c| !lexer::is_ident_cont(c))
         .map_or(0, |p| p + 1);
+    // A run that starts with a digit or `$` may be several tokens (`1x`, `$1x`): leave it to the
+    // full analysis.
+    if !lexer::is_ident_start(trimmed[start]) {
+        return false;
+    }
     let mut buf = [0u8; 64];
     let Some(name) = names::lowercase(&trimmed[start..], &mut buf) else {
         return false;

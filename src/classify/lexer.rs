@@ -60,6 +60,12 @@ pub(super) fn is_space(b: u8) -> bool {
     class(b) == SPACE
 }
 
+/// `true` for bytes that can start an unquoted identifier.
+#[inline]
+pub(super) fn is_ident_start(b: u8) -> bool {
+    class(b) & IDENT_START != 0
+}
+
 /// `true` for bytes that can continue an unquoted identifier (including `$`).
 #[inline]
 pub(super) fn is_ident_cont(b: u8) -> bool {
@@ -300,7 +306,7 @@ fn dollar(s: &[u8], start: usize) -> (Kind, usize) {
 
 /// A numeric literal: digits, fraction, exponent. It stops before letters, as old servers did
 /// (`SELECT 1into t` is `1 INTO t` there).
-fn number(s: &[u8], start: usize) -> usize {
+pub(super) fn number(s: &[u8], start: usize) -> usize {
     let digits = |mut j: usize| {
         while j < s.len() && s[j].is_ascii_digit() {
             j += 1;

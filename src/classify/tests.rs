@@ -174,6 +174,8 @@ fn backslashes_are_read_both_ways() {
 #[test]
 fn numbers_stop_before_letters() {
     write("SELECT 1into t");
+    write("SELECT * FROM t WHERE x = 1e5for share");
+    write("SELECT * FROM t WHERE x = .5e3for update");
     write("SELECT 1.5into t");
     read("SELECT 1e5, .5, 1.e3 FROM t");
 }
@@ -499,15 +501,15 @@ mod fast_path {
     use super::*;
     use proptest::prelude::*;
 
-    /// The fast path may only say "read-only" where the full analysis does.
+    /// Where the fast path decides, it decides as the full analysis does.
     fn agrees(sql: &str) -> Result<(), TestCaseError> {
         let Ok((_, start)) = leading_hint(sql.as_bytes()) else {
             return Ok(());
         };
-        if fast::is_plain_read(sql.as_bytes(), start) {
+        if let Some(fast) = fast::classify(sql.as_bytes(), start) {
             let (slow, saw_backslash) = DEFAULT_FOR_TESTS.scan(sql.as_bytes(), start, false);
-            prop_assert_eq!(slow.map(|(v, _)| v), Some(Verdict::ReadOnly), "{}", sql);
-            prop_assert!(!saw_backslash, "{}", sql);
+            prop_assert_eq!(slow, Some(fast), "{}", sql);
+            prop_assert!(!saw_backslash || fast.0 == Verdict::Writes, "{}", sql);
         }
         Ok(())
     }
@@ -551,19 +553,24 @@ mod fast_path {
             state ^= state << 17;
             state
         };
-        let mut taken = 0;
+        let (mut reads, mut writes) = (0, 0);
         for _ in 0..20_000 {
             let len = next() % 12;
             let sql: String = (0..len)
                 .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
                 .collect();
             let sql = format!("SELECT {sql}");
-            if fast::is_plain_read(sql.as_bytes(), 0) {
-                taken += 1;
+            match fast::classify(sql.as_bytes(), 0) {
+                Some((Verdict::ReadOnly, _)) => reads += 1,
+                Some(_) => writes += 1,
+                None => {}
             }
             agrees(&sql).unwrap();
         }
-        assert!(taken > 500, "fast path taken only {taken} times");
+        assert!(
+            reads > 500 && writes > 500,
+            "fast path decided {reads} reads, {writes} writes"
+        );
     }
 
     #[test]
@@ -576,7 +583,7 @@ mod fast_path {
             "(SELECT 1) UNION (VALUES (2))",
             "TABLE t",
         ] {
-            assert!(fast::is_plain_read(sql.as_bytes(), 0), "{sql}");
+            assert_eq!(fast::classify(sql.as_bytes(), 0), Some((Verdict::ReadOnly, reason::READ)), "{sql}");
         }
         for sql in [
             "SELECT nextval('s')",
@@ -586,15 +593,31 @@ mod fast_path {
             "SELECT 1 -- c",
             "SELECT E'x'",
             "SELECT 'a\\b'",
-            "SELECT * FROM t FOR UPDATE",
             "SELECT $$x$$",
             "SELECT 'open",
             "SELECT (x) nextval('s')",
+            "SELECT )1x(",
+            "SELECT (a) $1x(",
             "WITH a(x) AS (SELECT 1) SELECT x FROM a",
             "SHOW x",
             "EXPLAIN SELECT 1",
         ] {
-            assert!(!fast::is_plain_read(sql.as_bytes(), 0), "{sql}");
+            assert_eq!(fast::classify(sql.as_bytes(), 0), None, "{sql}");
+        }
+        for (sql, reason) in [
+            ("SELECT * FROM t FOR UPDATE SKIP LOCKED", reason::LOCKING),
+            ("SELECT * FROM t for  no KEY update", reason::LOCKING),
+            ("SELECT 1 INTO t", reason::SELECT_INTO),
+            (
+                "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+                reason::NESTED_WRITE,
+            ),
+        ] {
+            assert_eq!(
+                fast::classify(sql.as_bytes(), 0),
+                Some((Verdict::Writes, reason)),
+                "{sql}"
+            );
         }
     }
 }
