@@ -10,6 +10,10 @@
 //! Faults are injected at run time: refused or slow connects, query errors, connections that
 //! break, and outages. [`SimConnector`] is the [`Connector`] that opens [`SimConnection`]s to it.
 //!
+//! [`workload`] drives a simulated cluster with open-loop traffic (arrivals on a schedule,
+//! whatever the answers) and records what each request got; [`outage`] uses it to replay the
+//! postmortem's surge against an unprotected pool and against a [`Cluster`](crate::Cluster).
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 //! use std::time::Duration;
@@ -43,6 +47,9 @@ use tokio::sync::Semaphore;
 
 use crate::breaker::Outcome;
 use crate::driver::{Connector, NodeStatus};
+
+pub mod outage;
+pub mod workload;
 
 /// How long a query takes on an idle server.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -79,6 +86,7 @@ struct Knobs {
     query_error_rate: f64,
     break_rate: f64,
     hang: bool,
+    finish_abandoned: bool,
 }
 
 /// Counters of what a simulated server saw.
@@ -97,8 +105,17 @@ pub struct SimStats {
     pub query_errors: u64,
     /// Queries running right now (at most the capacity).
     pub running: usize,
-    /// Most queries that ever ran at once.
+    /// Most queries that ever ran at once (since the last [`SimBackend::reset_peaks`]).
     pub peak_running: usize,
+    /// Queries on the server right now, running or waiting for a slot, abandoned ones included:
+    /// the work the database has in hand.
+    pub in_server: usize,
+    /// Most queries ever on the server at once (since the last [`SimBackend::reset_peaks`]).
+    pub peak_in_server: usize,
+    /// Total time queries held a server slot. Divided by `queries` it gives the mean service
+    /// time actually served, which under Tokio's timer (1 ms ticks) is the drawn one rounded up
+    /// to the millisecond.
+    pub busy: Duration,
     /// Pings answered.
     pub pings: u64,
     /// Session resets run.
@@ -121,6 +138,9 @@ pub struct SimBackend {
     query_errors: AtomicU64,
     running: AtomicUsize,
     peak_running: AtomicUsize,
+    in_server: AtomicUsize,
+    peak_in_server: AtomicUsize,
+    busy_nanos: AtomicU64,
     pings: AtomicU64,
     resets: AtomicU64,
     next_id: AtomicU64,
@@ -188,6 +208,16 @@ impl SimBackendBuilder {
         self
     }
 
+    /// Whether a query whose caller gives up (drops the query future) keeps running on the
+    /// server until its service time is over, as on a real database without
+    /// `statement_timeout`; the connection it was sent on is left broken (mid-statement), as a
+    /// driver leaves a connection whose query was cancelled. Default `false`: the query stops at
+    /// once and frees its slot.
+    pub fn finish_abandoned_queries(mut self, finish: bool) -> Self {
+        self.knobs.finish_abandoned = finish;
+        self
+    }
+
     /// Whether the server starts as a primary (default) or a replica.
     pub fn primary(mut self, primary: bool) -> Self {
         self.primary = primary;
@@ -216,6 +246,9 @@ impl SimBackendBuilder {
             query_errors: AtomicU64::new(0),
             running: AtomicUsize::new(0),
             peak_running: AtomicUsize::new(0),
+            in_server: AtomicUsize::new(0),
+            peak_in_server: AtomicUsize::new(0),
+            busy_nanos: AtomicU64::new(0),
             pings: AtomicU64::new(0),
             resets: AtomicU64::new(0),
             next_id: AtomicU64::new(0),
@@ -241,6 +274,7 @@ impl SimBackend {
                 query_error_rate: 0.0,
                 break_rate: 0.0,
                 hang: false,
+                finish_abandoned: false,
             },
             seed: 0,
             primary: true,
@@ -309,6 +343,20 @@ impl SimBackend {
         self.knobs.lock().break_rate = p.clamp(0.0, 1.0);
     }
 
+    /// Changes whether abandoned queries run to their end
+    /// ([`SimBackendBuilder::finish_abandoned_queries`]).
+    pub fn set_finish_abandoned_queries(&self, finish: bool) {
+        self.knobs.lock().finish_abandoned = finish;
+    }
+
+    /// Starts new peak measurements: `peak_running` and `peak_in_server` restart from the
+    /// current figures (to measure the peak of one period).
+    pub fn reset_peaks(&self) {
+        self.peak_running.store(self.running.load(Relaxed), Relaxed);
+        self.peak_in_server
+            .store(self.in_server.load(Relaxed), Relaxed);
+    }
+
     /// Sets the replication lag a probe would report.
     pub fn set_lag(&self, lag: Option<Duration>) {
         *self.lag.lock() = lag;
@@ -349,6 +397,9 @@ impl SimBackend {
             query_errors: self.query_errors.load(Relaxed),
             running: self.running.load(Relaxed),
             peak_running: self.peak_running.load(Relaxed),
+            in_server: self.in_server.load(Relaxed),
+            peak_in_server: self.peak_in_server.load(Relaxed),
+            busy: Duration::from_nanos(self.busy_nanos.load(Relaxed)),
             pings: self.pings.load(Relaxed),
             resets: self.resets.load(Relaxed),
         }
@@ -476,18 +527,18 @@ impl SimConnection {
         }
         backend.queries.fetch_add(1, Relaxed);
         let start = tokio::time::Instant::now();
-        backend.hang_if_hung().await;
-        let permit = backend.servers.acquire().await.map_err(|_| lost())?;
-        let running = backend.running.fetch_add(1, Relaxed) + 1;
-        backend.peak_running.fetch_max(running, Relaxed);
-        let knobs = backend.knobs();
-        let service = knobs
-            .service
-            .sample(&mut backend.rng.lock())
-            .mul_f64(knobs.slowdown);
-        tokio::time::sleep(service).await;
-        backend.running.fetch_sub(1, Relaxed);
-        drop(permit);
+        let knobs = if backend.knobs.lock().finish_abandoned {
+            // The server owns the work: if this future is dropped, the spawned task runs on and
+            // the connection stays marked broken (it was left mid-statement).
+            self.broken = true;
+            let work = tokio::spawn(serve(backend.clone()));
+            let served = work.await.map_err(|_| lost())?;
+            self.broken = false;
+            served
+        } else {
+            serve(backend.clone()).await
+        }
+        .ok_or_else(lost)?;
         if self.lost() {
             backend.query_errors.fetch_add(1, Relaxed);
             return Err(lost());
@@ -519,6 +570,51 @@ impl SimConnection {
     /// Breaks the connection (like a closed socket).
     pub fn break_connection(&mut self) {
         self.broken = true;
+    }
+}
+
+/// The server side of one query: waits for a slot, then for the service time. Returns the
+/// settings it ran with, or `None` if the server went away. Counters are kept right even when the
+/// future is dropped halfway.
+async fn serve(backend: Arc<SimBackend>) -> Option<Knobs> {
+    let _in_server = Gauge::enter(&backend.in_server, &backend.peak_in_server);
+    backend.hang_if_hung().await;
+    let _permit = backend.servers.acquire().await.ok()?;
+    let _running = Gauge::enter(&backend.running, &backend.peak_running);
+    let _busy = Busy(&backend.busy_nanos, tokio::time::Instant::now());
+    let knobs = backend.knobs();
+    let service = knobs
+        .service
+        .sample(&mut backend.rng.lock())
+        .mul_f64(knobs.slowdown);
+    tokio::time::sleep(service).await;
+    Some(knobs)
+}
+
+/// One unit counted in a gauge (and its peak) for as long as it lives.
+struct Gauge<'a>(&'a AtomicUsize);
+
+impl<'a> Gauge<'a> {
+    fn enter(gauge: &'a AtomicUsize, peak: &AtomicUsize) -> Self {
+        let now = gauge.fetch_add(1, Relaxed) + 1;
+        peak.fetch_max(now, Relaxed);
+        Gauge(gauge)
+    }
+}
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Adds the time a query held its slot to the server's busy time when it ends.
+struct Busy<'a>(&'a AtomicU64, tokio::time::Instant);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        let nanos = u64::try_from(self.1.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.0.fetch_add(nanos, Relaxed);
     }
 }
 
@@ -644,5 +740,58 @@ impl crate::failover::Promoter<SimConnector> for SimPromoter {
         tokio::time::sleep(self.latency).await;
         backend.set_primary(true);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn abandon_after(db: &Arc<SimBackend>, wait: Duration) -> SimConnection {
+        let mut conn = db.connector().connect().await.unwrap();
+        let query = conn.query("SELECT 1");
+        assert!(tokio::time::timeout(wait, query).await.is_err());
+        conn
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_query_stops_by_default() {
+        let ms = Duration::from_millis;
+        let db = SimBackend::builder("db")
+            .service_time(ServiceTime::Fixed(ms(10)))
+            .build();
+        let mut conn = abandon_after(&db, ms(2)).await;
+        let stats = db.stats();
+        assert_eq!(
+            (stats.running, stats.in_server, stats.peak_in_server),
+            (0, 0, 1)
+        );
+        assert_eq!(stats.busy, ms(2));
+        assert!(!db.connector().has_broken(&mut conn));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_query_can_run_to_its_end() {
+        let ms = Duration::from_millis;
+        let db = SimBackend::builder("db")
+            .service_time(ServiceTime::Fixed(ms(10)))
+            .finish_abandoned_queries(true)
+            .build();
+        let mut conn = abandon_after(&db, ms(2)).await;
+        // The server still works for the caller that left; the connection was left mid-statement.
+        assert_eq!(db.stats().in_server, 1);
+        assert_eq!(db.stats().running, 1);
+        assert!(db.connector().has_broken(&mut conn));
+        tokio::time::sleep(ms(9)).await;
+        let stats = db.stats();
+        assert_eq!((stats.running, stats.in_server), (0, 0));
+        assert_eq!(stats.busy, ms(10));
+
+        db.reset_peaks();
+        assert_eq!(db.stats().peak_in_server, 0);
+        assert_eq!(db.stats().peak_running, 0);
+        let mut conn = db.connector().connect().await.unwrap();
+        assert_eq!(conn.query("SELECT 1").await, Ok(ms(10)));
+        assert_eq!(db.stats().peak_in_server, 1);
     }
 }
