@@ -50,12 +50,13 @@ async fn main() {
     let with_defaults = replay_seawall(&defaults).await;
     let surge = with_defaults.phase(1);
     println!(
-        "   with the library's defaults (admission queues of {} with CoDel, primary read share {}): \
+        "   with the library's defaults (primary read share {}): \
          surge goodput {:.0}/s ({:.1}% of capacity), {:.1}% success, {} shed",
-        defaults.tuning.admission.max_queue,
         defaults.tuning.primary_read_share,
         surge.ok as f64 / config.phase_durations[1].as_secs_f64(),
-        100.0 * surge.ok as f64 / config.phase_durations[1].as_secs_f64() / report.cluster_capacity(),
+        100.0 * surge.ok as f64
+            / config.phase_durations[1].as_secs_f64()
+            / report.cluster_capacity(),
         100.0 * surge.success_rate(),
         surge.shed,
     );
@@ -113,8 +114,9 @@ fn describe(config: &OutageConfig) {
     );
     println!(
         "   seawall: cluster of pools of {}, p2c, breakers, gradient limits, admission queues \
-         (max queue {}), primary read share {}; acquire timeout = the time the client has left",
-        config.capacity, config.tuning.admission.max_queue, config.tuning.primary_read_share
+         (CoDel, as deep as the pools), primary read share {}; acquire timeout = the time the \
+         client has left",
+        config.capacity, config.tuning.primary_read_share
     );
 }
 

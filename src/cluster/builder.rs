@@ -86,7 +86,8 @@ pub(crate) struct Settings {
     pub(crate) acquire_timeout: Duration,
     pub(crate) load: LoadConfig,
     pub(crate) breaker: BreakerConfig,
-    pub(crate) admission: AdmissionConfig,
+    /// `None`: each node's queue is as deep as its pool (see [`ClusterBuilder::admission`]).
+    pub(crate) admission: Option<AdmissionConfig>,
     pub(crate) limiter: LimiterKind,
     pub(crate) health: HealthConfig,
     pub(crate) promotion: PromotionConfig,
@@ -113,7 +114,7 @@ impl Default for Settings {
             acquire_timeout: Duration::from_secs(30),
             load: LoadConfig::default(),
             breaker: BreakerConfig::default(),
-            admission: AdmissionConfig::default(),
+            admission: None,
             limiter: LimiterKind::Gradient,
             health: HealthConfig::default(),
             promotion: PromotionConfig::default(),
@@ -132,7 +133,11 @@ impl Settings {
     ) -> Result<Node<C>, ConfigError> {
         let size = pool.state().max_size;
         let limiter = self.limiter.build(&name, size)?;
-        let admission = Admission::new(name.clone(), limiter, self.admission.clone())?;
+        let config = self.admission.clone().unwrap_or(AdmissionConfig {
+            max_queue: size,
+            ..AdmissionConfig::default()
+        });
+        let admission = Admission::new(name.clone(), limiter, config)?;
         let breaker = CircuitBreaker::new(name.clone(), self.breaker.clone());
         let load = NodeLoad::with_config(self.load)?;
         Ok(Node::new(
@@ -246,9 +251,11 @@ impl<C: Connector> ClusterBuilder<C> {
         self
     }
 
-    /// The admission queue of every node.
+    /// The admission queue of every node. Default: CoDel shedding and a queue as deep as the
+    /// node's pool, so a node that is full turns work away while another node can still take
+    /// it (a read goes to the next replica) instead of holding it.
     pub fn admission(mut self, config: AdmissionConfig) -> Self {
-        self.settings.admission = config;
+        self.settings.admission = Some(config);
         self
     }
 

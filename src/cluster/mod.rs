@@ -634,14 +634,17 @@ async fn acquire_on<C: Connector>(
     fail_fast: bool,
 ) -> Result<ClusterConn<C>, Error> {
     let call = node.breaker.try_call()?;
+    // Counted in flight from here, queue included: the balancer must see a node's backlog, not
+    // only the work its limit lets through.
+    let in_flight = node.load.start();
     let permit = match node.admission.admit(priority, Some(deadline)).await {
         Ok(permit) => permit,
         Err(overloaded) => {
             call.ignore();
+            drop(in_flight);
             return Err(Error::Overloaded(overloaded));
         }
     };
-    let in_flight = node.load.start();
     let remaining = deadline.saturating_duration_since(Instant::now());
     let timeout = remaining.max(Duration::from_micros(1));
     let acquired = if fail_fast {

@@ -78,8 +78,9 @@ pub const PHASES: [&str; 3] = ["normal", "surge", "recovery"];
 /// The seawall set-up's settings that differ from the library's defaults.
 #[derive(Debug, Clone)]
 pub struct SeawallTuning {
-    /// The admission gate of every node.
-    pub admission: AdmissionConfig,
+    /// The admission gate of every node; `None` is the cluster's default (CoDel, a queue as deep
+    /// as the node's pool).
+    pub admission: Option<AdmissionConfig>,
     /// Share of the primary's pool that reads may use when no replica can take them.
     pub primary_read_share: f64,
     /// How each node's concurrency limit adapts.
@@ -87,11 +88,11 @@ pub struct SeawallTuning {
 }
 
 impl SeawallTuning {
-    /// The library's defaults: admission queues of 128 with CoDel, a primary read share of 0.5,
-    /// gradient limits.
+    /// The library's defaults: admission queues as deep as the pools with CoDel, a primary read
+    /// share of 0.5, gradient limits.
     pub fn library_defaults() -> Self {
         SeawallTuning {
-            admission: AdmissionConfig::default(),
+            admission: None,
             primary_read_share: 0.5,
             limiter: LimiterKind::Gradient,
         }
@@ -99,21 +100,15 @@ impl SeawallTuning {
 }
 
 impl Default for SeawallTuning {
-    /// The replay's settings: the library's defaults but for two.
+    /// The replay's settings: the library's defaults but for one.
     ///
-    /// * **Admission queues as deep as the pools** (`max_queue` = 16 instead of 128). A
-    ///   saturated replica then refuses a read at once ([`ShedReason::QueueFull`]), which the
-    ///   router answers by trying the other replica and then the primary's read budget. With 128,
-    ///   CoDel sheds waiters for queue delay first, and such a shed goes back to the caller: no
-    ///   read spills over, and the primary's spare capacity idles during the surge.
     /// * **A primary read share of 0.75** instead of 0.5: the primary has room for reads beyond
-    ///   its writes (10% of the surge), and writes still pass reads in its admission queue.
+    ///   its writes (10% of the surge), and writes still pass reads in its admission queue. The
+    ///   default keeps half of the primary for writes, which is the safer choice when the write
+    ///   share of the traffic is unknown.
     fn default() -> Self {
         SeawallTuning {
-            admission: AdmissionConfig {
-                max_queue: 16,
-                ..AdmissionConfig::default()
-            },
+            admission: None,
             primary_read_share: 0.75,
             limiter: LimiterKind::Gradient,
         }
@@ -470,7 +465,7 @@ async fn run_seawall(config: &OutageConfig, arrivals: &[workload::Arrival]) -> S
             .expect("a valid pool configuration")
     };
     let primary = config.backend("primary", true, config.seed);
-    let mut builder = Cluster::builder()
+    let builder = Cluster::builder()
         .primary("primary", pool(&primary, config.seed))
         .balancer(P2c::with_seed(config.seed))
         .breaker(
@@ -478,8 +473,12 @@ async fn run_seawall(config: &OutageConfig, arrivals: &[workload::Arrival]) -> S
                 .seed(config.seed)
                 .build()
                 .expect("a valid breaker configuration"),
-        )
-        .admission(config.tuning.admission.clone())
+        );
+    let builder = match &config.tuning.admission {
+        Some(admission) => builder.admission(admission.clone()),
+        None => builder,
+    };
+    let mut builder = builder
         .primary_read_share(config.tuning.primary_read_share)
         .limiter(config.tuning.limiter.clone());
     for i in 1..=config.replicas {
