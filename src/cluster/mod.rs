@@ -31,7 +31,7 @@
 //! 1. **Classify** (for [`Cluster::route`]): the statement is read-only, or it goes to the
 //!    primary ([`classify`](crate::classify)).
 //! 2. **Choose a node**: writes go to the primary. Reads go to a replica picked by the
-//!    [`Balancer`](crate::balance::Balancer) among those whose breaker is not open, whose lag is
+//!    [`Balancer`] among those whose breaker is not open, whose lag is
 //!    within `max_replica_lag`, and which have replayed the position a read-your-writes read
 //!    asks for. When none can serve, the read falls back to the primary, but only within its
 //!    protection budget (`primary_read_share` of its pool); past it, it fails fast with

@@ -25,7 +25,7 @@
 //!    failed check discards it and the acquire goes on until its deadline.
 //!
 //! An acquire that cannot be served fails at its deadline with [`Error::Timeout`], whose
-//! [`WaitCause`](crate::WaitCause) says whether the pool was saturated, still connecting, or
+//! [`WaitCause`] says whether the pool was saturated, still connecting, or
 //! unable to connect (with the last connect error). Dropping an acquire future at any point
 //! leaks nothing: a connection that was already on its way to it goes to the next waiter.
 
