@@ -15,7 +15,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use seawall::cluster::Cluster;
+use seawall::cluster::{AcquireOptions, Cluster};
 use seawall::pool::Pool;
 use tokio::runtime::Runtime;
 
@@ -80,6 +80,8 @@ async fn open_idle(pool: &Pool<Driver>, n: usize) -> Vec<seawall::Pooled<Driver>
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
+    /// The routing decision alone: filters and balancer over the replicas.
+    Decide,
     Read,
     Write,
     Route,
@@ -89,6 +91,7 @@ enum Op {
 impl Op {
     fn name(self) -> &'static str {
         match self {
+            Op::Decide => "decide",
             Op::Read => "read",
             Op::Write => "write",
             Op::Route => "route",
@@ -108,6 +111,12 @@ fn run(
     rt.block_on(async {
         let start = Instant::now();
         match op {
+            Op::Decide => {
+                let options = AcquireOptions::new();
+                for _ in 0..iters {
+                    black_box(cluster.pick_read_node(black_box(&options)).unwrap());
+                }
+            }
             Op::Read => {
                 for _ in 0..iters {
                     drop(black_box(cluster.read().await.unwrap()));
@@ -146,17 +155,21 @@ fn interleaved(rounds: usize, iters: u64) {
     let pool = cluster.node("replica-1").unwrap().pool().clone();
     run(&rt, &cluster, &pool, Op::Read, iters / 4);
     run(&rt, &cluster, &pool, Op::PoolGet, iters / 4);
-    let (mut read, mut get, mut overhead) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut read, mut get, mut overhead, mut decide) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         let per_op = |op| run(&rt, &cluster, &pool, op, iters).as_nanos() as f64 / iters as f64;
+        let d = per_op(Op::Decide);
         let r = per_op(Op::Read);
         let g = per_op(Op::PoolGet);
+        decide.push(d);
         read.push(r);
         get.push(g);
         overhead.push(r - g);
     }
     println!(
-        "route overhead_ns={:.1} read_ns={:.1} pool_get_ns={:.1}",
+        "route decision_ns={:.1} overhead_ns={:.1} read_ns={:.1} pool_get_ns={:.1}",
+        median(decide),
         median(overhead),
         median(read),
         median(get)
@@ -168,7 +181,7 @@ fn criterion_groups(c: &mut Criterion) {
     let cluster = cluster(&rt);
     let pool = cluster.node("replica-1").unwrap().pool().clone();
     let mut group = c.benchmark_group("route");
-    for op in [Op::PoolGet, Op::Read, Op::Write, Op::Route] {
+    for op in [Op::Decide, Op::PoolGet, Op::Read, Op::Write, Op::Route] {
         group.bench_function(op.name(), |b| {
             b.iter_custom(|iters| run(&rt, &cluster, &pool, op, iters))
         });
@@ -178,7 +191,7 @@ fn criterion_groups(c: &mut Criterion) {
 
 /// One loop for five seconds, for a profiler.
 fn profile(which: &str) {
-    let op = [Op::Read, Op::Write, Op::Route, Op::PoolGet]
+    let op = [Op::Decide, Op::Read, Op::Write, Op::Route, Op::PoolGet]
         .into_iter()
         .find(|op| op.name() == which)
         .expect("read, write, route or pool_get");

@@ -339,10 +339,15 @@ impl NodeLoad {
 
     /// Starts tracking a call: one more in flight until the guard is finished or dropped.
     pub fn start(self: &Arc<Self>) -> InFlight {
+        self.start_at(Instant::now())
+    }
+
+    /// [`start`](NodeLoad::start) with the caller's reading of the clock.
+    pub fn start_at(self: &Arc<Self>, now: Instant) -> InFlight {
         self.in_flight.fetch_add(1, Relaxed);
         InFlight {
             node: Arc::clone(self),
-            started: Instant::now(),
+            started: now,
         }
     }
 
@@ -352,7 +357,11 @@ impl NodeLoad {
     /// Report as failures what says something about the node (connection errors, timeouts,
     /// a replica cancelling queries), not application errors such as a constraint violation.
     pub fn record(&self, latency: Duration, ok: bool) {
-        let now = Instant::now();
+        self.record_at(latency, ok, Instant::now());
+    }
+
+    /// [`record`](NodeLoad::record) as of `now`.
+    pub fn record_at(&self, latency: Duration, ok: bool, now: Instant) {
         let latency = if ok {
             latency
         } else {
@@ -546,7 +555,13 @@ pub struct InFlight {
 impl InFlight {
     /// Ends the call: records the time since [`NodeLoad::start`] and whether it succeeded.
     pub fn finish(self, ok: bool) {
-        self.node.record(self.started.elapsed(), ok);
+        self.finish_at(ok, Instant::now());
+    }
+
+    /// [`finish`](InFlight::finish) as of `now` (the caller's reading of the clock).
+    pub fn finish_at(self, ok: bool, now: Instant) {
+        let latency = now.saturating_duration_since(self.started);
+        self.node.record_at(latency, ok, now);
         // `Drop` decrements the in-flight count.
     }
 

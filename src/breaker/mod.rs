@@ -320,24 +320,29 @@ impl CircuitBreaker {
     /// Asks to make a call. On success, report how it ended through the returned guard; dropping
     /// the guard without an outcome counts as a cancellation.
     pub fn try_call(&self) -> Result<CallGuard, BreakerOpen> {
+        self.try_call_at(Instant::now())
+    }
+
+    /// [`try_call`](CircuitBreaker::try_call) with the caller's reading of the clock (a caller
+    /// that times several things reads it once).
+    pub fn try_call_at(&self, now: Instant) -> Result<CallGuard, BreakerOpen> {
         let phase = self.shared.phase.load(Ordering::Acquire);
         if phase & STATE_MASK == CLOSED {
-            return Ok(self.guard(phase >> STATE_BITS, false));
+            return Ok(self.guard(phase >> STATE_BITS, false, now));
         }
-        self.try_call_locked()
+        self.try_call_locked(now)
     }
 
     #[cold]
-    fn try_call_locked(&self) -> Result<CallGuard, BreakerOpen> {
-        let now = Instant::now();
+    fn try_call_locked(&self, now: Instant) -> Result<CallGuard, BreakerOpen> {
         let mut m = self.shared.machine.lock();
         m.poll(&self.shared, now);
         let permitted = self.shared.config.permitted_calls_in_half_open;
         match m.state {
-            BreakerState::Closed => Ok(self.guard(m.generation, false)),
+            BreakerState::Closed => Ok(self.guard(m.generation, false, now)),
             BreakerState::HalfOpen if m.trials_in_flight + m.trials.calls < permitted => {
                 m.trials_in_flight += 1;
-                Ok(self.guard(m.generation, true))
+                Ok(self.guard(m.generation, true, now))
             }
             state => {
                 m.rejected += 1;
@@ -357,12 +362,12 @@ impl CircuitBreaker {
         }
     }
 
-    fn guard(&self, generation: u64, trial: bool) -> CallGuard {
+    fn guard(&self, generation: u64, trial: bool, now: Instant) -> CallGuard {
         CallGuard {
             shared: self.shared.clone(),
             generation,
             trial,
-            started: Instant::now(),
+            started: now,
             finished: false,
         }
     }
@@ -414,7 +419,13 @@ impl fmt::Debug for CircuitBreaker {
 
 impl Shared {
     /// Takes the outcome of a guard; `None` is a cancellation.
-    fn finish(&self, generation: u64, trial: bool, outcome: Option<(Outcome, Duration)>) {
+    fn finish(
+        &self,
+        generation: u64,
+        trial: bool,
+        outcome: Option<(Outcome, Duration)>,
+        now: Option<Instant>,
+    ) {
         let judged = match outcome {
             Some((Outcome::Success, latency)) => Some(Call {
                 failed: false,
@@ -430,7 +441,7 @@ impl Shared {
         if judged.is_none() && !trial {
             return;
         }
-        let now = Instant::now();
+        let now = now.unwrap_or_else(Instant::now);
         let mut m = self.machine.lock();
         if m.generation != generation {
             return; // admitted in a period that has been judged already
@@ -574,7 +585,20 @@ impl CallGuard {
     pub fn record(mut self, outcome: Outcome, latency: Duration) {
         self.finished = true;
         self.shared
-            .finish(self.generation, self.trial, Some((outcome, latency)));
+            .finish(self.generation, self.trial, Some((outcome, latency)), None);
+    }
+
+    /// Reports the outcome as of `now` (the caller's reading of the clock), with the time
+    /// since `try_call` as the latency.
+    pub fn finish_at(mut self, outcome: Outcome, now: Instant) {
+        self.finished = true;
+        let latency = now.saturating_duration_since(self.started);
+        self.shared.finish(
+            self.generation,
+            self.trial,
+            Some((outcome, latency)),
+            Some(now),
+        );
     }
 
     /// Reports the outcome, with the time since `try_call` as the latency.
@@ -612,7 +636,7 @@ impl CallGuard {
 impl Drop for CallGuard {
     fn drop(&mut self) {
         if !self.finished {
-            self.shared.finish(self.generation, self.trial, None);
+            self.shared.finish(self.generation, self.trial, None, None);
         }
     }
 }

@@ -95,8 +95,9 @@ impl<C: Connector> ClusterConn<C> {
 impl<C: Connector> Drop for ClusterConn<C> {
     fn drop(&mut self) {
         let ok = self.outcome != Outcome::Failure;
+        let now = tokio::time::Instant::now();
         if let Some(call) = self.call.take() {
-            self.node.finish_call(call, self.outcome);
+            self.node.finish_call_at(call, self.outcome, now);
         }
         if let Some(permit) = self.permit.take() {
             if ok {
@@ -106,7 +107,7 @@ impl<C: Connector> Drop for ClusterConn<C> {
             }
         }
         if let Some(in_flight) = self.in_flight.take() {
-            in_flight.finish(ok);
+            in_flight.finish_at(ok, now);
         }
     }
 }

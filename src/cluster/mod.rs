@@ -409,6 +409,15 @@ impl<C: Connector> Cluster<C> {
         }
     }
 
+    /// The routing decision of a read, without acquiring anything: the replica a read with
+    /// `options` would be sent to now, or `Err` saying why no replica can take it (the read
+    /// would then fall back to the primary within its read budget). For diagnostics, and to
+    /// measure the cost of routing on its own.
+    pub fn pick_read_node(&self, options: &AcquireOptions) -> Result<Arc<Node<C>>, NoReplica> {
+        self.pick_replica(options, &Tried::default())
+            .map(|(_, node)| node)
+    }
+
     /// A connection from the named node, whatever its role.
     pub async fn on(&self, name: &str) -> Result<ClusterConn<C>, Error> {
         let node = self.node(name)?;
@@ -421,10 +430,12 @@ impl<C: Connector> Cluster<C> {
     }
 
     fn deadline(&self, options: &AcquireOptions) -> Instant {
-        Instant::now()
-            + options
+        crate::pool::deadline_after(
+            Instant::now(),
+            options
                 .timeout
-                .unwrap_or(self.shared.settings.acquire_timeout)
+                .unwrap_or(self.shared.settings.acquire_timeout),
+        )
     }
 
     /// Picks a replica among those that can serve, skipping the `tried` ones (bit i = replica
@@ -633,10 +644,12 @@ async fn acquire_on<C: Connector>(
     fallback: Option<FallbackRead>,
     fail_fast: bool,
 ) -> Result<ClusterConn<C>, Error> {
-    let call = node.breaker.try_call()?;
+    // One reading of the clock for the breaker, the load model and the pool's budget.
+    let now = Instant::now();
+    let call = node.breaker.try_call_at(now)?;
     // Counted in flight from here, queue included: the balancer must see a node's backlog, not
     // only the work its limit lets through.
-    let in_flight = node.load.start();
+    let in_flight = node.load.start_at(now);
     let permit = match node.admission.admit(priority, Some(deadline)).await {
         Ok(permit) => permit,
         Err(overloaded) => {
@@ -645,7 +658,11 @@ async fn acquire_on<C: Connector>(
             return Err(Error::Overloaded(overloaded));
         }
     };
-    let remaining = deadline.saturating_duration_since(Instant::now());
+    let remaining = if permit.queued_for().is_zero() {
+        deadline.saturating_duration_since(now)
+    } else {
+        deadline.saturating_duration_since(Instant::now())
+    };
     let timeout = remaining.max(Duration::from_micros(1));
     let acquired = if fail_fast {
         node.pool.get_or_refuse(timeout).await

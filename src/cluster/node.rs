@@ -80,8 +80,13 @@ impl<C: Connector> Node<C> {
 
     /// Ends a breaker call, announcing the breaker opening if this outcome tripped it.
     pub(crate) fn finish_call(&self, call: CallGuard, outcome: Outcome) {
+        self.finish_call_at(call, outcome, Instant::now());
+    }
+
+    /// [`Node::finish_call`] as of `now`.
+    pub(crate) fn finish_call_at(&self, call: CallGuard, outcome: Outcome, now: Instant) {
         let before = self.breaker.state();
-        call.finish(outcome);
+        call.finish_at(outcome, now);
         if before != BreakerState::Open && self.breaker.state() == BreakerState::Open {
             crate::failover::emit(
                 &self.events,

@@ -52,6 +52,7 @@ pub use opener::ConnectTimedOut;
 pub use pooled::Pooled;
 pub use state::{State, Totals, WaitSummary};
 
+pub(crate) use shared::deadline_after;
 use shared::{Conn, Held, Shared, Take, WaitEnd, Waiter};
 
 /// A pool of connections to one backend. Cloning is cheap and shares the pool.
