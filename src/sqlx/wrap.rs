@@ -25,6 +25,10 @@
 //!
 //! Classification of errors, probes and session resets are exactly [`PgConnector`]'s.
 //!
+//! Like every `PoolConnection`, the ones seawall holds go back to sqlx through a spawned task
+//! when dropped: drop the last handle of a wrapping pool or cluster inside a Tokio runtime
+//! (sqlx panics otherwise).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use sqlx::postgres::PgPoolOptions;
