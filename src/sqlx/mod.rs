@@ -6,19 +6,26 @@
 //! * [`reset_session`] cleans a session for its next borrower without dropping sqlx's
 //!   prepared statements.
 //! * [`probe`] asks a server its role and WAL position; [`WalPosition`] is the comparable
-//!   token for read-your-writes.
+//!   token for read-your-writes; [`current_position`] takes it on the primary after a write.
+//! * [`PgPoolConnector`] and [`cluster_from_pools`] put seawall in front of existing
+//!   `sqlx::PgPool`s ([`wrap`]).
 //!
 //! (Inside seawall this module is `crate::sqlx`; the sqlx crate itself is `::sqlx`.)
 
 mod connector;
+mod position;
 pub mod probe;
 mod promote;
 mod wal;
+pub mod wrap;
 
 pub use connector::{InvalidUrl, PgConnector, SessionReset};
 pub use probe::{NodeStatus, ProbeError, Role};
 pub use promote::PgPromoter;
 pub use wal::{ParseWalPositionError, WalPosition};
+
+pub use position::current_position;
+pub use wrap::{cluster_from_pools, pool_builder, PgPoolConnector};
 
 use ::sqlx::postgres::PgConnection;
 use ::sqlx::Executor;

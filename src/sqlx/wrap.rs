@@ -1,0 +1,177 @@
+//! Wrapping an application's existing `sqlx::PgPool`s: seawall routing on top of the pools an
+//! application already has.
+//!
+//! # Two pools, one active layer
+//!
+//! [`PgPoolConnector`] makes a `PgPool` the *connector* of a seawall [`Pool`]: seawall's
+//! "connect" is an acquire from the sqlx pool, and seawall keeps the `PoolConnection` it got
+//! until its own policies retire it. So:
+//!
+//! * **seawall's pool is the active layer.** Every checkout, fairness, timeout, session reset,
+//!   ping-after-idle, admission and routing decision is seawall's. A connection checked out
+//!   and returned never goes back to the sqlx pool in between, so sqlx's per-acquire work
+//!   (the `test_before_acquire` ping, the ping on every release) is not paid per query.
+//! * **sqlx's pool keeps the connections' lifecycle.** It opens them (with its own connect
+//!   options, `after_connect` hooks and timeouts), enforces `max_connections`, and checks a
+//!   connection when seawall gives it back: seawall hands it back (drops it) when its
+//!   lifetime or idle timeout runs out or the pool shrinks, and sqlx then health-checks and
+//!   keeps it, or closes it past *its* `max_lifetime`. A connection whose ping or reset
+//!   failed is marked to be closed instead of returned, so sqlx never hands it out again.
+//!
+//! The seawall pool is sized from the sqlx pool's `max_connections`: seawall may hold all of
+//! them. Code that still acquires from the `PgPool` directly then waits for seawall to give
+//! some back; route everything through seawall, or build the seawall pool smaller with
+//! [`pool_builder`] and [`Builder::max_size`](crate::pool::Builder::max_size).
+//!
+//! Classification of errors, probes and session resets are exactly [`PgConnector`]'s.
+//!
+//! Like every `PoolConnection`, the ones seawall holds go back to sqlx through a spawned task
+//! when dropped: drop the last handle of a wrapping pool or cluster inside a Tokio runtime
+//! (sqlx panics otherwise).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use sqlx::postgres::PgPoolOptions;
+//!
+//! let primary = PgPoolOptions::new().max_connections(16).connect_lazy("postgres://app@db-1/shop")?;
+//! let replica = PgPoolOptions::new().max_connections(16).connect_lazy("postgres://app@db-2/shop")?;
+//! let cluster = seawall::sqlx::cluster_from_pools(primary, [("db-2", replica)])?.build()?;
+//!
+//! let mut conn = cluster.route("SELECT count(*) FROM orders").await?;
+//! // `conn` derefs to a `PoolConnection`, which derefs to the `PgConnection`: `&mut **conn`.
+//! let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+//!     .fetch_one(&mut **conn)
+//!     .await?;
+//! # let _ = n; Ok(()) }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use ::sqlx::pool::PoolConnection;
+use ::sqlx::postgres::{PgPool, Postgres};
+use ::sqlx::Connection;
+use async_trait::async_trait;
+
+use crate::breaker::Outcome;
+use crate::cluster::ClusterBuilder;
+use crate::driver::{Connector, NodeStatus};
+use crate::error::ConfigError;
+use crate::pool::{Builder, Pool};
+use crate::Cluster;
+
+use super::{PgConnector, SessionReset};
+
+/// A [`Connector`] over an existing `sqlx::PgPool`: each seawall connection is a
+/// `PoolConnection` acquired from it. See the [module docs](self) for who does what.
+#[derive(Clone)]
+pub struct PgPoolConnector {
+    pool: PgPool,
+    // The same policies as a direct connection: error classes, probe, reset.
+    direct: PgConnector,
+}
+
+impl PgPoolConnector {
+    /// Wraps `pool`; sessions are reset on every return ([`SessionReset::Always`]).
+    pub fn new(pool: PgPool) -> Self {
+        let direct = PgConnector::new((*pool.connect_options()).clone());
+        PgPoolConnector { pool, direct }
+    }
+
+    /// Sets when returned sessions are reset (default [`SessionReset::Always`]).
+    pub fn session_reset(mut self, reset: SessionReset) -> Self {
+        self.direct = self.direct.session_reset(reset);
+        self
+    }
+
+    /// The wrapped sqlx pool.
+    pub fn pg_pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The wrapped pool's `max_connections` (at least 1): the size of a seawall pool over it.
+    pub fn max_connections(&self) -> usize {
+        (self.pool.options().get_max_connections() as usize).max(1)
+    }
+}
+
+impl fmt::Debug for PgPoolConnector {
+    /// Where the wrapped pool connects (never with what password) and its size.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgPoolConnector")
+            .field("max_connections", &self.max_connections())
+            .field("connects_like", &self.direct)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl Connector for PgPoolConnector {
+    type Connection = PoolConnection<Postgres>;
+    type Error = ::sqlx::Error;
+
+    /// Acquires from the wrapped pool (within its own `acquire_timeout`).
+    async fn connect(&self) -> Result<PoolConnection<Postgres>, ::sqlx::Error> {
+        self.pool.acquire().await
+    }
+
+    async fn ping(&self, conn: &mut PoolConnection<Postgres>) -> Result<(), ::sqlx::Error> {
+        let pinged = conn.ping().await;
+        if pinged.is_err() {
+            // seawall discards it: it must not go back to the sqlx pool.
+            conn.close_on_drop();
+        }
+        pinged
+    }
+
+    fn needs_reset(&self, conn: &PoolConnection<Postgres>) -> bool {
+        self.direct.needs_reset(conn)
+    }
+
+    async fn reset(&self, conn: &mut PoolConnection<Postgres>) -> Result<(), ::sqlx::Error> {
+        let reset = self.direct.reset(conn).await;
+        if reset.is_err() {
+            conn.close_on_drop();
+        }
+        reset
+    }
+
+    /// As [`PgConnector`]: by SQLSTATE class.
+    fn classify_error(&self, error: &::sqlx::Error) -> Outcome {
+        self.direct.classify_error(error)
+    }
+
+    /// As [`PgConnector`]: role, replayed position and lag in one round trip.
+    async fn probe(
+        &self,
+        conn: &mut PoolConnection<Postgres>,
+    ) -> Result<Option<NodeStatus>, ::sqlx::Error> {
+        self.direct.probe(conn).await
+    }
+}
+
+/// A seawall pool builder over `pool`, named `name` and sized to the pool's `max_connections`;
+/// adjust other settings before `build`.
+pub fn pool_builder(name: impl Into<Arc<str>>, pool: PgPool) -> Builder<PgPoolConnector> {
+    let connector = PgPoolConnector::new(pool);
+    let size = connector.max_connections();
+    Pool::builder(connector).name(name).max_size(size)
+}
+
+/// A cluster builder over existing sqlx pools: `primary` (named `"primary"`) and named
+/// replicas, each wrapped in a seawall pool of its `max_connections` (see the
+/// [module docs](self)). Set the routing policies on the builder, then `build`.
+///
+/// Fails only for an empty replica name (the cluster's `build` refuses duplicates).
+pub fn cluster_from_pools<N: Into<Arc<str>>>(
+    primary: PgPool,
+    replicas: impl IntoIterator<Item = (N, PgPool)>,
+) -> Result<ClusterBuilder<PgPoolConnector>, ConfigError> {
+    let mut builder =
+        Cluster::builder().primary("primary", pool_builder("primary", primary).build()?);
+    for (name, pool) in replicas {
+        let name = name.into();
+        builder = builder.replica(name.clone(), pool_builder(name, pool).build()?);
+    }
+    Ok(builder)
+}
