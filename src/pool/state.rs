@@ -36,7 +36,8 @@ pub struct State {
 pub struct Totals {
     /// Connections handed out.
     pub acquired: u64,
-    /// Acquires that had to wait (the rest were served from the idle set at once).
+    /// Acquires that were not served at once: they waited for a connection, or the connection
+    /// they got was pinged first (the ping's time counts as waiting).
     pub waited: u64,
     /// Acquires that failed at their deadline.
     pub timed_out: u64,

@@ -187,7 +187,7 @@ GROUP BY 1 HAVING sum(oi.quantity * oi.unit_price) > 1000 ORDER BY 1
 -- @read
 SELECT * FROM (VALUES (1, 'a'), (2, 'b')) AS v(id, label)
 -- @read
-SELECT cohort, period, count(*) FROM (SELECT user_id, date_trunc('month', min(created_at)) OVER (PARTITION BY user_id) AS cohort, date_trunc('month', created_at) AS period FROM events) e GROUP BY cohort, period
+SELECT cohort, period, count(*) FROM (SELECT user_id, date_trunc('month', min(created_at) OVER (PARTITION BY user_id)) AS cohort, date_trunc('month', created_at) AS period FROM events) e GROUP BY cohort, period
 -- @read
 EXPLAIN SELECT * FROM users WHERE id = 1
 -- @read
