@@ -701,8 +701,12 @@ async fn transitions_are_logged_with_the_node() {
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
         .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Other tests of this binary run in parallel threads, without this subscriber: make every
+    // callsite ask the subscribers again instead of keeping an interest cached before ours existed.
+    tracing::callsite::rebuild_interest_cache();
 
     let b = breaker(base());
     trip(&b);

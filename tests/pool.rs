@@ -1705,6 +1705,8 @@ fn tracing_spans_cover_acquire_and_connect() {
     let subscriber = tracing_subscriber::registry().with(Spans(seen.clone()));
     let db = backend();
     tracing::subscriber::with_default(subscriber, || {
+        // Parallel tests without this subscriber may have cached a callsite's interest.
+        tracing::callsite::rebuild_interest_cache();
         paused_runtime().block_on(async {
             let pool = builder(&db).name("traced").build().unwrap();
             drop(pool.get().await.unwrap());

@@ -488,6 +488,7 @@ async fn reset_logs_no_warnings() {
     // The current-thread runtime polls everything on this thread: the default subscriber sees it.
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(events.clone()));
+    tracing::callsite::rebuild_interest_cache();
 
     // Control: a bare ROLLBACK outside a transaction makes the server warn, and sqlx logs it.
     sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.unwrap();
