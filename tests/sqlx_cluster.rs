@@ -123,11 +123,9 @@ async fn writes_and_transactions_on_the_primary_reads_on_replicas() {
     let written = current_position(&mut conn).await.unwrap();
     drop(conn);
 
-    // Reads: replicas only. Held together, so the balancer spreads them over both. The
-    // classifier does not know `inet_server_port()` (it plays safe: primary), hence the hint.
-    let unhinted = "SELECT pg_is_in_recovery(), inet_server_port()";
-    assert_eq!(cluster.classify(unhinted).unwrap(), Route::Primary);
-    let read = "/* seawall:replica */ SELECT pg_is_in_recovery(), inet_server_port()";
+    // Reads: replicas only. Held together, so the balancer spreads them over both.
+    let read = "SELECT pg_is_in_recovery(), inet_server_port()";
+    assert_eq!(cluster.classify(read).unwrap(), Route::Replica);
     let mut held = Vec::new();
     let mut ports = HashSet::new();
     for _ in 0..6 {
@@ -705,7 +703,8 @@ async fn wrapped_pg_pools_serve_reads_and_writes() {
         assert_eq!(n, 5);
     }
     // Seawall keeps what it acquired: the sqlx pools never grew past their size, and a
-    // checkout does not go back through sqlx's pool.
+    // checkout does not go back through sqlx's pool. The health monitor and `probe_now` take
+    // their probe connections from the wrapped pool too, so it may hold one more than seawall.
     for (node, pg) in cluster.snapshot().nodes.iter().zip(&sqlx_pools) {
         assert!(
             pg.size() <= 3,
@@ -713,8 +712,13 @@ async fn wrapped_pg_pools_serve_reads_and_writes() {
             node.name,
             pg.size()
         );
-        assert_eq!(pg.size() as usize, node.pool.size, "{}", node.name);
-        assert_eq!(pg.num_idle(), 0, "{}: all held by seawall", node.name);
+        assert!(
+            node.pool.size <= pg.size() as usize && pg.size() as usize <= node.pool.size + 1,
+            "{}: seawall holds {} of sqlx's {}",
+            node.name,
+            node.pool.size,
+            pg.size()
+        );
         assert_eq!(node.pool.totals.closed, 0, "{}", node.name);
     }
     let primary_state = &cluster.snapshot().nodes[0];

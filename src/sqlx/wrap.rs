@@ -21,7 +21,9 @@
 //! The seawall pool is sized from the sqlx pool's `max_connections`: seawall may hold all of
 //! them. Code that still acquires from the `PgPool` directly then waits for seawall to give
 //! some back; route everything through seawall, or build the seawall pool smaller with
-//! [`pool_builder`] and [`Builder::max_size`](crate::pool::Builder::max_size).
+//! [`pool_builder`] and [`Builder::max_size`](crate::pool::Builder::max_size). A cluster's health
+//! monitor keeps one probe connection per node, which in this mode also comes from the sqlx
+//! pool: give the sqlx pool one connection more than seawall's, or accept one less for queries.
 //!
 //! Classification of errors, probes and session resets are exactly [`PgConnector`]'s.
 //!
