@@ -542,9 +542,7 @@ impl<C: Connector> Cluster<C> {
     pub fn node(&self, name: &str) -> Result<Arc<Node<C>>, Error> {
         let topology = self.shared.topology.read();
         topology
-            .primary
-            .iter()
-            .chain(&topology.replicas)
+            .nodes()
             .find(|n| &*n.name == name)
             .cloned()
             .ok_or_else(|| Error::UnknownNode {
@@ -563,11 +561,7 @@ impl<C: Connector> Cluster<C> {
         )?);
         {
             let mut topology = self.shared.topology.write();
-            let taken = topology
-                .primary
-                .iter()
-                .chain(&topology.replicas)
-                .any(|n| n.name == name);
+            let taken = topology.nodes().any(|n| n.name == name);
             if taken || name.is_empty() {
                 return Err(ConfigError::new(
                     "replica",
@@ -599,17 +593,14 @@ impl<C: Connector> Cluster<C> {
         Ok(node)
     }
 
+    /// Every node, primary first.
+    pub fn nodes(&self) -> Vec<Arc<Node<C>>> {
+        self.shared.topology.read().nodes().cloned().collect()
+    }
+
     /// Every node's figures.
     pub fn snapshot(&self) -> ClusterSnapshot {
-        let nodes: Vec<Arc<Node<C>>> = {
-            let topology = self.shared.topology.read();
-            topology
-                .primary
-                .iter()
-                .chain(&topology.replicas)
-                .cloned()
-                .collect()
-        };
+        let nodes = self.nodes();
         ClusterSnapshot {
             nodes: nodes.iter().map(|n| n.snapshot()).collect(),
             fallback_reads_in_flight: self.shared.fallback_reads.load(Ordering::Relaxed),
@@ -618,15 +609,7 @@ impl<C: Connector> Cluster<C> {
 
     /// Probes every node now (instead of waiting for the next probe interval).
     pub async fn probe_now(&self) {
-        let nodes: Vec<Arc<Node<C>>> = {
-            let topology = self.shared.topology.read();
-            topology
-                .primary
-                .iter()
-                .chain(&topology.replicas)
-                .cloned()
-                .collect()
-        };
+        let nodes = self.nodes();
         for node in nodes {
             let result = monitor::probe(&node, self.shared.settings.health.timeout).await;
             monitor::observe(&self.shared, &node, result);

@@ -324,15 +324,8 @@ impl<C: Connector> Shared<C> {
         waker: &Waker,
         fail_fast: bool,
     ) -> Take<C::Connection> {
-        {
-            let mut inner = self.inner.lock();
-            if inner.closed {
-                return Take::Closed;
-            }
-            if let Some(idle) = inner.idle.pop() {
-                inner.totals.acquired += 1;
-                return Take::Idle(idle);
-            }
+        if let Some(take) = Self::take_idle(&mut self.inner.lock()) {
+            return take;
         }
         // Read the clock and allocate outside the lock: under contention its hold time is what
         // every other acquire and release waits for. A connection may come back meanwhile,
@@ -341,12 +334,8 @@ impl<C: Connector> Shared<C> {
         let deadline = deadline_after(now, timeout);
         let waiter = Arc::new(Waiter::new(deadline, waker.clone(), fail_fast));
         let mut inner = self.inner.lock();
-        if inner.closed {
-            return Take::Closed;
-        }
-        if let Some(idle) = inner.idle.pop() {
-            inner.totals.acquired += 1;
-            return Take::Idle(idle);
+        if let Some(take) = Self::take_idle(&mut inner) {
+            return take;
         }
         inner.waiters.push_back(waiter.clone());
         if inner.watch_until.is_none_or(|t| deadline < t) {
@@ -355,6 +344,17 @@ impl<C: Connector> Shared<C> {
         }
         let open = self.connects_needed(&mut inner);
         Take::Wait(waiter, now, open)
+    }
+
+    /// `Closed`, or the most recently returned idle connection, or `None`: wait.
+    #[inline]
+    fn take_idle(inner: &mut Inner<C::Connection>) -> Option<Take<C::Connection>> {
+        if inner.closed {
+            return Some(Take::Closed);
+        }
+        let idle = inner.idle.pop()?;
+        inner.totals.acquired += 1;
+        Some(Take::Idle(idle))
     }
 
     /// Starts the deadline watcher if none is running (first wait, or its runtime went away).
