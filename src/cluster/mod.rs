@@ -540,14 +540,16 @@ impl<C: Connector> Cluster<C> {
 
     /// The named node.
     pub fn node(&self, name: &str) -> Result<Arc<Node<C>>, Error> {
-        let topology = self.shared.topology.read();
-        topology
+        let found = self
+            .shared
+            .topology
+            .read()
             .nodes()
             .find(|n| &*n.name == name)
-            .cloned()
-            .ok_or_else(|| Error::UnknownNode {
-                name: name.to_owned(),
-            })
+            .cloned();
+        found.ok_or_else(|| Error::UnknownNode {
+            name: name.to_owned(),
+        })
     }
 
     /// Adds a replica at run time.
