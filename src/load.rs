@@ -192,6 +192,15 @@ impl PeakEwma {
         }
     }
 
+    /// Forgets every sample: back to `default_rtt` as of now.
+    pub(crate) fn reset(&self, default_rtt: Duration) {
+        let mut sampled = self.sampled.lock();
+        *sampled = false;
+        self.estimate.store(nanos(default_rtt).to_bits(), Relaxed);
+        self.updated_ns
+            .store(self.since_epoch(Instant::now()), Relaxed);
+    }
+
     /// Records a latency sample taken now.
     pub fn observe(&self, latency: Duration) {
         self.observe_at(latency, Instant::now());
@@ -335,6 +344,17 @@ impl NodeLoad {
     /// The node's tuning.
     pub fn config(&self) -> &LoadConfig {
         &self.config
+    }
+
+    /// Forgets the latency history, back to `default_rtt` as for a fresh node: for a node the
+    /// health monitor has just readmitted, whose estimate still carries the failure penalties of
+    /// its outage and would keep the balancer away from it long after it recovered.
+    pub fn reset_latency(&self) {
+        self.latency.reset(self.config.default_rtt);
+        let mut outcomes = self.outcomes.lock();
+        outcomes.errors = 0.0;
+        outcomes.calls = 0.0;
+        self.error_rate.store(0f64.to_bits(), Relaxed);
     }
 
     /// Starts tracking a call: one more in flight until the guard is finished or dropped.

@@ -710,7 +710,6 @@ fn restarts_reconnect_with_backoff_and_leak_nothing() {
 }
 
 #[test]
-#[ignore = "bug: a restarted replica takes no reads for ~25-30 s after NodeUp under P2c: its peak-EWMA keeps the 1 s failure penalty and decays with tau = 10 s (monitor.rs observe should reset the load estimate on NodeUp)"]
 fn a_restarted_replica_takes_reads_within_3_s() {
     restarts(true);
 }

@@ -372,7 +372,6 @@ async fn writes_follow_a_replica_promoted_by_an_operator_and_the_old_primary_is_
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: an old primary fenced at adoption that comes back claiming primary emits no SplitBrain (monitor.rs reconcile_role skips the event when already fenced)"]
 async fn an_old_primary_that_comes_back_claiming_primary_is_reported_as_split_brain() {
     let sim = Sim::new(2, health(), |b| b);
     sim.primary.set_down(true);
@@ -602,7 +601,6 @@ async fn a_primary_that_fails_probes_intermittently_is_never_replaced() {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: NodeUp does not close the breaker opened by failed probes; writes are refused for its open interval (monitor.rs observe)"]
 async fn a_primary_readmitted_by_the_monitor_takes_writes_at_once() {
     let sim = Sim::new(1, HealthConfig::aggressive(), |b| b);
     // 3 s down: 30 failed probes, enough for the default breaker (20 calls, 50%) to open.

@@ -372,6 +372,20 @@ impl CircuitBreaker {
         }
     }
 
+    /// Closes the breaker now, forgetting its window and the growth of its open interval: for a
+    /// health monitor that has just proven the node healthy again (it answered
+    /// `up_after` consecutive probes), so that the node takes work at once instead of after an
+    /// open interval that may have grown to minutes while it was down.
+    pub fn reset(&self) {
+        let now = Instant::now();
+        let mut m = self.shared.machine.lock();
+        if m.state == BreakerState::Closed && m.trips_in_row == 0 {
+            return;
+        }
+        let tally = m.trials;
+        m.close(&self.shared, now, tally);
+    }
+
     /// The current state. An open breaker whose interval has passed turns half-open here.
     pub fn state(&self) -> BreakerState {
         if self.shared.phase.load(Ordering::Acquire) & STATE_MASK == CLOSED {

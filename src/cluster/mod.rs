@@ -351,7 +351,27 @@ impl<C: Connector> Cluster<C> {
             tokio::pin!(changed);
             changed.as_mut().enable();
             if let Some(primary) = self.usable_primary() {
-                return acquire_on(&primary, priority, deadline, None, false).await;
+                match acquire_on(&primary, priority, deadline, None, true).await {
+                    // The primary refuses connections and has none left: it is probably gone.
+                    // Wait for the topology to change (or the next probe round) instead of
+                    // holding the write in a pool that cannot connect.
+                    Err(Error::Timeout(t))
+                        if matches!(t.cause, WaitCause::ConnectFailing { .. })
+                            && Instant::now() < deadline => {}
+                    other => return other,
+                }
+                let pause = self
+                    .shared
+                    .settings
+                    .health
+                    .interval
+                    .unwrap_or(Duration::from_millis(100));
+                let retry_at = deadline.min(Instant::now() + pause);
+                tokio::select! {
+                    _ = &mut changed => {}
+                    _ = tokio::time::sleep_until(retry_at) => {}
+                }
+                continue;
             }
             tokio::select! {
                 _ = &mut changed => {}

@@ -41,6 +41,8 @@ pub struct Node<C: Connector> {
     up: AtomicBool,
     /// Claimed to be primary while another node was (split brain): used for nothing.
     fenced: AtomicBool,
+    /// The split brain that fenced it was announced (once per episode).
+    pub(crate) split_brain_reported: AtomicBool,
     pub(crate) health: Mutex<Health>,
     pub(crate) pool: Pool<C>,
     pub(crate) load: Arc<NodeLoad>,
@@ -69,6 +71,7 @@ impl<C: Connector> Node<C> {
             primary: AtomicBool::new(role == Role::Primary),
             up: AtomicBool::new(true),
             fenced: AtomicBool::new(false),
+            split_brain_reported: AtomicBool::new(false),
             health: Mutex::new(Health::default()),
             pool,
             load: Arc::new(load),

@@ -87,6 +87,11 @@ pub(crate) fn observe<C: Connector>(
                 !node.is_up() && h.successes >= health.up_after
             };
             if came_up {
+                // Proven healthy again: take work at once, not after a breaker interval that
+                // grew while it was down, and without the failure penalties of the outage in
+                // its latency estimate (the balancer would avoid it for tens of seconds).
+                node.breaker.reset();
+                node.load.reset_latency();
                 node.set_up(true);
                 shared.emit(ClusterEvent::NodeUp {
                     node: node.name.clone(),
@@ -177,8 +182,8 @@ fn reconcile_role<C: Connector>(shared: &Shared<C>, node: &Arc<Node<C>>, reports
         (true, false) => {
             let current = topology.primary.as_ref().filter(|p| p.is_usable()).cloned();
             if let Some(primary) = current {
-                if !node.is_fenced() {
-                    node.set_fenced(true);
+                node.set_fenced(true);
+                if !node.split_brain_reported.swap(true, Ordering::AcqRel) {
                     drop(topology);
                     shared.emit(ClusterEvent::SplitBrain {
                         node: node.name.clone(),
@@ -218,6 +223,7 @@ fn reconcile_role<C: Connector>(shared: &Shared<C>, node: &Arc<Node<C>>, reports
         (false, false) => {
             if node.is_fenced() {
                 node.set_fenced(false);
+                node.split_brain_reported.store(false, Ordering::Release);
                 drop(topology);
                 shared.emit(ClusterEvent::Unfenced {
                     node: node.name.clone(),
