@@ -192,6 +192,11 @@ impl PeakEwma {
         }
     }
 
+    /// Whether a real sample has replaced the default RTT.
+    pub(crate) fn is_sampled(&self) -> bool {
+        *self.sampled.lock()
+    }
+
     /// Forgets every sample: back to `default_rtt` as of now.
     pub(crate) fn reset(&self, default_rtt: Duration) {
         let mut sampled = self.sampled.lock();
@@ -355,6 +360,11 @@ impl NodeLoad {
         outcomes.errors = 0.0;
         outcomes.calls = 0.0;
         self.error_rate.store(0f64.to_bits(), Relaxed);
+    }
+
+    /// Whether the latency estimate rests on at least one real sample (not the default RTT).
+    pub fn is_sampled(&self) -> bool {
+        self.latency.is_sampled()
     }
 
     /// Starts tracking a call: one more in flight until the guard is finished or dropped.

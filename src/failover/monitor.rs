@@ -12,8 +12,9 @@ use crate::driver::{Connector, NodeStatus};
 
 use super::{ClusterEvent, Promoted};
 
-/// What one probe found: the status (if the driver can tell), or why it failed.
-pub(crate) type ProbeResult = Result<Option<NodeStatus>, String>;
+/// What one probe found: the status (if the driver can tell) and the probe's round trip, or why
+/// it failed.
+pub(crate) type ProbeResult = Result<(Option<NodeStatus>, Duration), String>;
 
 /// Probes `node` every interval until the node or the cluster is dropped.
 ///
@@ -58,7 +59,9 @@ async fn probe_on<C: Connector>(
             *conn = Some(connector.connect().await.map_err(|e| e.to_string())?);
         }
         let c = conn.as_mut().expect("connected above");
-        connector.probe(c).await.map_err(|e| e.to_string())
+        let sent = Instant::now();
+        let status = connector.probe(c).await.map_err(|e| e.to_string())?;
+        Ok((status, sent.elapsed()))
     };
     let result = match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result,
@@ -78,7 +81,7 @@ pub(crate) fn observe<C: Connector>(
 ) {
     let health = shared.settings.health;
     match result {
-        Ok(status) => {
+        Ok((status, round_trip)) => {
             let came_up = {
                 let mut h = node.health.lock();
                 h.failures = 0;
@@ -92,10 +95,17 @@ pub(crate) fn observe<C: Connector>(
                 // its latency estimate (the balancer would avoid it for tens of seconds).
                 node.breaker.reset();
                 node.load.reset_latency();
+                node.pool.clear_refusing();
                 node.set_up(true);
                 shared.emit(ClusterEvent::NodeUp {
                     node: node.name.clone(),
                 });
+            }
+            // A node without a latency sample of its own (just readmitted, or new) would be
+            // priced at the default RTT and avoided next to nodes measured in microseconds:
+            // its probe's round trip is a real measurement to start from.
+            if !node.load.is_sampled() {
+                node.load.record(round_trip, true);
             }
             match status {
                 Some(status) => {
@@ -291,9 +301,9 @@ async fn promote<C: Connector>(shared: Arc<Shared<C>>, old: Arc<Node<C>>) {
     let mut best: Option<(u64, Arc<Node<C>>)> = None;
     for replica in replicas {
         let result = probe(&replica, timeout).await;
-        let already_primary = matches!(&result, Ok(Some(s)) if s.is_primary);
+        let already_primary = matches!(&result, Ok((Some(s), _)) if s.is_primary);
         let position = match &result {
-            Ok(Some(s)) => s.position,
+            Ok((Some(s), _)) => s.position,
             _ => None,
         };
         observe_quietly(&shared, &replica, result);
@@ -349,7 +359,7 @@ fn observe_quietly<C: Connector>(
     node: &Arc<Node<C>>,
     result: ProbeResult,
 ) {
-    if let Ok(Some(status)) = &result {
+    if let Ok((Some(status), _)) = &result {
         node.load.set_replication_lag(status.lag);
         if let Some(position) = status.position {
             node.load.set_replayed_position(position);

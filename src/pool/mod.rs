@@ -305,12 +305,29 @@ impl<C: Connector> Pool<C> {
         }
     }
 
-    /// Whether the last connect attempt failed (the backend refuses or is unreachable). A
-    /// router uses it to send work elsewhere instead of waiting on a pool that cannot grow.
+    /// Whether the last connect attempt failed, less than the backoff's maximum step ago (the
+    /// backend refuses or is unreachable). A router uses it to send work elsewhere instead of
+    /// waiting on a pool that cannot grow; once the window passes, work is tried here again
+    /// (and a new failure opens a new window).
     pub fn is_refusing_connects(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let shared = &self.shared;
+        match shared.refused_at_ms.load(Relaxed) {
+            0 => false,
+            at => {
+                let window =
+                    u64::try_from(shared.config.backoff.max.as_millis()).unwrap_or(u64::MAX);
+                shared.clock.now_ms() < (at - 1).saturating_add(window)
+            }
+        }
+    }
+
+    /// Forgets the last connect failure: someone just reached the backend (the cluster's health
+    /// monitor readmitting the node).
+    pub(crate) fn clear_refusing(&self) {
         self.shared
-            .refusing
-            .load(std::sync::atomic::Ordering::Relaxed)
+            .refused_at_ms
+            .store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether [`Pool::close`] was called.

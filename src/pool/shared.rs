@@ -239,8 +239,9 @@ pub(crate) struct Shared<C: Connector> {
     watch: Arc<Notify>,
     watcher_alive: Arc<AtomicBool>,
     seeds: AtomicU64,
-    /// Mirrors `connect_failures > 0` for lock-free reads by the router.
-    pub(crate) refusing: AtomicBool,
+    /// When the last connect failed (coarse ms + 1), 0 after a success: for lock-free reads
+    /// by the router.
+    pub(crate) refused_at_ms: AtomicU64,
 }
 
 impl<C: Connector> Shared<C> {
@@ -269,7 +270,7 @@ impl<C: Connector> Shared<C> {
             clock: CoarseClock::new(),
             watch: Arc::new(Notify::new()),
             watcher_alive: Arc::new(AtomicBool::new(false)),
-            refusing: AtomicBool::new(false),
+            refused_at_ms: AtomicU64::new(0),
             waits: WaitHistogram::default(),
             drained: Notify::new(),
             runtime: OnceLock::new(),
@@ -492,7 +493,7 @@ impl<C: Connector> Shared<C> {
         let mut inner = self.inner.lock();
         inner.opening -= 1;
         inner.connect_failures = 0;
-        self.refusing.store(false, Ordering::Relaxed);
+        self.refused_at_ms.store(0, Ordering::Relaxed);
         if inner.closed || inner.size >= inner.max_size {
             let drained = inner.closed && inner.size == 0 && inner.opening == 0;
             drop(inner);
@@ -535,7 +536,8 @@ impl<C: Connector> Shared<C> {
         let mut inner = self.inner.lock();
         inner.connect_failures += 1;
         inner.totals.connect_failures += 1;
-        self.refusing.store(true, Ordering::Relaxed);
+        let now_ms = self.clock.to_ms(self.clock.refresh());
+        self.refused_at_ms.store(now_ms + 1, Ordering::Relaxed);
         inner.last_connect_error = Some(error);
         self.metrics.connect_failures.increment(1);
         // Nothing can come back to fail-fast waiters: tell them now.
