@@ -80,17 +80,22 @@ const BUCKETS: usize = SUB + (64 - SUB_BITS as usize) * SUB;
 /// path touches no shared cache line beyond the lock.
 ///
 /// Recording is one relaxed increment of one bucket; the maximum is only written when it grows.
-/// Waits happen under contention, when every extra shared write costs a cache-line transfer.
+/// Waits happen under contention, when every extra shared write costs a cache-line transfer, and
+/// waits of the same length land in the same bucket: the buckets are kept in a few shards,
+/// chosen by the recorder, so that concurrent recorders seldom write the same line.
 #[derive(Debug)]
 pub(crate) struct WaitHistogram {
+    /// `SHARDS` consecutive runs of `BUCKETS` counters.
     buckets: Box<[AtomicU64]>,
     max_us: AtomicU64,
 }
 
+const SHARDS: usize = 4;
+
 impl Default for WaitHistogram {
     fn default() -> Self {
         WaitHistogram {
-            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            buckets: (0..SHARDS * BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             max_us: AtomicU64::new(0),
         }
     }
@@ -127,9 +132,11 @@ fn upper_bound(i: usize) -> u64 {
 }
 
 impl WaitHistogram {
-    pub(crate) fn record(&self, wait: Duration) {
+    /// Records one wait; `shard` is any number that differs between concurrent recorders (an
+    /// address of theirs will do).
+    pub(crate) fn record(&self, wait: Duration, shard: usize) {
         let us = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
-        self.buckets[bucket_of(us)].fetch_add(1, Relaxed);
+        self.buckets[(shard % SHARDS) * BUCKETS + bucket_of(us)].fetch_add(1, Relaxed);
         if us > self.max_us.load(Relaxed) {
             self.max_us.fetch_max(us, Relaxed);
         }
@@ -137,7 +144,13 @@ impl WaitHistogram {
 
     /// Summary with `immediate` extra zero-wait samples.
     pub(crate) fn summary(&self, immediate: u64) -> WaitSummary {
-        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        let counts: Vec<u64> = (0..BUCKETS)
+            .map(|i| {
+                (0..SHARDS)
+                    .map(|shard| self.buckets[shard * BUCKETS + i].load(Relaxed))
+                    .sum()
+            })
+            .collect();
         let waited: u64 = counts.iter().sum();
         let count = waited + immediate;
         if count == 0 {
@@ -198,8 +211,8 @@ mod tests {
     #[test]
     fn summary_merges_immediate_acquires() {
         let h = WaitHistogram::default();
-        for _ in 0..10 {
-            h.record(Duration::from_millis(100));
+        for i in 0..10 {
+            h.record(Duration::from_millis(100), i);
         }
         let s = h.summary(90);
         assert_eq!(s.count, 100);
