@@ -69,7 +69,8 @@ impl<C: Connector> ClusterConn<C> {
 
     /// Reports an error from work on this connection. The driver decides what it says about
     /// the node ([`Connector::classify_error`]): a transport failure counts against the node
-    /// (breaker, load, limit); the caller's own mistake (syntax, constraint) does not.
+    /// (breaker, load, limit) and the connection is closed instead of reused; the caller's own
+    /// mistake (syntax, constraint) does not.
     ///
     /// Work that only saw the caller's errors is not counted by the breaker (as resilience4j's
     /// ignored exceptions), though its latency still feeds the load model and the limiter.
@@ -81,7 +82,8 @@ impl<C: Connector> ClusterConn<C> {
         }
     }
 
-    /// Marks the work as failed because of the node, whatever the error was.
+    /// Marks the work as failed because of the node, whatever the error was (the connection is
+    /// then closed rather than reused).
     pub fn mark_failed(&mut self) {
         self.outcome = Outcome::Failure;
     }
@@ -95,6 +97,11 @@ impl<C: Connector> ClusterConn<C> {
 impl<C: Connector> Drop for ClusterConn<C> {
     fn drop(&mut self) {
         let ok = self.outcome != Outcome::Failure;
+        if !ok {
+            // A transport failure leaves the connection in an unknown state (many drivers,
+            // sqlx among them, cannot tell a dead socket cheaply): close it, do not reuse it.
+            self.conn.mark_broken();
+        }
         let now = tokio::time::Instant::now();
         if let Some(call) = self.call.take() {
             self.node.finish_call_at(call, self.outcome, now);

@@ -96,6 +96,9 @@ pub(crate) fn observe<C: Connector>(
                 node.breaker.reset();
                 node.load.reset_latency();
                 node.pool.clear_refusing();
+                // Connections opened before the outage are dead or stale (a restarted server
+                // dropped their sessions): handing them out would fail reads one by one.
+                node.pool.purge_idle();
                 node.set_up(true);
                 shared.emit(ClusterEvent::NodeUp {
                     node: node.name.clone(),

@@ -307,6 +307,30 @@ impl<C: Connector> Pool<C> {
         }
     }
 
+    /// Closes every idle connection now: after the backend restarted or failed over, the
+    /// connections opened before are dead or talk to a server in another role, and handing
+    /// them out would fail the next borrowers one by one. New ones are opened as needed.
+    pub fn purge_idle(&self) {
+        let shared = &self.shared;
+        let mut inner = shared.inner.lock();
+        let purged = std::mem::take(&mut inner.idle);
+        inner.size -= purged.len();
+        inner.totals.closed += purged.len() as u64;
+        let open = if inner.closed {
+            0
+        } else {
+            shared.connects_needed(&mut inner)
+        };
+        drop(inner);
+        shared.set_idle_hint(0);
+        if !purged.is_empty() {
+            tracing::info!(pool = %shared.name(), closed = purged.len(), "idle connections purged");
+            shared.metrics.closed.increment(purged.len() as u64);
+        }
+        drop(purged);
+        shared.spawn_openers(open);
+    }
+
     /// Whether the last connect attempt failed, less than the backoff's maximum step ago (the
     /// backend refuses or is unreachable). A router uses it to send work elsewhere instead of
     /// waiting on a pool that cannot grow; once the window passes, work is tried here again

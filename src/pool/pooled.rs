@@ -20,6 +20,7 @@ use super::shared::{Conn, Held, Shared};
 pub struct Pooled<C: Connector> {
     conn: Option<Conn<C::Connection>>,
     shared: Arc<Shared<C>>,
+    broken: bool,
 }
 
 impl<C: Connector> Pooled<C> {
@@ -27,6 +28,7 @@ impl<C: Connector> Pooled<C> {
         Pooled {
             conn: Some(conn),
             shared,
+            broken: false,
         }
     }
 
@@ -50,6 +52,12 @@ impl<C: Connector> Pooled<C> {
         if let Some(conn) = self.conn.take() {
             self.shared.discard(conn, true, false);
         }
+    }
+
+    /// Marks the connection as broken: it is closed when dropped instead of returned (for a
+    /// connection that saw a transport error the driver cannot detect by itself).
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
     }
 
     /// Takes the connection out of the pool for good; the pool opens another when needed.
@@ -121,7 +129,7 @@ impl<C: Connector> Drop for Pooled<C> {
             return;
         };
         let shared = &self.shared;
-        if shared.connector.has_broken(&mut conn.raw) {
+        if self.broken || shared.connector.has_broken(&mut conn.raw) {
             shared.discard(conn, true, false);
             return;
         }

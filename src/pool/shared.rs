@@ -374,6 +374,10 @@ impl<C: Connector> Shared<C> {
         Take::Wait(waiter, now, open)
     }
 
+    pub(crate) fn set_idle_hint(&self, n: usize) {
+        self.inner.idle_hint.store(n, Ordering::Relaxed);
+    }
+
     /// `Closed`, or the most recently returned idle connection, or `None`: wait.
     #[inline]
     fn take_idle(&self, inner: &mut Inner<C::Connection>) -> Option<Take<C::Connection>> {
