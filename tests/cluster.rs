@@ -998,3 +998,29 @@ async fn a_replica_refusing_connections_does_not_hold_reads_for_the_acquire_time
         assert!(waited < Duration::from_millis(100), "waited {waited:?}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_whose_work_failed_on_transport_is_closed_not_reused() {
+    let sim = Sim::new(1, 4, |b| b);
+    let mut conn = sim.cluster.write().await.unwrap();
+    let id = conn.id();
+    conn.break_connection();
+    let err = conn.query("UPDATE t SET x = 1").await.unwrap_err();
+    conn.report_error(&err);
+    drop(conn);
+    let primary = sim.cluster.node("primary").unwrap();
+    let state = primary.pool().state();
+    assert_eq!((state.size, state.idle), (0, 0), "{state:?}");
+    assert_eq!(state.totals.broken, 1);
+
+    // A caller's mistake does not cost the connection.
+    sim.primary.set_query_error_rate(1.0);
+    let mut conn = sim.cluster.write().await.unwrap();
+    let kept = conn.id();
+    assert_ne!(kept, id);
+    let err = conn.query("INSERT INTO t VALUES (1)").await.unwrap_err();
+    conn.report_error(&err);
+    drop(conn);
+    let state = primary.pool().state();
+    assert_eq!((state.size, state.idle), (1, 1), "{state:?}");
+}

@@ -1720,3 +1720,65 @@ fn tracing_spans_cover_acquire_and_connect() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Stale connections after an outage
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn purge_idle_closes_every_idle_connection_and_new_ones_open_on_demand() {
+    let db = backend();
+    let pool = builder(&db).max_size(4).build().unwrap();
+    let held: Vec<_> = futures_all(&pool, 3).await;
+    let kept = pool.get().await.unwrap();
+    let first_ids: HashSet<u64> = held.iter().map(|c| c.id()).collect();
+    drop(held);
+    assert_eq!(pool.state().idle, 3);
+
+    pool.purge_idle();
+    let state = pool.state();
+    assert_eq!(
+        (state.idle, state.size, state.in_use),
+        (0, 1, 1),
+        "{state:?}"
+    );
+    assert_eq!(state.totals.closed, 3);
+    assert_eq!(
+        db.stats().open_connections,
+        1,
+        "the purged connections are closed"
+    );
+
+    // The next borrower gets a new connection, not one of the purged ones.
+    let fresh = bounded(secs(5), pool.get()).await.unwrap();
+    assert!(!first_ids.contains(&fresh.id()));
+    drop((fresh, kept));
+    assert_quiescent(&pool, &db);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_marked_broken_is_closed_on_return() {
+    let db = backend();
+    let pool = builder(&db).max_size(2).build().unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let id = conn.id();
+    conn.mark_broken();
+    drop(conn);
+    let state = pool.state();
+    assert_eq!((state.size, state.idle), (0, 0), "{state:?}");
+    assert_eq!(state.totals.broken, 1);
+    assert_eq!(db.stats().open_connections, 0);
+    let next = bounded(secs(5), pool.get()).await.unwrap();
+    assert_ne!(next.id(), id);
+}
+
+async fn futures_all(
+    pool: &Pool<seawall::sim::SimConnector>,
+    n: usize,
+) -> Vec<seawall::Pooled<seawall::sim::SimConnector>> {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        held.push(bounded(secs(5), pool.get()).await.unwrap());
+    }
+    held
+}
