@@ -294,7 +294,10 @@ impl<C: Connector> ClusterBuilder<C> {
         self
     }
 
-    /// Called after an automatic promotion, e.g. to repoint the other replicas.
+    /// Called after an automatic promotion, e.g. to repoint the other replicas. It runs inside
+    /// the promotion task, on a runtime worker: spawn anything slow or blocking (such as
+    /// `tokio::task::spawn_blocking` for an `ALTER SYSTEM` through another client) instead of
+    /// doing it inline.
     pub fn on_promoted(mut self, hook: impl Fn(&Promoted) + Send + Sync + 'static) -> Self {
         self.settings.on_promoted = Some(Arc::new(hook));
         self
