@@ -35,6 +35,34 @@
 //!   in-process simulated database implementing it, for tests, demos and benchmarks.
 //! * [`metrics`](mod@metrics): the metric names every layer reports through the `metrics`
 //!   facade; `tracing` spans and events cover acquire, connect, recycle and state changes.
+//! * `sqlx` (feature `sqlx`): a PostgreSQL driver over sqlx connections, wrapped `PgPool`s,
+//!   probes, WAL-position tokens for read-your-writes and `PgPromoter`.
+//! * `testbed` (feature `testbed`): a throwaway PostgreSQL primary with streaming replicas, for
+//!   integration tests and benchmarks.
+//!
+//! ## Quick start
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), seawall::Error> {
+//! use seawall::{Cluster, Pool};
+//! use seawall::sim::SimBackend;
+//!
+//! // Any driver implementing `Connector`; here the embedded simulator.
+//! let pool = |name: &str| {
+//!     let db = SimBackend::builder(name).primary(name == "primary").build();
+//!     Pool::builder(db.connector()).name(name).max_size(8).build()
+//! };
+//! let cluster = Cluster::builder()
+//!     .primary("primary", pool("primary")?)
+//!     .replica("replica-1", pool("replica-1")?)
+//!     .build()?;
+//!
+//! let mut conn = cluster.route("SELECT * FROM orders WHERE id = $1").await?;
+//! assert_eq!(conn.node_name(), "replica-1");
+//! conn.query("SELECT * FROM orders WHERE id = $1").await.ok();
+//! # Ok(()) }
+//! ```
 //!
 //! ## Errors
 //!

@@ -16,6 +16,18 @@
 //! | `seawall_pool_acquire_wait_seconds` | histogram | time an acquire waited (0 when served at once) |
 //! | `seawall_pool_connect_seconds` | histogram | duration of successful connects |
 //! | `seawall_pool_size`, `_idle`, `_in_use`, `_waiters`, `_connecting` | gauge | sampled by the pool's maintenance task and on [`Pool::state`](crate::pool::Pool::state) |
+//!
+//! The other layers label by `node`:
+//!
+//! | name | kind | meaning |
+//! |---|---|---|
+//! | `seawall_breaker_state` | gauge | 0 closed, 1 open, 2 half-open |
+//! | `seawall_breaker_transitions_total{to}` | counter | state changes of the breaker |
+//! | `seawall_breaker_rejected_total{state}` | counter | calls refused by an open or full half-open breaker |
+//! | `seawall_admission_limit`, `_in_flight`, `_queue_len`, `_lifo` | gauge | the admission gate: adaptive limit, work admitted, waiters, LIFO mode |
+//! | `seawall_admission_admitted_total`, `_rejected_total`, `_shed_total`, `_expired_total` | counter | requests let in, refused at once, shed from the queue, failed at their deadline |
+//! | `seawall_admission_queue_delay_seconds` | histogram | time spent queued |
+//! | `seawall_cluster_events_total{event}` | counter | [`ClusterEvent`](crate::ClusterEvent)s (node down/up, breaker opened, promotion, ...) |
 
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
