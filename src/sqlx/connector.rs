@@ -61,6 +61,11 @@ pub enum SessionReset {
     /// of one connection cycled back to back does not. The round trip doubles as a liveness
     /// check: a connection that died while borrowed fails its reset and is discarded instead
     /// of being handed out.
+    ///
+    /// Behind a PgBouncer in transaction pooling mode use [`SessionReset::Never`]: session
+    /// state does not outlive a transaction there anyway, and `RESET ALL` would put the shared
+    /// *server* connection's settings back to the server's defaults behind PgBouncer's back
+    /// (seen in the PgBouncer test: `TimeZone` went from `UTC` to `Etc/UTC`).
     #[default]
     Always,
     /// Never: for applications that never change session state. A transaction begun with
