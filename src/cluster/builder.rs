@@ -131,7 +131,7 @@ impl Settings {
         pool: Pool<C>,
         events: &broadcast::Sender<ClusterEvent>,
     ) -> Result<Node<C>, ConfigError> {
-        let size = pool.state().max_size;
+        let size = pool.max_size();
         let limiter = self.limiter.build(&name, size)?;
         let config = self.admission.clone().unwrap_or(AdmissionConfig {
             max_queue: size,

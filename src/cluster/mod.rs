@@ -410,7 +410,7 @@ impl<C: Connector> Cluster<C> {
                         .await;
                 }
             };
-            if node.pool.is_refusing_connects() && node.pool.state().idle == 0 {
+            if node.pool.is_refusing_connects() && node.pool.idle_hint() == 0 {
                 // Its pool cannot grow and has nothing idle: waiting there would hold the read
                 // until its deadline.
                 tried.insert(index);
@@ -544,8 +544,7 @@ impl<C: Connector> Cluster<C> {
         let Some(primary) = self.usable_primary() else {
             return Err(Error::NoReplica(why));
         };
-        let budget = (primary.pool.state().max_size as f64
-            * self.shared.settings.primary_read_share)
+        let budget = (primary.pool.max_size() as f64 * self.shared.settings.primary_read_share)
             .floor() as usize;
         why.fallback_budget = budget;
         let slot = match FallbackRead::try_take(&self.shared.fallback_reads, budget) {

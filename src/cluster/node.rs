@@ -61,7 +61,7 @@ impl<C: Connector> Node<C> {
         admission: Admission,
         events: broadcast::Sender<ClusterEvent>,
     ) -> Self {
-        load.set_capacity(pool.state().max_size);
+        load.set_capacity(pool.max_size());
         if role == Role::Primary {
             // A primary is never behind itself.
             load.set_replication_lag(Some(std::time::Duration::ZERO));

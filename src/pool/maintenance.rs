@@ -47,6 +47,7 @@ pub(crate) fn tick<C: Connector>(shared: &std::sync::Arc<Shared<C>>) -> bool {
         }
     }
     inner.idle = keep;
+    shared.set_idle_hint(inner.idle.len());
     inner.size -= reaped.len();
     inner.totals.closed += reaped.len() as u64;
     let open = shared.connects_needed(&mut inner);

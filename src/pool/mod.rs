@@ -273,6 +273,7 @@ impl<C: Connector> Pool<C> {
         let excess = inner.size.saturating_sub(max_size).min(inner.idle.len());
         // Close the least recently used first: the bottom of the idle stack.
         let closing: Vec<_> = inner.idle.drain(..excess).collect();
+        shared.set_idle_hint(inner.idle.len());
         inner.size -= closing.len();
         inner.totals.closed += closing.len() as u64;
         let open = if inner.closed {
@@ -305,6 +306,17 @@ impl<C: Connector> Pool<C> {
             }
             drained.await;
         }
+    }
+
+    /// The current maximum size (cheaper than [`Pool::state`]).
+    pub fn max_size(&self) -> usize {
+        self.shared.inner.lock().max_size
+    }
+
+    /// Connections idle right now, as last published beside the lock: a lock-free hint for
+    /// routers, exact only when the pool is quiet.
+    pub fn idle_hint(&self) -> usize {
+        self.shared.idle_hint()
     }
 
     /// Closes every idle connection now: after the backend restarted or failed over, the

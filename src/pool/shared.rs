@@ -374,6 +374,10 @@ impl<C: Connector> Shared<C> {
         Take::Wait(waiter, now, open)
     }
 
+    pub(crate) fn idle_hint(&self) -> usize {
+        self.inner.idle_hint.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn set_idle_hint(&self, n: usize) {
         self.inner.idle_hint.store(n, Ordering::Relaxed);
     }
@@ -745,6 +749,7 @@ impl<C: Connector> Shared<C> {
         }
         inner.closed = true;
         let idle = std::mem::take(&mut inner.idle);
+        self.set_idle_hint(0);
         inner.size -= idle.len();
         inner.totals.closed += idle.len() as u64;
         let mut wakers = Vec::with_capacity(inner.waiters.len());
