@@ -274,21 +274,12 @@ fn plot(report: &OutageReport, path: &std::path::Path) -> Result<(), Box<dyn std
         ("seawall p99", &seawall, |s| s.p99, BLUE),
     ];
     for (label, buckets, pick, color) in lines {
-        chart
-            .draw_series(LineSeries::new(
-                buckets.iter().filter_map(|b| {
-                    pick(&b.summary).map(|d| (b.start.as_secs_f64(), d.as_secs_f64() * 1e3))
-                }),
-                color.stroke_width(2),
-            ))?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+        let points = buckets.iter().filter_map(|b| {
+            pick(&b.summary).map(|d| (b.start.as_secs_f64(), d.as_secs_f64() * 1e3))
+        });
+        line(&mut chart, label, points, color.stroke_width(2))?;
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()?;
+    legend(&mut chart)?;
 
     // Share of requests that did not succeed.
     let mut chart = ChartBuilder::on(&panels[1])
@@ -303,22 +294,13 @@ fn plot(report: &OutageReport, path: &std::path::Path) -> Result<(), Box<dyn std
         .disable_x_mesh()
         .draw()?;
     for (label, buckets, color) in [("naive", &naive, RED), ("seawall", &seawall, BLUE)] {
-        chart
-            .draw_series(LineSeries::new(
-                buckets.iter().filter(|b| b.summary.requests > 0).map(|b| {
-                    let failed = 1.0 - b.summary.success_rate();
-                    (b.start.as_secs_f64(), 100.0 * failed)
-                }),
-                color.stroke_width(2),
-            ))?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+        let points = buckets.iter().filter(|b| b.summary.requests > 0).map(|b| {
+            let failed = 1.0 - b.summary.success_rate();
+            (b.start.as_secs_f64(), 100.0 * failed)
+        });
+        line(&mut chart, label, points, color.stroke_width(2))?;
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()?;
+    legend(&mut chart)?;
 
     // Work on the primary server: peak queries running or queued there, against its slots.
     let width = bucket.as_secs_f64();
@@ -350,32 +332,56 @@ fn plot(report: &OutageReport, path: &std::path::Path) -> Result<(), Box<dyn std
         ("naive", &report.naive, RED),
         ("seawall", &report.seawall, BLUE),
     ] {
-        chart
-            .draw_series(LineSeries::new(
-                setup
-                    .primary_peaks
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &p)| (i as f64 * width, p.max(1) as f64)),
-                color.stroke_width(2),
-            ))?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+        let points = setup
+            .primary_peaks
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| (i as f64 * width, p.max(1) as f64));
+        line(&mut chart, label, points, color.stroke_width(2))?;
     }
     let slots = report.config.capacity as f64;
+    let points = [(0.0, slots), (end, slots)];
+    line(&mut chart, "primary's slots", points, BLACK.stroke_width(1))?;
+    legend(&mut chart)?;
+
+    root.present()?;
+    Ok(())
+}
+
+type ChartResult = Result<(), Box<dyn std::error::Error>>;
+
+/// One labelled line of a panel.
+fn line<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    label: &str,
+    points: impl IntoIterator<Item = (f64, f64)>,
+    style: ShapeStyle,
+) -> ChartResult
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
     chart
-        .draw_series(LineSeries::new(
-            [(0.0, slots), (end, slots)],
-            BLACK.stroke_width(1),
-        ))?
-        .label("primary's slots")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.stroke_width(1)));
+        .draw_series(LineSeries::new(points, style))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
+    Ok(())
+}
+
+/// The legend box of a panel.
+fn legend<'a, DB, X, Y>(chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>) -> ChartResult
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
     chart
         .configure_series_labels()
         .border_style(BLACK)
         .background_style(WHITE.mix(0.8))
         .draw()?;
-
-    root.present()?;
     Ok(())
 }
