@@ -135,7 +135,10 @@ async fn run_load(
                     Ok(mut conn) => conn
                         .query("SELECT 1")
                         .await
-                        .map_err(|e| Error::Driver(seawall::DriverError::new(e))),
+                        .map_err(|e| Error::Driver {
+                            pool: pool.name().into(),
+                            error: seawall::DriverError::new(e),
+                        }),
                     Err(e) => Err(e),
                 };
                 {

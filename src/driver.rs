@@ -93,6 +93,15 @@ pub trait Connector: Send + Sync + 'static {
         Outcome::Failure
     }
 
+    /// `true` if `error` says the server refused a statement because it cannot write there: the
+    /// server is a replica, or the transaction is read-only (PostgreSQL SQLSTATE 25006, "cannot
+    /// execute ... in a read-only transaction"; MySQL errors 1290 and 1792). Such a statement did
+    /// nothing, so the cluster may run it again on the primary and learns that it writes (see
+    /// [`Cluster::execute`](crate::Cluster::execute)). The default cannot tell and says `false`.
+    fn is_read_only_error(&self, _error: &Self::Error) -> bool {
+        false
+    }
+
     /// Asks the server about its role and replication state, for routing (lag, read-your-writes)
     /// and failover. `Ok(None)` (the default) means the driver cannot tell; the node keeps the
     /// role it was configured with.

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crate::admission::Overloaded;
 use crate::breaker::BreakerOpen;
-use crate::classify::ClassifyError;
+use crate::classify::{ClassifyError, Fingerprint};
+use crate::cluster::Role;
 
 /// Everything that can go wrong when asking seawall for a connection.
 #[derive(Debug, Clone)]
@@ -23,9 +24,21 @@ pub enum Error {
         /// Name of the closed pool.
         pool: Arc<str>,
     },
-    /// The driver failed on a path where there was no point retrying (for example the reset of a
-    /// connection the caller returned explicitly).
-    Driver(DriverError),
+    /// The driver failed on a path where there was no point retrying: the session reset of a
+    /// connection the caller returned explicitly with [`Pooled::release`](crate::Pooled::release).
+    Driver {
+        /// Name of the pool the connection belongs to.
+        pool: Arc<str>,
+        /// The driver's error.
+        error: DriverError,
+    },
+    /// A statement run through [`Cluster::execute`](crate::Cluster::execute) or
+    /// [`ClusterConn::execute`](crate::ClusterConn::execute) failed.
+    Statement(StatementError),
+    /// A statement sent to a replica turned out to write (the replica refused it as read-only)
+    /// and could not be retried on the primary, because it ran inside a transaction or on a
+    /// pinned handle.
+    WriteOnReplica(WriteOnReplica),
     /// A builder was given a configuration that cannot work.
     Config(ConfigError),
     /// The node's circuit breaker is open (or half-open with its trial calls taken): the call
@@ -39,6 +52,8 @@ pub enum Error {
     NoPrimary {
         /// How long the cluster has been without a primary, when known.
         gone_for: Option<Duration>,
+        /// How long the write waited for one.
+        waited: Duration,
     },
     /// A node name the cluster does not know.
     UnknownNode {
@@ -54,15 +69,26 @@ impl fmt::Display for Error {
         match self {
             Error::Timeout(e) => e.fmt(f),
             Error::Closed { pool } => write!(f, "pool `{pool}` is closed"),
-            Error::Driver(e) => write!(f, "driver error: {e}"),
+            Error::Driver { pool, error } => {
+                write!(f, "pool `{pool}`: session reset failed: {error}")
+            }
+            Error::Statement(e) => e.fmt(f),
+            Error::WriteOnReplica(e) => e.fmt(f),
             Error::Config(e) => e.fmt(f),
             Error::Unavailable(e) => e.fmt(f),
             Error::Overloaded(e) => e.fmt(f),
             Error::NoReplica(e) => e.fmt(f),
-            Error::NoPrimary { gone_for: Some(d) } => {
-                write!(f, "no primary to write to (gone for {d:?})")
-            }
-            Error::NoPrimary { gone_for: None } => f.write_str("no primary to write to"),
+            Error::NoPrimary {
+                gone_for: Some(d),
+                waited,
+            } => write!(
+                f,
+                "no primary to write to after waiting {waited:?} (gone for {d:?})"
+            ),
+            Error::NoPrimary {
+                gone_for: None,
+                waited,
+            } => write!(f, "no primary to write to after waiting {waited:?}"),
             Error::UnknownNode { name } => write!(f, "unknown node `{name}`"),
             Error::Classify(e) => e.fmt(f),
         }
@@ -73,7 +99,9 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Timeout(e) => e.source(),
-            Error::Driver(e) => Some(e),
+            Error::Driver { error, .. } => Some(error),
+            Error::Statement(e) => Some(&e.error),
+            Error::WriteOnReplica(e) => Some(&e.error),
             Error::Config(e) => Some(e),
             Error::Unavailable(e) => Some(e),
             Error::Overloaded(e) => Some(e),
@@ -127,6 +155,8 @@ pub struct NoReplica {
     pub fallback_in_flight: usize,
     /// Most fallback reads the primary takes at once (its protection budget).
     pub fallback_budget: usize,
+    /// How long the read spent trying before it gave up.
+    pub waited: Duration,
 }
 
 impl fmt::Display for NoReplica {
@@ -148,10 +178,11 @@ impl fmt::Display for NoReplica {
                 f,
                 ") and the primary's read budget is used up ({}/{} fallback reads in flight)",
                 self.fallback_in_flight, self.fallback_budget
-            )
+            )?;
         } else {
-            f.write_str(") and the read may not go to the primary")
+            f.write_str(") and the read may not go to the primary")?;
         }
+        write!(f, "; gave up after {:?}", self.waited)
     }
 }
 
@@ -322,3 +353,104 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// A statement that failed on a node, from [`Cluster::execute`](crate::Cluster::execute) or
+/// [`ClusterConn::execute`](crate::ClusterConn::execute).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StatementError {
+    /// The node it failed on.
+    pub node: Arc<str>,
+    /// That node's role when the statement ran.
+    pub role: Role,
+    /// The statement's fingerprint (see [`statements`](crate::statements)).
+    pub fingerprint: Fingerprint,
+    /// How long the statement ran before it failed.
+    pub elapsed: Duration,
+    /// The replica that first refused the statement as a write, when this is the error of its
+    /// retry on the primary.
+    pub retried_from: Option<Arc<str>>,
+    /// The driver's error.
+    pub error: DriverError,
+}
+
+impl fmt::Display for StatementError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "statement {} failed on {} `{}` after {:?}",
+            self.fingerprint, self.role, self.node, self.elapsed
+        )?;
+        if let Some(replica) = &self.retried_from {
+            write!(
+                f,
+                " (retried there after replica `{replica}` refused it as a write)"
+            )?;
+        }
+        write!(f, ": {}", self.error)
+    }
+}
+
+impl std::error::Error for StatementError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// Why a write refused by a replica was not retried on the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NotRetried {
+    /// The statement ran inside an explicit transaction, whose earlier statements ran on the
+    /// replica: moving only this one would split the transaction.
+    InTransaction,
+    /// The statement ran on a handle the caller pinned ([`ClusterConn`](crate::ClusterConn)), which
+    /// never moves to another connection. Run it through
+    /// [`Cluster::execute`](crate::Cluster::execute) to have it retried.
+    Pinned,
+}
+
+impl fmt::Display for NotRetried {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NotRetried::InTransaction => "it ran inside a transaction on that replica",
+            NotRetried::Pinned => "it ran on a pinned handle, which never moves",
+        })
+    }
+}
+
+/// A statement that wrote on a replica and was not retried; see [`Error::WriteOnReplica`].
+///
+/// The replica did nothing (it refused the statement), and seawall has learned the statement's
+/// fingerprint: the next one goes straight to the primary.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WriteOnReplica {
+    /// The replica that refused it.
+    pub node: Arc<str>,
+    /// The statement's fingerprint, now remembered as a write.
+    pub fingerprint: Fingerprint,
+    /// Why it was not retried on the primary.
+    pub not_retried: NotRetried,
+    /// How long the statement ran before the replica refused it.
+    pub elapsed: Duration,
+    /// The replica's error (PostgreSQL: SQLSTATE 25006).
+    pub error: DriverError,
+}
+
+impl fmt::Display for WriteOnReplica {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "statement {} writes but ran on replica `{}`, which refused it after {:?}; not retried \
+             on the primary because {}; later ones go to the primary: {}",
+            self.fingerprint, self.node, self.elapsed, self.not_retried, self.error
+        )
+    }
+}
+
+impl std::error::Error for WriteOnReplica {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}

@@ -86,6 +86,7 @@ pub mod load;
 pub mod metrics;
 pub mod pool;
 pub mod sim;
+pub mod statements;
 #[cfg(feature = "sqlx")]
 pub mod sqlx;
 #[cfg(feature = "testbed")]
@@ -94,6 +95,9 @@ pub mod testbed;
 pub use admission::Priority;
 pub use cluster::{Cluster, ClusterConn};
 pub use driver::Connector;
-pub use error::{ConfigError, DriverError, Error, NoReplica, TimeoutError, WaitCause};
+pub use error::{
+    ConfigError, DriverError, Error, NoReplica, NotRetried, StatementError, TimeoutError, WaitCause,
+    WriteOnReplica,
+};
 pub use failover::ClusterEvent;
 pub use pool::{Pool, Pooled};

@@ -79,12 +79,18 @@
 //! ```
 
 mod fast;
+mod fingerprint;
 mod lexer;
+mod memory;
 mod names;
 #[cfg(test)]
 mod tests;
 
 use std::fmt;
+
+pub use fingerprint::{fingerprint, normalize, Fingerprint, ParseFingerprintError};
+pub use memory::{Origin, ParseRememberedError, Remembered, RouteMemory};
+pub(crate) use memory::FingerprintMap;
 
 use lexer::{Kind, Lexer, Token};
 use names::Kw;
@@ -217,6 +223,8 @@ impl std::error::Error for ClassifyError {}
 pub fn classify(sql: &str) -> Result<Classification, ClassifyError> {
     static DEFAULT: Classifier = Classifier {
         read_only: Vec::new(),
+        writes: Vec::new(),
+        writes_shadow_builtin: false,
     };
     DEFAULT.classify(sql)
 }
@@ -235,6 +243,11 @@ pub fn classify(sql: &str) -> Result<Classification, ClassifyError> {
 pub struct Classifier {
     /// Lowercase names, sorted, deduplicated; `schema.name` or a bare `name` (any schema).
     read_only: Vec<Box<str>>,
+    /// Functions declared to write, in the same form.
+    writes: Vec<Box<str>>,
+    /// A declared writer has the name of a built-in read-only function: the fast path, which
+    /// knows only the built-ins, must not decide.
+    writes_shadow_builtin: bool,
 }
 
 impl Classifier {
@@ -247,16 +260,41 @@ impl Classifier {
     /// only that schema. Names are compared case-insensitively (as unquoted identifiers are).
     /// Functions known to write (`nextval`, ...) stay writes.
     pub fn with_read_only_function(mut self, name: impl AsRef<str>) -> Self {
-        let name = name.as_ref().trim().to_ascii_lowercase();
-        if !name.is_empty() {
-            if let Err(at) = self
-                .read_only
-                .binary_search_by(|r| (**r).cmp(name.as_str()))
-            {
-                self.read_only.insert(at, name.into_boxed_str());
-            }
+        declare(&mut self.read_only, name.as_ref());
+        self
+    }
+
+    /// Declares that `name` writes (or needs the primary's session): a statement calling it is
+    /// [`Verdict::Writes`] and goes to the primary, whatever a hint or a read-only declaration
+    /// says. Names match as in [`Classifier::with_read_only_function`]. Use it for a function
+    /// whose name shadows a built-in the classifier trusts, or to make a replica hint on a
+    /// statement calling it an override rather than a mistake.
+    ///
+    /// ```
+    /// use seawall::classify::{Classifier, Route, Verdict};
+    ///
+    /// let classifier = Classifier::new().with_writing_function("audit.touch");
+    /// let c = classifier.classify("/* seawall:replica */ SELECT audit.touch($1)")?;
+    /// assert_eq!((c.route(), c.verdict()), (Route::Primary, Verdict::Writes));
+    /// # Ok::<(), seawall::classify::ClassifyError>(())
+    /// ```
+    pub fn with_writing_function(mut self, name: impl AsRef<str>) -> Self {
+        if let Some(name) = declare(&mut self.writes, name.as_ref()) {
+            let bare = name.rsplit('.').next().unwrap_or(&name);
+            self.writes_shadow_builtin |= names::is_known_read_only(bare.as_bytes());
         }
         self
+    }
+
+    /// Declares several functions as writing; see [`Classifier::with_writing_function`].
+    pub fn with_writing_functions<I>(self, names: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        names
+            .into_iter()
+            .fold(self, |c, name| c.with_writing_function(name))
     }
 
     /// Declares several functions read-only; see [`Classifier::with_read_only_function`].
@@ -280,8 +318,10 @@ impl Classifier {
     pub fn classify(&self, sql: &str) -> Result<Classification, ClassifyError> {
         let src = sql.as_bytes();
         let (hint, start) = leading_hint(src)?;
-        if let Some((verdict, reason)) = fast::classify(src, start) {
-            return Ok(Classification::new(verdict, reason, hint));
+        if !self.writes_shadow_builtin {
+            if let Some((verdict, reason)) = fast::classify(src, start) {
+                return Ok(Classification::new(verdict, reason, hint));
+            }
         }
         let (first, saw_backslash) = self.scan(src, start, false);
         let (mut verdict, mut reason) = first.ok_or(ClassifyError::Empty)?;
@@ -368,20 +408,40 @@ impl Classifier {
 
     /// `true` if the user declared this function read-only.
     fn user_allows(&self, schema: Option<&[u8]>, name: &[u8]) -> bool {
-        let bare = self
-            .read_only
-            .binary_search_by(|r| r.as_bytes().cmp(name))
-            .is_ok();
-        bare || schema.is_some_and(|schema| {
-            self.read_only.iter().any(|r| {
-                let r = r.as_bytes();
-                r.len() == schema.len() + 1 + name.len()
-                    && r.starts_with(schema)
-                    && r[schema.len()] == b'.'
-                    && r.ends_with(name)
-            })
-        })
+        is_declared(&self.read_only, schema, name)
     }
+
+    /// `true` if the user declared that this function writes.
+    fn user_writes(&self, schema: Option<&[u8]>, name: &[u8]) -> bool {
+        !self.writes.is_empty() && is_declared(&self.writes, schema, name)
+    }
+}
+
+/// Adds a lowercased name to a sorted list; returns it unless it was empty.
+fn declare(list: &mut Vec<Box<str>>, name: &str) -> Option<String> {
+    let name = name.trim().to_ascii_lowercase();
+    if name.is_empty() {
+        return None;
+    }
+    if let Err(at) = list.binary_search_by(|r| (**r).cmp(name.as_str())) {
+        list.insert(at, name.clone().into_boxed_str());
+    }
+    Some(name)
+}
+
+/// Whether `schema.name` (or a bare `name`) is in a declared list: a bare entry matches any
+/// schema, a qualified one only its own.
+fn is_declared(list: &[Box<str>], schema: Option<&[u8]>, name: &[u8]) -> bool {
+    let bare = list.binary_search_by(|r| r.as_bytes().cmp(name)).is_ok();
+    bare || schema.is_some_and(|schema| {
+        list.iter().any(|r| {
+            let r = r.as_bytes();
+            r.len() == schema.len() + 1 + name.len()
+                && r.starts_with(schema)
+                && r[schema.len()] == b'.'
+                && r.ends_with(name)
+        })
+    })
 }
 
 fn worse(
@@ -403,6 +463,7 @@ mod reason {
     pub(super) const NESTED_WRITE: &str = "data-modifying statement inside a query";
     pub(super) const WRITER_FUNCTION: &str = "calls a function that writes or needs the primary";
     pub(super) const UNKNOWN_FUNCTION: &str = "calls a function not known to be read-only";
+    pub(super) const DECLARED_WRITER: &str = "calls a function declared as writing";
     pub(super) const DML: &str = "data-modifying statement";
     pub(super) const DDL: &str = "schema, privilege or comment change";
     pub(super) const MAINTENANCE: &str = "maintenance or locking command";
@@ -700,10 +761,18 @@ impl Statement {
             self.raise(Verdict::Writes, reason::WRITER_FUNCTION);
             return;
         }
+        let mut schema_buf = [0u8; 64];
+        let schema = if qualified {
+            self.prev(2).and_then(|t| ident(t, src, &mut schema_buf))
+        } else {
+            None
+        };
+        if classifier.user_writes(schema, name) {
+            self.raise(Verdict::Writes, reason::DECLARED_WRITER);
+            return;
+        }
         let quoted = name_token.kind == Kind::Quoted;
         let allowed = if qualified {
-            let mut schema_buf = [0u8; 64];
-            let schema = self.prev(2).and_then(|t| ident(t, src, &mut schema_buf));
             (schema == Some(b"pg_catalog") && !quoted && names::is_known_read_only(name))
                 || schema.is_some_and(|s| classifier.user_allows(Some(s), name))
         } else {
@@ -836,5 +905,78 @@ fn parse_hint(body: &[u8]) -> Result<Option<Hint>, ()> {
         Ok(Some(Hint::Replica))
     } else {
         Err(())
+    }
+}
+
+/// What `sql` does to the session's transaction, judged by its last transaction-control
+/// statement: `Some(true)` opens one (`BEGIN`, `START TRANSACTION`), `Some(false)` ends it
+/// (`COMMIT`, `END`, `ROLLBACK` without `TO`, `ABORT`, `PREPARE TRANSACTION`), `None` neither.
+pub(crate) fn transaction_control(sql: &str) -> Option<bool> {
+    let src = sql.as_bytes();
+    let mut lexer = Lexer::new(src, 0, false);
+    let mut effect = None;
+    // Position within the current statement, and its first word.
+    let mut index = 0usize;
+    let mut first: &[u8] = b"";
+    while let Some(token) = lexer.next_token() {
+        match token.kind {
+            Kind::Punct(b';') => {
+                index = 0;
+                continue;
+            }
+            Kind::Unterminated => break,
+            Kind::Word => {
+                let word = &src[token.start..token.end];
+                let is = |kw: &str| word.eq_ignore_ascii_case(kw.as_bytes());
+                match index {
+                    0 => {
+                        first = word;
+                        if is("begin") || is("start") {
+                            effect = Some(true);
+                        } else if is("commit") || is("end") || is("abort") || is("rollback") {
+                            effect = Some(false);
+                        }
+                    }
+                    // `ROLLBACK TO SAVEPOINT` keeps the transaction; `PREPARE TRANSACTION`
+                    // hands it to two-phase commit.
+                    1 if first.eq_ignore_ascii_case(b"rollback") && is("to") => {
+                        effect = Some(true);
+                    }
+                    1 if first.eq_ignore_ascii_case(b"prepare") && is("transaction") => {
+                        effect = Some(false);
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        index += 1;
+    }
+    effect
+}
+
+#[cfg(test)]
+mod transaction_tests {
+    use super::transaction_control;
+
+    #[test]
+    fn transaction_control_follows_the_last_statement() {
+        for (sql, expected) in [
+            ("BEGIN", Some(true)),
+            ("start transaction isolation level serializable", Some(true)),
+            ("COMMIT", Some(false)),
+            ("end", Some(false)),
+            ("ROLLBACK", Some(false)),
+            ("ROLLBACK TO SAVEPOINT a", Some(true)),
+            ("PREPARE TRANSACTION 'x'", Some(false)),
+            ("BEGIN; UPDATE t SET x = 1; COMMIT", Some(false)),
+            ("BEGIN; UPDATE t SET x = 1", Some(true)),
+            ("SELECT 'BEGIN'", None),
+            ("UPDATE t SET x = 1 /* COMMIT */", None),
+            ("PREPARE q AS SELECT 1", None),
+            ("", None),
+        ] {
+            assert_eq!(transaction_control(sql), expected, "{sql}");
+        }
     }
 }

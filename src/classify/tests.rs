@@ -516,6 +516,8 @@ mod fast_path {
 
     static DEFAULT_FOR_TESTS: Classifier = Classifier {
         read_only: Vec::new(),
+        writes: Vec::new(),
+        writes_shadow_builtin: false,
     };
 
     const PIECES: &[&str] = &[

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::admission::{Admission, AdmissionConfig};
 use crate::balance::{Balancer, P2c};
 use crate::breaker::{BreakerConfig, CircuitBreaker};
+use crate::classify::{Classifier, Remembered, Route, RouteMemory};
 use crate::driver::Connector;
 use crate::error::ConfigError;
 use crate::failover::{
@@ -15,8 +16,10 @@ use crate::failover::{
 use crate::limit::{Aimd, AimdConfig, Fixed, Gradient, GradientConfig, Limiter};
 use crate::load::{LoadConfig, NodeLoad};
 use crate::pool::Pool;
+use crate::statements::StatementStats;
 use tokio::sync::broadcast;
 
+use super::ledger::Ledger;
 use super::node::{Node, Role};
 use super::Cluster;
 
@@ -92,6 +95,9 @@ pub(crate) struct Settings {
     pub(crate) health: HealthConfig,
     pub(crate) promotion: PromotionConfig,
     pub(crate) on_promoted: Option<PromotedHook>,
+    pub(crate) classifier: Classifier,
+    /// Replaced by the built ledger in [`ClusterBuilder::build`].
+    pub(crate) ledger: Arc<Ledger>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -119,6 +125,8 @@ impl Default for Settings {
             health: HealthConfig::default(),
             promotion: PromotionConfig::default(),
             on_promoted: None,
+            classifier: Classifier::default(),
+            ledger: Arc::new(Ledger::default()),
         }
     }
 }
@@ -148,6 +156,7 @@ impl Settings {
             breaker,
             admission,
             events.clone(),
+            self.ledger.clone(),
         ))
     }
 }
@@ -183,7 +192,12 @@ pub struct ClusterBuilder<C: Connector> {
     balancer: Box<dyn Balancer>,
     promoter: Option<Arc<dyn Promoter<C>>>,
     settings: Settings,
+    memory: RouteMemory,
+    statement_capacity: Option<usize>,
 }
+
+/// Statements whose figures [`Cluster::statements`] keeps by default.
+pub const DEFAULT_STATEMENT_CAPACITY: usize = 1000;
 
 impl<C: Connector> Default for ClusterBuilder<C> {
     fn default() -> Self {
@@ -193,6 +207,8 @@ impl<C: Connector> Default for ClusterBuilder<C> {
             balancer: Box::new(P2c::default()),
             promoter: None,
             settings: Settings::default(),
+            memory: RouteMemory::default(),
+            statement_capacity: Some(DEFAULT_STATEMENT_CAPACITY),
         }
     }
 }
@@ -303,9 +319,64 @@ impl<C: Connector> ClusterBuilder<C> {
         self
     }
 
+    /// The statement classifier, for example with the application's own read-only or writing
+    /// functions ([`Classifier::with_read_only_function`], [`Classifier::with_writing_function`]).
+    pub fn classifier(mut self, classifier: Classifier) -> Self {
+        self.settings.classifier = classifier;
+        self
+    }
+
+    /// Declares that statements shaped like `sql` (same [fingerprint](crate::classify::fingerprint),
+    /// whatever their literals) run on the primary.
+    pub fn primary_statement(self, sql: &str) -> Self {
+        self.memory.declare(sql, Route::Primary);
+        self
+    }
+
+    /// Declares that statements shaped like `sql` are read-only and may run on a replica, though
+    /// the classifier cannot prove it (a call to the application's own function, say). A
+    /// statement the classifier knows to write still goes to the primary.
+    pub fn replica_statement(self, sql: &str) -> Self {
+        self.memory.declare(sql, Route::Replica);
+        self
+    }
+
+    /// Loads remembered routes, for example what an earlier run learned
+    /// ([`Cluster::route_memory`]`.entries()`, saved one [`Remembered`] per line).
+    pub fn remember(self, entries: impl IntoIterator<Item = Remembered>) -> Self {
+        self.memory.remember(entries);
+        self
+    }
+
+    /// The route memory to start from (instead of an empty one holding up to 10 000 learned
+    /// statements), for a different capacity or declarations made elsewhere. Replaces what
+    /// [`primary_statement`](Self::primary_statement), [`replica_statement`](Self::replica_statement)
+    /// and [`remember`](Self::remember) declared before it.
+    pub fn route_memory(mut self, memory: RouteMemory) -> Self {
+        self.memory = memory;
+        self
+    }
+
+    /// How many statements [`Cluster::statements`] keeps figures for (the top by total time);
+    /// `None` turns statement statistics off. Default [`DEFAULT_STATEMENT_CAPACITY`].
+    pub fn statement_stats(mut self, capacity: Option<usize>) -> Self {
+        self.statement_capacity = capacity;
+        self
+    }
+
     /// Validates the settings and builds the cluster.
     pub fn build(self) -> Result<Cluster<C>, ConfigError> {
-        let settings = self.settings;
+        let mut settings = self.settings;
+        if self.statement_capacity == Some(0) {
+            return Err(ConfigError::new(
+                "statement_stats",
+                "capacity must be at least 1 (use `None` to turn statistics off)",
+            ));
+        }
+        settings.ledger = Arc::new(Ledger::new(
+            self.memory,
+            self.statement_capacity.map(StatementStats::new),
+        ));
         if !(0.0..=1.0).contains(&settings.primary_read_share) {
             return Err(ConfigError::new(
                 "primary_read_share",

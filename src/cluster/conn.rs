@@ -5,13 +5,21 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use tokio::time::Instant;
+
 use crate::admission::Permit;
+use crate::classify::{fingerprint, transaction_control, Fingerprint};
+use crate::error::{DriverError, Error, NotRetried, StatementError, WriteOnReplica};
+use crate::statements::Execution;
 use crate::breaker::{CallGuard, Outcome};
 use crate::driver::Connector;
 use crate::load::InFlight;
 use crate::pool::Pooled;
 
 use super::node::{Node, Role};
+use super::BoxFuture;
 
 /// A connection from one node of a [`Cluster`](super::Cluster).
 ///
@@ -30,6 +38,10 @@ pub struct ClusterConn<C: Connector> {
     permit: Option<Permit>,
     in_flight: Option<InFlight>,
     _fallback: Option<FallbackRead>,
+    /// Rows the current statement reported ([`ClusterConn::set_rows`]).
+    rows: Option<u64>,
+    /// A transaction opened through [`ClusterConn::execute`] is still open.
+    in_transaction: bool,
 }
 
 impl<C: Connector> ClusterConn<C> {
@@ -49,6 +61,8 @@ impl<C: Connector> ClusterConn<C> {
             permit: Some(permit),
             in_flight: Some(in_flight),
             _fallback: fallback,
+            rows: None,
+            in_transaction: false,
         }
     }
 
@@ -91,6 +105,166 @@ impl<C: Connector> ClusterConn<C> {
     /// The pooled connection itself.
     pub fn pooled(&mut self) -> &mut Pooled<C> {
         &mut self.conn
+    }
+
+    /// Reports how many rows the statement being executed returned or touched, for its
+    /// [statement statistics](crate::statements). Call it inside the closure given to
+    /// [`ClusterConn::execute`] or [`Cluster::execute`](super::Cluster::execute).
+    pub fn set_rows(&mut self, rows: u64) {
+        self.rows = Some(rows);
+    }
+
+    /// Whether a transaction opened by a statement run through [`ClusterConn::execute`]
+    /// (`BEGIN`, `START TRANSACTION`) is still open on this handle. Transactions begun past
+    /// `execute` (a driver's own `begin()`) are not seen.
+    pub fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    /// Runs one statement on this pinned connection: `f` is given the connection and `sql`, and
+    /// sends it through the driver.
+    ///
+    /// The statement's time and outcome go to the [statement statistics](crate::statements)
+    /// and its error, if any, to the node's breaker and load model ([`ClusterConn::report_error`]).
+    /// A failure is [`Error::Statement`], saying which node, which statement and after how long.
+    ///
+    /// If this is a replica and it refuses the statement as a write
+    /// ([`Connector::is_read_only_error`]), nothing was done: the cluster learns the
+    /// statement's fingerprint, so that [`Cluster::route`](super::Cluster::route) and
+    /// [`Cluster::execute`](super::Cluster::execute) send the next one to the primary, and the
+    /// caller gets [`Error::WriteOnReplica`]. A pinned handle never moves, so the statement is not
+    /// retried here: it may be inside a transaction ([`ClusterConn::in_transaction`]), whose
+    /// earlier statements ran on this replica.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), seawall::Error> {
+    /// # use seawall::{Cluster, Pool, sim::SimBackend};
+    /// # let db = SimBackend::builder("primary").build();
+    /// # let cluster = Cluster::builder()
+    /// #     .primary("primary", Pool::builder(db.connector()).name("primary").build()?)
+    /// #     .build()?;
+    /// let mut tx = cluster.write().await?;
+    /// tx.execute("BEGIN", |c, sql| Box::pin(c.query(sql))).await?;
+    /// assert!(tx.in_transaction());
+    /// let sku = String::from("x");
+    /// tx.execute("UPDATE stock SET n = n - 1 WHERE sku = $1", |c, sql| Box::pin(async move {
+    ///     let took = c.query(sql).await?; // a real driver would bind `sku` here
+    ///     c.set_rows(1);
+    ///     Ok(took)
+    /// })).await?;
+    /// tx.execute("COMMIT", |c, sql| Box::pin(c.query(sql))).await?;
+    /// assert!(!tx.in_transaction());
+    /// # Ok(()) }
+    /// ```
+    pub async fn execute<T, F>(&mut self, sql: &str, f: F) -> Result<T, Error>
+    where
+        F: for<'c> FnOnce(&'c mut ClusterConn<C>, &'c str) -> BoxFuture<'c, Result<T, C::Error>>,
+    {
+        let fp = fingerprint(sql);
+        let was_in_transaction = self.in_transaction;
+        let control = transaction_control(sql);
+        let (result, elapsed) = self.run(sql, fp, f).await;
+        if let Some(open) = control {
+            self.in_transaction = open;
+        }
+        result.map_err(|error| {
+            let not_retried = if was_in_transaction || control.is_some() {
+                NotRetried::InTransaction
+            } else {
+                NotRetried::Pinned
+            };
+            let e = self.failure(sql, fp, elapsed, error, Some(not_retried), None);
+            self.node.ledger.routes.failed(&e);
+            e
+        })
+    }
+
+    /// Runs `f` as one statement and accounts for it (statistics, breaker); does not map the
+    /// error.
+    pub(crate) async fn run<T, F>(
+        &mut self,
+        sql: &str,
+        fp: Fingerprint,
+        f: F,
+    ) -> (Result<T, C::Error>, Duration)
+    where
+        F: for<'c> FnOnce(&'c mut ClusterConn<C>, &'c str) -> BoxFuture<'c, Result<T, C::Error>>,
+    {
+        self.rows = None;
+        let start = Instant::now();
+        let result = f(self, sql).await;
+        let elapsed = start.elapsed();
+        if let Err(error) = &result {
+            // A replica refusing a write says nothing against the replica.
+            if !self.is_refused_write(error) {
+                self.report_error(error);
+            }
+        }
+        if let Some(stats) = &self.node.ledger.statements {
+            stats.record(Execution {
+                fingerprint: fp,
+                sql,
+                node: &self.node.name,
+                elapsed,
+                failed: result.is_err(),
+                rows: self.rows,
+            });
+        }
+        (result, elapsed)
+    }
+
+    /// A replica refused `error`'s statement because it writes.
+    pub(crate) fn is_refused_write(&self, error: &C::Error) -> bool {
+        self.role() == Role::Replica && self.node.pool.connector().is_read_only_error(error)
+    }
+
+    /// The error for a failed statement. A write refused by a replica is learned, and becomes
+    /// [`Error::WriteOnReplica`] when `not_retried` says why it will not be retried.
+    pub(crate) fn failure(
+        &self,
+        sql: &str,
+        fp: Fingerprint,
+        elapsed: Duration,
+        error: C::Error,
+        not_retried: Option<NotRetried>,
+        retried_from: Option<Arc<str>>,
+    ) -> Error {
+        let refused_write = self.is_refused_write(&error);
+        if refused_write {
+            self.learn_write(fp, sql);
+        }
+        match not_retried {
+            Some(not_retried) if refused_write => Error::WriteOnReplica(WriteOnReplica {
+                node: self.node.name.clone(),
+                fingerprint: fp,
+                not_retried,
+                elapsed,
+                error: DriverError::new(error),
+            }),
+            _ => Error::Statement(StatementError {
+                node: self.node.name.clone(),
+                role: self.role(),
+                fingerprint: fp,
+                elapsed,
+                retried_from,
+                error: DriverError::new(error),
+            }),
+        }
+    }
+
+    /// Remembers that `sql` writes; counts and announces it the first time.
+    pub(crate) fn learn_write(&self, fp: Fingerprint, sql: &str) {
+        let ledger = &self.node.ledger;
+        if ledger.memory.learn_write(fp, sql) {
+            ledger.routes.learned_writes.add();
+            tracing::warn!(
+                node = %self.node.name,
+                fingerprint = %fp,
+                statement = %crate::classify::normalize(sql),
+                "a replica refused a statement as a write: routing it to the primary from now on"
+            );
+        }
     }
 }
 

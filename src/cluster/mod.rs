@@ -48,7 +48,10 @@
 
 mod builder;
 mod conn;
+mod execute;
+mod ledger;
 mod node;
+mod snapshot;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -61,16 +64,19 @@ use tokio::time::Instant;
 use crate::admission::{Priority, ShedReason};
 use crate::balance::Balancer;
 use crate::breaker::{BreakerState, Outcome};
-use crate::classify::{Classifier, Route};
+use crate::classify::{fingerprint, Hint, Route, Verdict};
 use crate::driver::Connector;
 use crate::error::{ConfigError, Error, NoReplica, WaitCause};
 use crate::failover::{monitor, ClusterEvent, Promoter};
 use crate::load::NodeLoad;
 use crate::pool::Pool;
 
-pub use builder::{ClusterBuilder, LimiterFactory, LimiterKind};
+pub use builder::{ClusterBuilder, LimiterFactory, LimiterKind, DEFAULT_STATEMENT_CAPACITY};
 pub use conn::ClusterConn;
+pub use execute::BoxFuture;
+pub use ledger::RouteCounts;
 pub use node::{Node, NodeSnapshot, Role};
+pub use snapshot::ClusterSnapshot;
 
 use builder::Settings;
 use conn::FallbackRead;
@@ -128,16 +134,6 @@ impl AcquireOptions {
     }
 }
 
-/// The cluster's figures at one instant.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ClusterSnapshot {
-    /// Every node, primary first.
-    pub nodes: Vec<NodeSnapshot>,
-    /// Reads currently served by the primary because no replica could.
-    pub fallback_reads_in_flight: usize,
-}
-
 /// Which node does what. Nodes move between the two as probes discover roles; a fenced or
 /// down node stays in its place, flagged.
 pub(crate) struct Topology<C: Connector> {
@@ -154,7 +150,6 @@ impl<C: Connector> Topology<C> {
 pub(crate) struct Shared<C: Connector> {
     pub(crate) topology: RwLock<Topology<C>>,
     balancer: Box<dyn Balancer>,
-    classifier: Classifier,
     pub(crate) settings: Settings,
     fallback_reads: Arc<AtomicUsize>,
     monitors_started: AtomicBool,
@@ -257,7 +252,6 @@ impl<C: Connector> Cluster<C> {
                     replicas,
                 }),
                 balancer,
-                classifier: Classifier::default(),
                 settings,
                 fallback_reads: Arc::new(AtomicUsize::new(0)),
                 monitors_started: AtomicBool::new(false),
@@ -326,16 +320,39 @@ impl<C: Connector> Cluster<C> {
         sql: &str,
         options: AcquireOptions,
     ) -> Result<ClusterConn<C>, Error> {
-        let classification = self.shared.classifier.classify(sql)?;
-        match classification.route() {
+        match self.decide(sql)? {
             Route::Replica => self.read_with(options).await,
             Route::Primary => self.write_with(options).await,
         }
     }
 
-    /// Which node [`Cluster::route`] would send `sql` to, without acquiring anything.
+    /// Which node [`Cluster::route`] would send `sql` to, without acquiring anything: the
+    /// classifier's answer, corrected by the [route memory](Cluster::route_memory).
     pub fn classify(&self, sql: &str) -> Result<Route, Error> {
-        Ok(self.shared.classifier.classify(sql)?.route())
+        self.decide(sql)
+    }
+
+    /// The classifier's route, unless the route memory knows better. The statement is
+    /// fingerprinted only when a remembered route could change the decision.
+    fn decide(&self, sql: &str) -> Result<Route, Error> {
+        let classification = self.shared.settings.classifier.classify(sql)?;
+        let memory = &self.shared.settings.ledger.memory;
+        let route = classification.route();
+        let consult = match route {
+            Route::Replica => memory.may_route_to(Route::Primary),
+            // Nothing sends a known write, or a statement hinted to the primary, elsewhere.
+            Route::Primary => {
+                classification.verdict() != Verdict::Writes
+                    && classification.hint() != Some(Hint::Primary)
+                    && memory.may_route_to(Route::Replica)
+            }
+        };
+        if consult {
+            if let Some(remembered) = memory.lookup(fingerprint(sql)) {
+                return Ok(remembered);
+            }
+        }
+        Ok(route)
     }
 
     /// A connection from the primary, with options.
@@ -343,8 +360,19 @@ impl<C: Connector> Cluster<C> {
     /// While the cluster has no usable primary (it is down, demoted, or being replaced), the
     /// write waits for one up to its deadline, then fails with [`Error::NoPrimary`].
     pub async fn write_with(&self, options: AcquireOptions) -> Result<ClusterConn<C>, Error> {
+        let acquired = self.acquire_write(options).await;
+        let routes = &self.shared.settings.ledger.routes;
+        match &acquired {
+            Ok(_) => routes.writes.add(),
+            Err(e) => routes.failed(e),
+        }
+        acquired
+    }
+
+    async fn acquire_write(&self, options: AcquireOptions) -> Result<ClusterConn<C>, Error> {
         self.ensure_monitors();
-        let deadline = self.deadline(&options);
+        let started = Instant::now();
+        let deadline = self.deadline_from(started, &options);
         let priority = options.priority.unwrap_or(Priority::WRITE);
         loop {
             let changed = self.shared.topology_changed.notified();
@@ -377,7 +405,10 @@ impl<C: Connector> Cluster<C> {
                 _ = &mut changed => {}
                 _ = tokio::time::sleep_until(deadline) => {
                     let gone_for = self.shared.primary_lost_at.lock().map(|t| t.elapsed());
-                    return Err(Error::NoPrimary { gone_for });
+                    return Err(Error::NoPrimary {
+                        gone_for,
+                        waited: started.elapsed(),
+                    });
                 }
             }
         }
@@ -396,8 +427,20 @@ impl<C: Connector> Cluster<C> {
     /// connection) is skipped for the next best; when none is left, the read falls back to the
     /// primary within its read budget.
     pub async fn read_with(&self, options: AcquireOptions) -> Result<ClusterConn<C>, Error> {
+        let acquired = self.acquire_read(options).await;
+        let routes = &self.shared.settings.ledger.routes;
+        match &acquired {
+            Ok(conn) if conn.role() == Role::Replica => routes.reads_to_replica.add(),
+            Ok(_) => routes.reads_to_primary.add(),
+            Err(e) => routes.failed(e),
+        }
+        acquired
+    }
+
+    async fn acquire_read(&self, options: AcquireOptions) -> Result<ClusterConn<C>, Error> {
         self.ensure_monitors();
-        let deadline = self.deadline(&options);
+        let started = Instant::now();
+        let deadline = self.deadline_from(started, &options);
         let priority = options.priority.unwrap_or(Priority::READ);
         let mut tried = Tried::default();
         loop {
@@ -406,7 +449,7 @@ impl<C: Connector> Cluster<C> {
                 Err(mut why) => {
                     why.refused = tried.count;
                     return self
-                        .read_from_primary(why, &options, priority, deadline)
+                        .read_from_primary(why, &options, priority, started, deadline)
                         .await;
                 }
             };
@@ -450,8 +493,12 @@ impl<C: Connector> Cluster<C> {
     }
 
     fn deadline(&self, options: &AcquireOptions) -> Instant {
+        self.deadline_from(Instant::now(), options)
+    }
+
+    fn deadline_from(&self, now: Instant, options: &AcquireOptions) -> Instant {
         crate::pool::deadline_after(
-            Instant::now(),
+            now,
             options
                 .timeout
                 .unwrap_or(self.shared.settings.acquire_timeout),
@@ -535,13 +582,16 @@ impl<C: Connector> Cluster<C> {
         mut why: NoReplica,
         options: &AcquireOptions,
         priority: Priority,
+        started: Instant,
         deadline: Instant,
     ) -> Result<ClusterConn<C>, Error> {
         if options.replica_only {
+            why.waited = started.elapsed();
             return Err(Error::NoReplica(why));
         }
         why.fallback_allowed = true;
         let Some(primary) = self.usable_primary() else {
+            why.waited = started.elapsed();
             return Err(Error::NoReplica(why));
         };
         let budget = (primary.pool.max_size() as f64 * self.shared.settings.primary_read_share)
@@ -551,6 +601,7 @@ impl<C: Connector> Cluster<C> {
             Ok(slot) => slot,
             Err(in_flight) => {
                 why.fallback_in_flight = in_flight;
+                why.waited = started.elapsed();
                 return Err(Error::NoReplica(why));
             }
         };
@@ -619,12 +670,18 @@ impl<C: Connector> Cluster<C> {
         self.shared.topology.read().nodes().cloned().collect()
     }
 
-    /// Every node's figures.
+    /// Every node's figures, the route counts and what the router remembers; its `Display` is
+    /// a table for operators.
     pub fn snapshot(&self) -> ClusterSnapshot {
         let nodes = self.nodes();
+        let ledger = &self.shared.settings.ledger;
         ClusterSnapshot {
             nodes: nodes.iter().map(|n| n.snapshot()).collect(),
             fallback_reads_in_flight: self.shared.fallback_reads.load(Ordering::Relaxed),
+            primary_read_share: self.shared.settings.primary_read_share,
+            routes: ledger.routes.snapshot(),
+            remembered_routes: ledger.memory.len(),
+            statements_tracked: ledger.statements.as_ref().map(|s| s.len()),
         }
     }
 

@@ -13,6 +13,8 @@ use crate::driver::Connector;
 use crate::failover::ClusterEvent;
 use crate::load::NodeLoad;
 use crate::pool::{Pool, State};
+
+use super::ledger::Ledger;
 use tokio::sync::broadcast;
 
 /// What a node is for.
@@ -49,6 +51,8 @@ pub struct Node<C: Connector> {
     pub(crate) breaker: CircuitBreaker,
     pub(crate) admission: Admission,
     events: broadcast::Sender<ClusterEvent>,
+    /// The cluster's ledger, which a handle from this node reports its statements to.
+    pub(crate) ledger: Arc<Ledger>,
 }
 
 impl<C: Connector> Node<C> {
@@ -60,6 +64,7 @@ impl<C: Connector> Node<C> {
         breaker: CircuitBreaker,
         admission: Admission,
         events: broadcast::Sender<ClusterEvent>,
+        ledger: Arc<Ledger>,
     ) -> Self {
         load.set_capacity(pool.max_size());
         if role == Role::Primary {
@@ -78,6 +83,7 @@ impl<C: Connector> Node<C> {
             breaker,
             admission,
             events,
+            ledger,
         }
     }
 

@@ -34,7 +34,7 @@ mod maintenance;
 mod opener;
 mod pooled;
 mod shared;
-mod state;
+pub(crate) mod state;
 
 use std::future::poll_fn;
 use std::sync::Arc;

@@ -88,7 +88,10 @@ impl<C: Connector> Pooled<C> {
         let mut held = Held::new(conn, &shared, false);
         reset(&shared, held.raw_mut())
             .await
-            .map_err(Error::Driver)?;
+            .map_err(|error| Error::Driver {
+                pool: shared.name().clone(),
+                error,
+            })?;
         shared.put(held.keep());
         Ok(())
     }

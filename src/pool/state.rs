@@ -102,7 +102,7 @@ impl Default for WaitHistogram {
 }
 
 /// The middle of bucket `i`, for the mean.
-fn midpoint(i: usize) -> u64 {
+pub(crate) fn midpoint(i: usize) -> u64 {
     if i < SUB {
         return i as u64;
     }
@@ -110,7 +110,7 @@ fn midpoint(i: usize) -> u64 {
     lower + (upper_bound(i) - lower) / 2
 }
 
-fn bucket_of(us: u64) -> usize {
+pub(crate) fn bucket_of(us: u64) -> usize {
     if us < SUB as u64 {
         return us as usize;
     }
@@ -120,7 +120,7 @@ fn bucket_of(us: u64) -> usize {
 }
 
 /// The largest value that falls in bucket `i`.
-fn upper_bound(i: usize) -> u64 {
+pub(crate) fn upper_bound(i: usize) -> u64 {
     if i < SUB {
         return i as u64;
     }

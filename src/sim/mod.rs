@@ -120,6 +120,8 @@ pub struct SimStats {
     pub pings: u64,
     /// Session resets run.
     pub resets: u64,
+    /// Statements refused because they write and the server is a replica.
+    pub refused_writes: u64,
 }
 
 /// One simulated database server.
@@ -148,6 +150,9 @@ pub struct SimBackend {
     position: AtomicU64,
     primary: AtomicBool,
     down: AtomicBool,
+    refused_writes: AtomicU64,
+    /// Lowercase names of functions that write, beyond what the classifier knows.
+    writing_functions: Mutex<Vec<String>>,
 }
 
 impl fmt::Debug for SimBackend {
@@ -169,6 +174,7 @@ pub struct SimBackendBuilder {
     knobs: Knobs,
     seed: u64,
     primary: bool,
+    writing_functions: Vec<String>,
 }
 
 impl SimBackendBuilder {
@@ -224,6 +230,14 @@ impl SimBackendBuilder {
         self
     }
 
+    /// Declares a function that writes: as a replica, the server refuses statements calling it,
+    /// as PostgreSQL refuses any write in recovery. Statements the classifier knows to write are
+    /// refused without this.
+    pub fn writing_function(mut self, name: &str) -> Self {
+        self.writing_functions.push(name.to_ascii_lowercase());
+        self
+    }
+
     /// Seed of the server's randomness. Default 0 (deterministic).
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
@@ -256,6 +270,8 @@ impl SimBackendBuilder {
             position: AtomicU64::new(0),
             primary: AtomicBool::new(self.primary),
             down: AtomicBool::new(false),
+            refused_writes: AtomicU64::new(0),
+            writing_functions: Mutex::new(self.writing_functions),
         })
     }
 }
@@ -278,7 +294,22 @@ impl SimBackend {
             },
             seed: 0,
             primary: true,
+            writing_functions: Vec::new(),
         }
+    }
+
+    /// Whether this server would take `sql` as a write: the classifier knows it writes, or it
+    /// calls a declared writing function.
+    pub fn is_write(&self, sql: &str) -> bool {
+        if crate::classify::classify(sql).is_ok_and(|c| c.is_write()) {
+            return true;
+        }
+        let functions = self.writing_functions.lock();
+        if functions.is_empty() {
+            return false;
+        }
+        let sql = sql.to_ascii_lowercase();
+        functions.iter().any(|f| sql.contains(&format!("{f}(")))
     }
 
     /// The server's name.
@@ -402,6 +433,7 @@ impl SimBackend {
             busy: Duration::from_nanos(self.busy_nanos.load(Relaxed)),
             pings: self.pings.load(Relaxed),
             resets: self.resets.load(Relaxed),
+            refused_writes: self.refused_writes.load(Relaxed),
         }
     }
 
@@ -439,6 +471,12 @@ pub enum SimError {
         /// Server name.
         backend: Arc<str>,
     },
+    /// The statement writes and the server is a replica: it refused it and did nothing (as
+    /// PostgreSQL's SQLSTATE 25006, "cannot execute ... in a read-only transaction").
+    ReadOnly {
+        /// Server name.
+        backend: Arc<str>,
+    },
 }
 
 impl fmt::Display for SimError {
@@ -451,6 +489,10 @@ impl fmt::Display for SimError {
                 write!(f, "connection to `{backend}` lost")
             }
             SimError::Query { backend } => write!(f, "query failed on `{backend}`"),
+            SimError::ReadOnly { backend } => write!(
+                f,
+                "cannot execute a write on `{backend}`: it is a read-only replica"
+            ),
         }
     }
 }
@@ -516,8 +558,9 @@ impl SimConnection {
     }
 
     /// Runs a query: waits for a free server slot, then for the service time. Returns the time
-    /// spent on the server (queueing inside the server included).
-    pub async fn query(&mut self, _sql: &str) -> Result<Duration, SimError> {
+    /// spent on the server (queueing inside the server included). A replica refuses a statement
+    /// that writes ([`SimBackend::is_write`]) at once with [`SimError::ReadOnly`].
+    pub async fn query(&mut self, sql: &str) -> Result<Duration, SimError> {
         let backend = self.backend.clone();
         let lost = || SimError::ConnectionLost {
             backend: backend.name.clone(),
@@ -526,6 +569,13 @@ impl SimConnection {
             return Err(lost());
         }
         backend.queries.fetch_add(1, Relaxed);
+        if !backend.is_primary() && backend.is_write(sql) {
+            backend.refused_writes.fetch_add(1, Relaxed);
+            backend.query_errors.fetch_add(1, Relaxed);
+            return Err(SimError::ReadOnly {
+                backend: backend.name.clone(),
+            });
+        }
         let start = tokio::time::Instant::now();
         let knobs = if backend.knobs.lock().finish_abandoned {
             // The server owns the work: if this future is dropped, the spawned task runs on and
@@ -683,9 +733,13 @@ impl Connector for SimConnector {
 
     fn classify_error(&self, error: &SimError) -> Outcome {
         match error {
-            SimError::Query { .. } => Outcome::Ignored,
+            SimError::Query { .. } | SimError::ReadOnly { .. } => Outcome::Ignored,
             SimError::ConnectRefused { .. } | SimError::ConnectionLost { .. } => Outcome::Failure,
         }
+    }
+
+    fn is_read_only_error(&self, error: &SimError) -> bool {
+        matches!(error, SimError::ReadOnly { .. })
     }
 
     async fn probe(&self, conn: &mut SimConnection) -> Result<Option<NodeStatus>, SimError> {

@@ -176,6 +176,12 @@ impl Connector for PgConnector {
         }
     }
 
+    /// SQLSTATE 25006 (`read_only_sql_transaction`): the server is in recovery or the
+    /// transaction is read-only, and the statement did nothing.
+    fn is_read_only_error(&self, error: &::sqlx::Error) -> bool {
+        matches!(error, ::sqlx::Error::Database(db) if db.code().as_deref() == Some("25006"))
+    }
+
     /// One round trip ([`probe::status`](super::probe::status)). The lag is zero when the
     /// replica has replayed everything it received, else the age of the last replayed
     /// transaction (which also grows while the primary is idle, so an idle primary's replicas

@@ -143,6 +143,10 @@ impl Connector for PgPoolConnector {
         self.direct.classify_error(error)
     }
 
+    fn is_read_only_error(&self, error: &::sqlx::Error) -> bool {
+        self.direct.is_read_only_error(error)
+    }
+
     /// As [`PgConnector`]: role, replayed position and lag in one round trip.
     async fn probe(
         &self,

@@ -1,0 +1,145 @@
+//! Running a statement through the cluster: routing that learns from its mistakes, and
+//! statement statistics.
+//!
+//! [`Cluster::route`] only picks a connection; what runs on it is the caller's business.
+//! [`Cluster::execute`] also runs the statement (through a closure that calls the driver), so
+//! the cluster sees how it went: it times it for the [statement statistics](crate::statements),
+//! and when a replica refuses it as a write, which means the replica did nothing, it retries it
+//! once on the primary and remembers its fingerprint so that the next one goes straight there.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::classify::{fingerprint, transaction_control, RouteMemory};
+use crate::driver::Connector;
+use crate::error::{Error, NotRetried};
+use crate::statements::StatementStat;
+
+use super::{AcquireOptions, Cluster, ClusterConn, Route};
+
+/// The future a statement closure returns: boxed, because it borrows the connection it is given
+/// (as sqlx's `Connection::transaction` takes it).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+impl<C: Connector> Cluster<C> {
+    /// Routes `sql` ([`Cluster::route`]) and runs it: `f` is given the connection and `sql`,
+    /// sends it through the driver, and may report rows with [`ClusterConn::set_rows`]. Since
+    /// `f` may run twice (see below), it is `FnMut` and its future may borrow only the
+    /// connection and the statement; move owned parameters in.
+    ///
+    /// When a replica refuses the statement because it writes ([`Connector::is_read_only_error`];
+    /// PostgreSQL SQLSTATE 25006), the replica did nothing. Unless the statement itself controls a
+    /// transaction, `f` runs once more on the primary and its result is returned; either way the
+    /// statement's fingerprint is remembered as a write ([`Cluster::route_memory`]), so the next
+    /// one goes straight to the primary. A statement that opens or ends a transaction is not
+    /// retried: the caller gets [`Error::WriteOnReplica`] saying so.
+    ///
+    /// A failure of the statement is [`Error::Statement`], naming the node and the time it ran;
+    /// failing to get a connection is the acquire's own error ([`Error::Timeout`],
+    /// [`Error::Overloaded`], ...).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), seawall::Error> {
+    /// use seawall::{Cluster, Pool};
+    /// use seawall::classify::{Classifier, Route};
+    /// use seawall::sim::SimBackend;
+    ///
+    /// // The application said `archive_order` is read-only; it is not.
+    /// let db = |name: &str| SimBackend::builder(name)
+    ///     .primary(name == "primary")
+    ///     .writing_function("archive_order")
+    ///     .build();
+    /// let pool = |name: &str| Pool::builder(db(name).connector()).name(name).build();
+    /// let cluster = Cluster::builder()
+    ///     .primary("primary", pool("primary")?)
+    ///     .replica("replica", pool("replica")?)
+    ///     .classifier(Classifier::new().with_read_only_function("archive_order"))
+    ///     .build()?;
+    ///
+    /// let sql = "SELECT archive_order(42)";
+    /// assert_eq!(cluster.classify(sql)?, Route::Replica);
+    /// // The replica refuses it; it runs on the primary instead, and the cluster learns.
+    /// cluster.execute(sql, |conn, sql| Box::pin(conn.query(sql))).await?;
+    /// assert_eq!(cluster.classify("SELECT archive_order(7)")?, Route::Primary);
+    /// assert_eq!(cluster.snapshot().routes.retried_on_primary, 1);
+    /// # Ok(()) }
+    /// ```
+    pub async fn execute<T, F>(&self, sql: &str, f: F) -> Result<T, Error>
+    where
+        F: for<'c> FnMut(&'c mut ClusterConn<C>, &'c str) -> BoxFuture<'c, Result<T, C::Error>>,
+    {
+        self.execute_with(sql, AcquireOptions::default(), f).await
+    }
+
+    /// [`Cluster::execute`] with acquire options (timeout, priority, read-your-writes position).
+    pub async fn execute_with<T, F>(
+        &self,
+        sql: &str,
+        options: AcquireOptions,
+        mut f: F,
+    ) -> Result<T, Error>
+    where
+        F: for<'c> FnMut(&'c mut ClusterConn<C>, &'c str) -> BoxFuture<'c, Result<T, C::Error>>,
+    {
+        let mut conn = match self.decide(sql)? {
+            Route::Replica => self.read_with(options).await?,
+            Route::Primary => self.write_with(options).await?,
+        };
+        let fp = fingerprint(sql);
+        let (result, elapsed) = conn.run(sql, fp, &mut f).await;
+        let error = match result {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        let routes = &self.shared.settings.ledger.routes;
+        let controls_transaction = transaction_control(sql).is_some();
+        if !conn.is_refused_write(&error) || controls_transaction {
+            let not_retried = controls_transaction.then_some(NotRetried::InTransaction);
+            let e = conn.failure(sql, fp, elapsed, error, not_retried, None);
+            routes.failed(&e);
+            return Err(e);
+        }
+        // Nothing happened on the replica: learn, give its connection back, and run the
+        // statement where it belongs.
+        conn.learn_write(fp, sql);
+        let replica = conn.node().name.clone();
+        drop(conn);
+        tracing::debug!(node = %replica, fingerprint = %fp, "retrying a refused write on the primary");
+        routes.retried_on_primary.add();
+        let mut primary = self.write_with(options).await?;
+        let (result, elapsed) = primary.run(sql, fp, &mut f).await;
+        result.map_err(|error| {
+            let e = primary.failure(sql, fp, elapsed, error, None, Some(replica));
+            routes.failed(&e);
+            e
+        })
+    }
+
+    /// Figures per statement run through [`Cluster::execute`] and [`ClusterConn::execute`]
+    /// (calls, errors, rows, total/mean/max time, p50/p99, nodes), most total time first; empty
+    /// when statistics are off ([`ClusterBuilder::statement_stats`](super::ClusterBuilder::statement_stats)).
+    /// [`statements::Table`](crate::statements::Table) prints them.
+    pub fn statements(&self) -> Vec<StatementStat> {
+        self.shared
+            .settings
+            .ledger
+            .statements
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.snapshot())
+    }
+
+    /// Forgets every statement's figures.
+    pub fn reset_statements(&self) {
+        if let Some(stats) = &self.shared.settings.ledger.statements {
+            stats.reset();
+        }
+    }
+
+    /// The routes remembered per statement: declared on the builder, or learned from replicas
+    /// that refused a write. Export them with [`RouteMemory::entries`] (one line each) to load
+    /// them after a restart with [`ClusterBuilder::remember`](super::ClusterBuilder::remember).
+    pub fn route_memory(&self) -> &RouteMemory {
+        &self.shared.settings.ledger.memory
+    }
+}
