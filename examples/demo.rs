@@ -132,13 +132,10 @@ async fn run_load(
             while Instant::now() < end {
                 let start = Instant::now();
                 let result = match pool.get().await {
-                    Ok(mut conn) => conn
-                        .query("SELECT 1")
-                        .await
-                        .map_err(|e| Error::Driver {
-                            pool: pool.name().into(),
-                            error: seawall::DriverError::new(e),
-                        }),
+                    Ok(mut conn) => conn.query("SELECT 1").await.map_err(|e| Error::Driver {
+                        pool: pool.name().into(),
+                        error: seawall::DriverError::new(e),
+                    }),
                     Err(e) => Err(e),
                 };
                 {

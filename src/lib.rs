@@ -86,9 +86,9 @@ pub mod load;
 pub mod metrics;
 pub mod pool;
 pub mod sim;
-pub mod statements;
 #[cfg(feature = "sqlx")]
 pub mod sqlx;
+pub mod statements;
 #[cfg(feature = "testbed")]
 pub mod testbed;
 
@@ -96,8 +96,8 @@ pub use admission::Priority;
 pub use cluster::{Cluster, ClusterConn};
 pub use driver::Connector;
 pub use error::{
-    ConfigError, DriverError, Error, NoReplica, NotRetried, StatementError, TimeoutError, WaitCause,
-    WriteOnReplica,
+    ConfigError, DriverError, Error, NoReplica, NotRetried, StatementError, TimeoutError,
+    WaitCause, WriteOnReplica,
 };
 pub use failover::ClusterEvent;
 pub use pool::{Pool, Pooled};

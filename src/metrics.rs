@@ -39,10 +39,15 @@
 //! | `seawall_admission_shed_total` | counter | `node` | queued requests shed (waited too long under overload, or displaced by a higher priority) |
 //! | `seawall_admission_expired_total` | counter | `node` | queued requests whose deadline passed in the queue |
 //! | `seawall_admission_queue_delay_seconds` | histogram | `node` | time a request admitted from the queue waited there (immediate admissions are not recorded) |
+//! | `seawall_routed_total` | counter | `route` | work the cluster routed: `read_replica` (reads served by a replica), `read_primary_fallback` (reads the primary took because no replica could), `write` (acquires for writes and transactions), `retried_on_primary` (statements a replica refused as writes, run again on the primary) |
+//! | `seawall_route_failures_total` | counter | `cause` | cluster acquires and statements that failed, by cause: `timeout`, `breaker_open`, `overloaded` (shed), `no_replica`, `no_primary`, `statement` (the statement failed on its node), `write_on_replica` (refused as a write, not retried), `other` |
+//! | `seawall_learned_writes_total` | counter | | statements learned as writes after a replica refused them ([`RouteMemory`](crate::classify::RouteMemory)) |
 //! | `seawall_cluster_events_total` | counter | `event` | [`ClusterEvent`](crate::ClusterEvent)s by [name](crate::ClusterEvent::name) (`node_down`, `node_up`, `breaker_opened`, `promoted`, ...) |
 //!
 //! The pool gauges are sampled by the pool's maintenance task (every `maintenance_interval`) and
 //! on [`Pool::state`](crate::pool::Pool::state); the admission gauges change with every admission.
+//! Per-statement figures are not metrics (one series per statement would swamp a metrics
+//! backend): read them from [`Cluster::statements`](crate::Cluster::statements).
 //! `seawall_cluster_events_total` is labelled by event only: which node an event concerns is in
 //! the event itself, for a subscriber of [`Cluster::subscribe`](crate::Cluster::subscribe).
 

@@ -145,9 +145,7 @@ impl StatementStats {
             .iter()
             .flat_map(|shard| {
                 let map = shard.lock();
-                map.iter()
-                    .map(|(fp, e)| e.stat(*fp))
-                    .collect::<Vec<_>>()
+                map.iter().map(|(fp, e)| e.stat(*fp)).collect::<Vec<_>>()
             })
             .collect();
         all.sort_by(|a, b| {

@@ -304,7 +304,9 @@ async fn writes_follow_a_replica_promoted_by_an_operator_and_the_old_primary_is_
     let err = sim.write(ms(300)).await.unwrap_err();
     assert_eq!(start.elapsed(), ms(300));
     match err {
-        Error::NoPrimary { gone_for: Some(d), .. } => assert!(d >= ms(300), "{d:?}"),
+        Error::NoPrimary {
+            gone_for: Some(d), ..
+        } => assert!(d >= ms(300), "{d:?}"),
         other => panic!("expected NoPrimary with a duration, got {other:?}"),
     }
     // Reads keep working, on the replicas.
@@ -420,7 +422,10 @@ async fn a_primary_that_comes_back_as_primary_takes_writes_again() {
     sim.until(ms(400)).await;
     assert!(matches!(
         sim.write(ms(50)).await,
-        Err(Error::NoPrimary { gone_for: Some(_), .. })
+        Err(Error::NoPrimary {
+            gone_for: Some(_),
+            ..
+        })
     ));
     sim.primary.set_down(false);
     sleep(ms(300)).await;
@@ -450,7 +455,10 @@ async fn a_demoted_primary_that_still_answers_stops_taking_writes() {
     let queries = sim.primary.stats().queries;
     assert!(matches!(
         sim.write(ms(200)).await,
-        Err(Error::NoPrimary { gone_for: Some(_), .. })
+        Err(Error::NoPrimary {
+            gone_for: Some(_),
+            ..
+        })
     ));
     assert_eq!(sim.primary.stats().queries, queries, "no write reached it");
 

@@ -139,7 +139,11 @@ async fn inside_a_transaction_a_refused_write_is_a_typed_error_not_a_retry() {
     let text = err.to_string();
     assert!(text.contains("replica `replica`"), "{text}");
     assert!(text.contains("inside a transaction"), "{text}");
-    assert_eq!(sim.primary.stats().queries, 0, "never retried on the primary");
+    assert_eq!(
+        sim.primary.stats().queries,
+        0,
+        "never retried on the primary"
+    );
     conn.execute("ROLLBACK", query).await.unwrap();
     assert!(!conn.in_transaction());
     drop(conn);
@@ -175,7 +179,8 @@ async fn declared_statements_route_as_told_but_never_send_a_write_to_a_replica()
     });
     let c = &sim.cluster;
     assert_eq!(
-        c.classify("SELECT balance FROM accounts WHERE id = 7").unwrap(),
+        c.classify("SELECT balance FROM accounts WHERE id = 7")
+            .unwrap(),
         Route::Primary
     );
     assert_eq!(
@@ -216,7 +221,8 @@ async fn learned_routes_survive_a_restart_as_text() {
         .collect();
     assert_eq!(saved.len(), 1);
 
-    let restarted = Sim::new(|b| b.remember(saved.iter().map(|l| l.parse::<Remembered>().unwrap())));
+    let restarted =
+        Sim::new(|b| b.remember(saved.iter().map(|l| l.parse::<Remembered>().unwrap())));
     assert_eq!(restarted.cluster.classify(ARCHIVE).unwrap(), Route::Primary);
     assert_eq!(restarted.execute(ARCHIVE).await.unwrap(), "primary");
     assert_eq!(restarted.replica.stats().refused_writes, 0);
@@ -267,10 +273,7 @@ async fn statement_errors_say_where_and_stay_out_of_the_breaker() {
         assert_eq!((&*e.node, e.role), ("replica", Role::Replica));
         assert_eq!(e.retried_from, None);
         let text = err.to_string();
-        assert!(
-            text.contains("failed on replica `replica` after"),
-            "{text}"
-        );
+        assert!(text.contains("failed on replica `replica` after"), "{text}");
     }
     // The caller's errors (SimError::Query is `Ignored`) do not open the breaker.
     assert_eq!(
@@ -323,7 +326,10 @@ async fn statement_statistics_per_fingerprint() {
     assert_eq!(writes.nodes, vec![(Arc::from("primary"), 5)]);
 
     let table = Table(&stats).to_string();
-    assert!(table.contains("select * from orders where id = ?"), "{table}");
+    assert!(
+        table.contains("select * from orders where id = ?"),
+        "{table}"
+    );
     assert!(table.contains("replica:50"), "{table}");
 
     sim.cluster.reset_statements();
@@ -357,9 +363,18 @@ async fn the_snapshot_reads_as_a_table() {
     assert_eq!(routes.retried_on_primary, 1);
     let text = snapshot.to_string();
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].starts_with("node") && lines[0].contains("breaker"), "{text}");
-    assert!(lines[1].starts_with("primary") && lines[1].contains(" up "), "{text}");
-    assert!(lines[2].starts_with("replica") && lines[2].contains("down"), "{text}");
+    assert!(
+        lines[0].starts_with("node") && lines[0].contains("breaker"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("primary") && lines[1].contains(" up "),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with("replica") && lines[2].contains("down"),
+        "{text}"
+    );
     assert!(text.contains("11 reads to replicas"), "{text}");
     assert!(text.contains("1 retried on the primary"), "{text}");
     assert!(text.contains("remembered routes: 1"), "{text}");

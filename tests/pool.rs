@@ -846,7 +846,9 @@ async fn failed_or_slow_reset_closes_the_connection() {
     let mut conn = pool.get().await.unwrap();
     conn.set_session_state();
     match conn.release().await {
-        Err(Error::Driver { error: e, .. }) => assert!(e.downcast_ref::<TunableError>().is_some(), "{e:?}"),
+        Err(Error::Driver { error: e, .. }) => {
+            assert!(e.downcast_ref::<TunableError>().is_some(), "{e:?}")
+        }
         other => panic!("expected a driver error, got {other:?}"),
     }
     let state = pool.state();

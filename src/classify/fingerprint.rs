@@ -47,7 +47,9 @@ impl std::str::FromStr for Fingerprint {
         if s.is_empty() || s.len() > 16 {
             return Err(ParseFingerprintError);
         }
-        u64::from_str_radix(s, 16).map(Fingerprint).map_err(|_| ParseFingerprintError)
+        u64::from_str_radix(s, 16)
+            .map(Fingerprint)
+            .map_err(|_| ParseFingerprintError)
     }
 }
 

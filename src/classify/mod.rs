@@ -89,8 +89,8 @@ mod tests;
 use std::fmt;
 
 pub use fingerprint::{fingerprint, normalize, Fingerprint, ParseFingerprintError};
-pub use memory::{Origin, ParseRememberedError, Remembered, RouteMemory};
 pub(crate) use memory::FingerprintMap;
+pub use memory::{Origin, ParseRememberedError, Remembered, RouteMemory};
 
 use lexer::{Kind, Lexer, Token};
 use names::Kw;
@@ -455,26 +455,26 @@ fn worse(
 }
 
 /// The reasons a [`Classification`] can give.
-mod reason {
-    pub(super) const READ: &str = "read-only query";
-    pub(super) const SHOW: &str = "SHOW reads a setting";
-    pub(super) const SELECT_INTO: &str = "SELECT INTO creates a table";
-    pub(super) const LOCKING: &str = "row-locking clause (FOR UPDATE / FOR SHARE)";
-    pub(super) const NESTED_WRITE: &str = "data-modifying statement inside a query";
-    pub(super) const WRITER_FUNCTION: &str = "calls a function that writes or needs the primary";
-    pub(super) const UNKNOWN_FUNCTION: &str = "calls a function not known to be read-only";
-    pub(super) const DECLARED_WRITER: &str = "calls a function declared as writing";
-    pub(super) const DML: &str = "data-modifying statement";
-    pub(super) const DDL: &str = "schema, privilege or comment change";
-    pub(super) const MAINTENANCE: &str = "maintenance or locking command";
-    pub(super) const SESSION: &str = "session state or transaction control";
-    pub(super) const PROCEDURAL: &str = "procedure call or code block";
-    pub(super) const CURSOR: &str = "cursor or prepared-statement command";
-    pub(super) const NOTIFY: &str = "LISTEN / NOTIFY";
-    pub(super) const UNRECOGNISED: &str = "unrecognised statement";
-    pub(super) const UNTERMINATED: &str = "unterminated quote, identifier or comment";
-    pub(super) const EXPLAIN_WRITE: &str = "EXPLAIN (without ANALYZE) of a statement that writes";
-    pub(super) const EXPLAIN_INCOMPLETE: &str = "EXPLAIN without a statement";
+pub(crate) mod reason {
+    pub(crate) const READ: &str = "read-only query";
+    pub(crate) const SHOW: &str = "SHOW reads a setting";
+    pub(crate) const SELECT_INTO: &str = "SELECT INTO creates a table";
+    pub(crate) const LOCKING: &str = "row-locking clause (FOR UPDATE / FOR SHARE)";
+    pub(crate) const NESTED_WRITE: &str = "data-modifying statement inside a query";
+    pub(crate) const WRITER_FUNCTION: &str = "calls a function that writes or needs the primary";
+    pub(crate) const UNKNOWN_FUNCTION: &str = "calls a function not known to be read-only";
+    pub(crate) const DECLARED_WRITER: &str = "calls a function declared as writing";
+    pub(crate) const DML: &str = "data-modifying statement";
+    pub(crate) const DDL: &str = "schema, privilege or comment change";
+    pub(crate) const MAINTENANCE: &str = "maintenance or locking command";
+    pub(crate) const SESSION: &str = "session state or transaction control";
+    pub(crate) const PROCEDURAL: &str = "procedure call or code block";
+    pub(crate) const CURSOR: &str = "cursor or prepared-statement command";
+    pub(crate) const NOTIFY: &str = "LISTEN / NOTIFY";
+    pub(crate) const UNRECOGNISED: &str = "unrecognised statement";
+    pub(crate) const UNTERMINATED: &str = "unterminated quote, identifier or comment";
+    pub(crate) const EXPLAIN_WRITE: &str = "EXPLAIN (without ANALYZE) of a statement that writes";
+    pub(crate) const EXPLAIN_INCOMPLETE: &str = "EXPLAIN without a statement";
 }
 
 /// Where the analysis of one statement stands.

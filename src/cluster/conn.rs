@@ -10,13 +10,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::admission::Permit;
-use crate::classify::{fingerprint, transaction_control, Fingerprint};
-use crate::error::{DriverError, Error, NotRetried, StatementError, WriteOnReplica};
-use crate::statements::Execution;
 use crate::breaker::{CallGuard, Outcome};
+use crate::classify::{fingerprint, transaction_control, Fingerprint};
 use crate::driver::Connector;
+use crate::error::{DriverError, Error, NotRetried, StatementError, WriteOnReplica};
 use crate::load::InFlight;
 use crate::pool::Pooled;
+use crate::statements::Execution;
 
 use super::node::{Node, Role};
 use super::BoxFuture;

@@ -41,10 +41,10 @@ pub(crate) struct Count {
 }
 
 impl Count {
-    fn new(name: &'static str, label: (&'static str, &'static str)) -> Self {
+    fn new(name: &'static str, labels: &[(&'static str, &'static str)]) -> Self {
         Count {
             value: AtomicU64::new(0),
-            metric: counter!(name, label.0 => label.1),
+            metric: counter!(name, labels),
         }
     }
 
@@ -81,19 +81,19 @@ impl Default for RouteCounters {
         const ROUTED: &str = "seawall_routed_total";
         const FAILED: &str = "seawall_route_failures_total";
         RouteCounters {
-            reads_to_replica: Count::new(ROUTED, ("route", "read_replica")),
-            reads_to_primary: Count::new(ROUTED, ("route", "read_primary_fallback")),
-            writes: Count::new(ROUTED, ("route", "write")),
-            retried_on_primary: Count::new(ROUTED, ("route", "retried_on_primary")),
-            learned_writes: Count::new("seawall_learned_writes_total", ("source", "replica")),
-            timeout: Count::new(FAILED, ("cause", "timeout")),
-            unavailable: Count::new(FAILED, ("cause", "breaker_open")),
-            shed: Count::new(FAILED, ("cause", "overloaded")),
-            no_replica: Count::new(FAILED, ("cause", "no_replica")),
-            no_primary: Count::new(FAILED, ("cause", "no_primary")),
-            statement: Count::new(FAILED, ("cause", "statement")),
-            write_on_replica: Count::new(FAILED, ("cause", "write_on_replica")),
-            other: Count::new(FAILED, ("cause", "other")),
+            reads_to_replica: Count::new(ROUTED, &[("route", "read_replica")]),
+            reads_to_primary: Count::new(ROUTED, &[("route", "read_primary_fallback")]),
+            writes: Count::new(ROUTED, &[("route", "write")]),
+            retried_on_primary: Count::new(ROUTED, &[("route", "retried_on_primary")]),
+            learned_writes: Count::new("seawall_learned_writes_total", &[]),
+            timeout: Count::new(FAILED, &[("cause", "timeout")]),
+            unavailable: Count::new(FAILED, &[("cause", "breaker_open")]),
+            shed: Count::new(FAILED, &[("cause", "overloaded")]),
+            no_replica: Count::new(FAILED, &[("cause", "no_replica")]),
+            no_primary: Count::new(FAILED, &[("cause", "no_primary")]),
+            statement: Count::new(FAILED, &[("cause", "statement")]),
+            write_on_replica: Count::new(FAILED, &[("cause", "write_on_replica")]),
+            other: Count::new(FAILED, &[("cause", "other")]),
         }
     }
 }

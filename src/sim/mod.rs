@@ -298,10 +298,14 @@ impl SimBackend {
         }
     }
 
-    /// Whether this server would take `sql` as a write: the classifier knows it writes, or it
-    /// calls a declared writing function.
+    /// Whether this server, as a replica, refuses `sql` as a write: the classifier knows it
+    /// writes (transaction control, session settings and cursors excepted: a server in recovery
+    /// runs read-only transactions), or it calls a declared writing function.
     pub fn is_write(&self, sql: &str) -> bool {
-        if crate::classify::classify(sql).is_ok_and(|c| c.is_write()) {
+        use crate::classify::reason::{CURSOR, SESSION};
+        if crate::classify::classify(sql)
+            .is_ok_and(|c| c.is_write() && c.reason() != SESSION && c.reason() != CURSOR)
+        {
             return true;
         }
         let functions = self.writing_functions.lock();
