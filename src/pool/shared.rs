@@ -615,6 +615,9 @@ impl<C: Connector> Shared<C> {
             if let Slot::Waiting(w) = std::mem::replace(&mut *slot, Slot::TimedOut(cause)) {
                 wakers.extend(w);
             }
+            // The caller gets a timeout: count it as one, so the metric agrees with the error.
+            inner.totals.timed_out += 1;
+            self.metrics.timeouts.increment(1);
         }
         wakers
     }
