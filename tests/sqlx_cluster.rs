@@ -746,3 +746,99 @@ async fn wrapped_pg_pools_serve_reads_and_writes() {
         held.push(conn);
     }
 }
+
+/// Runs `sql` as a simple query on a cluster handle.
+async fn raw(
+    conn: &mut seawall::ClusterConn<PgConnector>,
+    sql: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+        .execute(&mut **conn)
+        .await
+        .map(|_| ())
+}
+
+/// A function the application declared read-only but which inserts: the replica refuses it
+/// with SQLSTATE 25006, the cluster runs it again on the primary and learns; inside a
+/// transaction on a pinned replica handle the caller gets the typed error instead.
+#[tokio::test]
+async fn a_write_a_replica_refuses_is_retried_on_the_primary_and_learned() {
+    let bed = shared_bed();
+    let setup = "CREATE TABLE touched (id int); \
+                 CREATE FUNCTION touch(i int) RETURNS int LANGUAGE sql \
+                 AS $$ INSERT INTO touched VALUES (i) RETURNING i $$";
+    let mut admin = PgConnection::connect(&bed.primary_url()).await.unwrap();
+    sqlx::raw_sql(setup).execute(&mut admin).await.unwrap();
+    for i in bed.replicas() {
+        bed.wait_for_value(i, "SELECT to_regproc('touch') IS NOT NULL", "t")
+            .unwrap();
+    }
+    let mut builder = Cluster::builder()
+        .primary("primary", pool("primary", &bed.primary_url(), 2))
+        .probe_interval(None)
+        .classifier(seawall::classify::Classifier::new().with_read_only_function("touch"));
+    for i in bed.replicas() {
+        let name = format!("replica-{i}");
+        builder = builder.replica(name.clone(), pool(&name, &bed.url(i).unwrap(), 2));
+    }
+    let cluster = builder.build().unwrap();
+
+    let sql = "SELECT touch(1)";
+    assert_eq!(cluster.classify(sql).unwrap(), Route::Replica);
+    let (id, node) = cluster
+        .execute(sql, |conn, sql| {
+            Box::pin(async move {
+                let id: i32 = sqlx::query_scalar(AssertSqlSafe(sql))
+                    .fetch_one(&mut **conn)
+                    .await?;
+                conn.set_rows(1);
+                Ok((id, conn.node_name().to_owned()))
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!((id, node.as_str()), (1, "primary"));
+    assert_eq!(count(&mut admin, "touched").await, 1, "ran once, on the primary");
+    let snapshot = cluster.snapshot();
+    assert_eq!(snapshot.routes.retried_on_primary, 1);
+    assert_eq!(snapshot.routes.learned_writes, 1);
+    assert_eq!(cluster.classify("SELECT touch(2)").unwrap(), Route::Primary);
+    let stats = cluster.statements();
+    let touch = stats
+        .iter()
+        .find(|s| s.statement.starts_with("select touch("))
+        .unwrap();
+    assert_eq!((touch.calls, touch.errors, touch.rows), (2, 1, Some(1)));
+    assert_eq!(touch.nodes.len(), 2, "the refusing replica and the primary");
+
+    // Inside a transaction on a replica: not retried, typed, and the server's 25006 kept.
+    let mut conn = cluster
+        .read_with(AcquireOptions::new().replica_only())
+        .await
+        .unwrap();
+    let replica = conn.node_name().to_owned();
+    conn.execute("BEGIN", |c, sql| Box::pin(raw(c, sql)))
+        .await
+        .unwrap();
+    assert!(conn.in_transaction());
+    let err = conn
+        .execute("SELECT touch(3)", |c, sql| Box::pin(raw(c, sql)))
+        .await
+        .unwrap_err();
+    let Error::WriteOnReplica(e) = &err else {
+        panic!("expected WriteOnReplica, got {err:?}");
+    };
+    assert_eq!(*e.node, *replica);
+    assert_eq!(e.not_retried, seawall::NotRetried::InTransaction);
+    let code = e
+        .error
+        .downcast_ref::<sqlx::Error>()
+        .and_then(|e| e.as_database_error())
+        .and_then(|d| d.code().map(|c| c.into_owned()));
+    assert_eq!(code.as_deref(), Some("25006"), "{err}");
+    conn.execute("ROLLBACK", |c, sql| Box::pin(raw(c, sql)))
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(count(&mut admin, "touched").await, 1);
+}
