@@ -14,15 +14,19 @@
 //! An acquire travels through one module per concept:
 //!
 //! ```text
-//! cluster.route(sql)
-//!   └─ classify ─ read-only? ─ balance ─ pick a replica by load ─┐   (writes: the primary)
-//!                                                                ▼
+//! cluster.execute(sql, f) / cluster.route(sql)
+//!   └─ classify ─ read-only? (route memory may know better) ─ balance ─ pick a replica by load ─┐
+//!                                                                      (writes: the primary)    ▼
 //!        breaker (fail fast on a failing node) ─ admission (adaptive limit, queue, shedding)
-//!                                                                ▼
-//!                                       pool (fair, bounded, cancellation-safe) ─ connection
+//!                                                                                               ▼
+//!                                       pool (fair, bounded, cancellation-safe) ─ connection ─ f
+//!                                                                                               ▼
+//!   statement statistics ◄─ outcome ─► breaker, load, limit;  refused as a write? learn, retry on the primary
 //! ```
 //!
 //! * [`classify`]: a lexical classifier; anything not provably read-only goes to the primary.
+//!   Statement [fingerprints](classify::fingerprint) key a [`RouteMemory`](classify::RouteMemory)
+//!   of routes declared by the application or learned from replicas that refused a write.
 //! * [`cluster`]: the primary and replicas, the router, and the [`ClusterConn`] handle that
 //!   reports each piece of work back to its node.
 //! * [`load`] and [`balance`]: per-node peak-EWMA latency, in-flight, errors and lag, and the
@@ -33,8 +37,12 @@
 //! * [`pool`]: one fast, fair pool per backend.
 //! * [`driver`]: the [`Connector`] trait a database driver implements; [`sim`] is an
 //!   in-process simulated database implementing it, for tests, demos and benchmarks.
-//! * [`metrics`](mod@metrics): the metric names every layer reports through the `metrics`
-//!   facade; `tracing` spans and events cover acquire, connect, recycle and state changes.
+//! * [`statements`]: per-statement figures (calls, errors, rows, time, p50/p99, nodes), a
+//!   client-side `pg_stat_statements`; [`Cluster::snapshot`] is the operator's view of every
+//!   node and route, printable as a table.
+//! * [`metrics`](mod@metrics): every metric name and label, in one table, reported through the
+//!   `metrics` facade; `tracing` spans and events cover acquire, connect, recycle and state
+//!   changes.
 //! * `sqlx` (feature `sqlx`): a PostgreSQL driver over sqlx connections, wrapped `PgPool`s,
 //!   probes, WAL-position tokens for read-your-writes and `PgPromoter`.
 //! * `testbed` (feature `testbed`): a throwaway PostgreSQL primary with streaming replicas, for
@@ -58,9 +66,17 @@
 //!     .replica("replica-1", pool("replica-1")?)
 //!     .build()?;
 //!
+//! // Pin a connection for a statement (or a transaction) ...
 //! let mut conn = cluster.route("SELECT * FROM orders WHERE id = $1").await?;
 //! assert_eq!(conn.node_name(), "replica-1");
 //! conn.query("SELECT * FROM orders WHERE id = $1").await.ok();
+//! drop(conn);
+//!
+//! // ... or let the cluster run it: it times it, and a write a replica refuses is retried on
+//! // the primary and remembered.
+//! let sql = "UPDATE orders SET state = 'paid' WHERE id = 7";
+//! cluster.execute(sql, |conn, sql| Box::pin(conn.query(sql))).await?;
+//! println!("{}", cluster.snapshot());
 //! # Ok(()) }
 //! ```
 //!
