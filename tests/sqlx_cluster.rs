@@ -748,10 +748,7 @@ async fn wrapped_pg_pools_serve_reads_and_writes() {
 }
 
 /// Runs `sql` as a simple query on a cluster handle.
-async fn raw(
-    conn: &mut seawall::ClusterConn<PgConnector>,
-    sql: &str,
-) -> Result<(), sqlx::Error> {
+async fn raw(conn: &mut seawall::ClusterConn<PgConnector>, sql: &str) -> Result<(), sqlx::Error> {
     sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
         .execute(&mut **conn)
         .await
@@ -798,7 +795,11 @@ async fn a_write_a_replica_refuses_is_retried_on_the_primary_and_learned() {
         .await
         .unwrap();
     assert_eq!((id, node.as_str()), (1, "primary"));
-    assert_eq!(count(&mut admin, "touched").await, 1, "ran once, on the primary");
+    assert_eq!(
+        count(&mut admin, "touched").await,
+        1,
+        "ran once, on the primary"
+    );
     let snapshot = cluster.snapshot();
     assert_eq!(snapshot.routes.retried_on_primary, 1);
     assert_eq!(snapshot.routes.learned_writes, 1);

@@ -148,16 +148,10 @@ impl Settings {
         let admission = Admission::new(name.clone(), limiter, config)?;
         let breaker = CircuitBreaker::new(name.clone(), self.breaker.clone());
         let load = NodeLoad::with_config(self.load)?;
-        Ok(Node::new(
-            name,
-            role,
-            pool,
-            load,
-            breaker,
-            admission,
-            events.clone(),
-            self.ledger.clone(),
-        ))
+        Ok(
+            Node::new(name, role, pool, load, breaker, admission, events.clone())
+                .with_ledger(self.ledger.clone()),
+        )
     }
 }
 

@@ -64,7 +64,6 @@ impl<C: Connector> Node<C> {
         breaker: CircuitBreaker,
         admission: Admission,
         events: broadcast::Sender<ClusterEvent>,
-        ledger: Arc<Ledger>,
     ) -> Self {
         load.set_capacity(pool.max_size());
         if role == Role::Primary {
@@ -83,8 +82,14 @@ impl<C: Connector> Node<C> {
             breaker,
             admission,
             events,
-            ledger,
+            ledger: Arc::default(),
         }
+    }
+
+    /// Reports to the cluster's `ledger`.
+    pub(crate) fn with_ledger(mut self, ledger: Arc<Ledger>) -> Self {
+        self.ledger = ledger;
+        self
     }
 
     /// Ends a breaker call, announcing the breaker opening if this outcome tripped it.
