@@ -54,24 +54,27 @@
 //! depend on the process, the machine or the version: the algorithm is fixed, and golden-value
 //! tests pin it together with the normalization. Changing either is a breaking change.
 //!
-//! The fingerprint is a hash of the bytes of [`normalize`]'s text. Read them as little-endian
-//! 64-bit words, the last one padded with zero bytes; with `fold(a, b)` the 128-bit product `a * b`
-//! with its high half XORed into its low half:
+//! The fingerprint is a hash of the bytes of [`normalize`]'s text, taken 16 at a time as two
+//! little-endian 64-bit words `a` and `b` (the last block padded with zero bytes); `fold(x, y)`
+//! is the 128-bit product `x * y` with its high half XORed into its low half:
 //!
 //! ```text
 //! h = 0x243f_6a88_85a3_08d3
-//! for each word w:  h = fold(h ^ w, 0x9e37_79b9_7f4a_7c15)
-//! fingerprint      = fold(h ^ length_in_bytes, 0xbf58_476d_1ce4_e5b9)
+//! for each block (a, b):  h = fold(h ^ a, b ^ 0x9e37_79b9_7f4a_7c15)
+//! fingerprint            = fold(h ^ length_in_bytes, 0xbf58_476d_1ce4_e5b9)
 //! ```
 //!
-//! One multiplication per 8 bytes keeps it cheaper than lexing; the final fold with the length
-//! tells inputs apart that differ only in trailing zero bytes. It is not a cryptographic hash:
+//! One multiplication per 16 bytes (the mixing step of wyhash) keeps it cheaper than lexing; the
+//! final fold with the length tells apart texts that differ only in trailing zero bytes. It is
+//! not a cryptographic hash:
 //! anyone who controls the SQL can make two statements collide.
 
 use std::fmt;
 use std::str::FromStr;
 
-use super::lexer::{Kind, Lexer};
+use std::ops::Range;
+
+use super::lexer::{self, Kind, Lexer};
 
 /// A statement's identity with literals and parameter values taken out, whitespace, comments and
 /// case folded. See the [module docs](self) for the rules and the (stable) hash.
@@ -185,7 +188,7 @@ pub fn fingerprint(sql: impl AsRef<[u8]>) -> Fingerprint {
 }
 
 fn fingerprint_bytes(src: &[u8]) -> Fingerprint {
-    Fingerprint(walk(src, Hasher::new()).finish())
+    Fingerprint(walk(src, Hasher::new).finish())
 }
 
 /// The normalized text of `sql`, for display: what [`fingerprint`] hashes. See the
@@ -206,31 +209,53 @@ pub fn normalize(sql: impl AsRef<[u8]>) -> String {
 }
 
 fn normalize_bytes(src: &[u8]) -> String {
-    let text = walk(src, Text(Vec::with_capacity(src.len()))).0;
-    // Every piece written is UTF-8 (see `put_text`); the fallback only keeps this panic-free.
+    let text = walk(src, || Text(Vec::with_capacity(src.len()))).0;
+    // Every piece written is UTF-8 (names go through `from_utf8_lossy`); the fallback only keeps
+    // this panic-free.
     String::from_utf8(text).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// Where the normalized text goes: into a hash or into a string.
+/// Where the normalized text goes: into a hash or into a string. Each call appends one token,
+/// after a space if `space`.
 trait Sink {
-    /// Appends `bytes`, ASCII-lowercased if `lower`.
-    fn put(&mut self, bytes: &[u8], lower: bool);
-    fn put_byte(&mut self, b: u8);
+    /// The name `src[start..end]`, ASCII-lowercased if `lower`, with bytes that are not UTF-8
+    /// replaced as [`String::from_utf8_lossy`] does.
+    fn put_name(&mut self, space: bool, src: &[u8], start: usize, end: usize, lower: bool);
+    /// `src[start..end]`, which is ASCII.
+    fn put_ascii(&mut self, space: bool, src: &[u8], start: usize, end: usize);
+    /// One ASCII byte.
+    fn put_byte(&mut self, space: bool, b: u8);
 }
 
 /// Collects the text, for [`normalize`].
 struct Text(Vec<u8>);
 
+impl Text {
+    fn space(&mut self, space: bool) {
+        if space {
+            self.0.push(b' ');
+        }
+    }
+}
+
 impl Sink for Text {
-    fn put(&mut self, bytes: &[u8], lower: bool) {
+    fn put_name(&mut self, space: bool, src: &[u8], start: usize, end: usize, lower: bool) {
+        self.space(space);
+        let name = String::from_utf8_lossy(&src[start..end]);
         if lower {
-            self.0.extend(bytes.iter().map(u8::to_ascii_lowercase));
+            self.0.extend(name.bytes().map(|b| b.to_ascii_lowercase()));
         } else {
-            self.0.extend_from_slice(bytes);
+            self.0.extend_from_slice(name.as_bytes());
         }
     }
 
-    fn put_byte(&mut self, b: u8) {
+    fn put_ascii(&mut self, space: bool, src: &[u8], start: usize, end: usize) {
+        self.space(space);
+        self.0.extend_from_slice(&src[start..end]);
+    }
+
+    fn put_byte(&mut self, space: bool, b: u8) {
+        self.space(space);
         self.0.push(b);
     }
 }
@@ -246,108 +271,188 @@ fn fold(a: u64, b: u64) -> u64 {
     (p as u64) ^ ((p >> 64) as u64)
 }
 
-/// The hash of the module docs, fed a byte stream in pieces: bytes gather in `acc` (little
-/// endian) until a word is full.
+const ONES: u128 = u128::MAX / 0xff;
+const HIGH_BITS: u128 = ONES * 0x80;
+
+/// ASCII-lowercases the 16 bytes of `w` at once: `A..=Z` gain `0x20`, other bytes stay.
+#[inline(always)]
+fn lower16(w: u128) -> u128 {
+    let low7 = w & (ONES * 0x7f);
+    // Per byte, no carries: the top bit says `>= 'A'`, resp. `> 'Z'`.
+    let from_a = low7 + ONES * (0x80 - u128::from(b'A'));
+    let past_z = low7 + ONES * (0x7f - u128::from(b'Z'));
+    let upper = from_a & !past_z & !w & HIGH_BITS;
+    w | (upper >> 2)
+}
+
+/// The hash of the module docs, fed the text in pieces of up to 16 bytes. Small enough to live
+/// in registers: one piece per token is a few shifts, and every 16 bytes one multiplication.
 struct Hasher {
     h: u64,
-    acc: u64,
-    /// Bytes in `acc`, `0..8`.
+    /// The current block, little endian: `fill` bytes so far, zeros above.
+    block: u128,
     fill: u32,
-    len: u64,
+    /// Blocks hashed so far.
+    blocks: u64,
 }
 
 impl Hasher {
     fn new() -> Self {
         Hasher {
             h: SEED,
-            acc: 0,
+            block: 0,
             fill: 0,
-            len: 0,
+            blocks: 0,
         }
     }
 
-    /// Appends the low `n` bytes of `w` (`1..=8`; the bytes above them are zero).
+    /// Appends the low `n` bytes of `piece` (`1..=16`; the bytes above them are zero).
     #[inline(always)]
-    fn push(&mut self, w: u64, n: u32) {
-        self.len += u64::from(n);
-        self.acc |= w << (8 * self.fill);
-        let fill = self.fill + n;
-        if fill >= 8 {
-            self.h = fold(self.h ^ self.acc, K);
-            // The bytes of `w` that did not fit (none if `acc` was empty).
-            self.acc = if self.fill == 0 {
-                0
-            } else {
-                w >> (64 - 8 * self.fill)
-            };
-            self.fill = fill - 8;
-        } else {
-            self.fill = fill;
+    fn append(&mut self, piece: u128, n: u32) {
+        let fill = self.fill;
+        self.block |= piece << (8 * fill);
+        if fill + n < 16 {
+            self.fill = fill + n;
+            return;
         }
+        self.h = fold(self.h ^ self.block as u64, (self.block >> 64) as u64 ^ K);
+        self.blocks += 1;
+        // The bytes of `piece` that did not fit (none if the block was empty).
+        self.block = piece.checked_shr(128 - 8 * fill).unwrap_or(0);
+        self.fill = fill + n - 16;
     }
 
     fn finish(self) -> u64 {
         let h = if self.fill > 0 {
-            fold(self.h ^ self.acc, K)
+            fold(self.h ^ self.block as u64, (self.block >> 64) as u64 ^ K)
         } else {
             self.h
         };
-        fold(h ^ self.len, K_FINAL)
+        let len = self.blocks * 16 + u64::from(self.fill);
+        fold(h ^ len, K_FINAL)
+    }
+
+    /// Appends a space if `space`, then `src[start..end]` (lowercased if `lower`), up to 16
+    /// bytes at a time. Stops before a piece with a byte above ASCII and returns where.
+    #[inline(always)]
+    fn put_pieces(
+        &mut self,
+        mut space: bool,
+        src: &[u8],
+        start: usize,
+        end: usize,
+        lower: bool,
+    ) -> usize {
+        let mut i = start;
+        while i < end {
+            let n = (end - i).min(16 - usize::from(space));
+            let mut piece = load16(src, i) & (u128::MAX >> (128 - 8 * n));
+            if piece & HIGH_BITS != 0 {
+                return i;
+            }
+            if lower {
+                piece = lower16(piece);
+            }
+            if space {
+                piece = piece << 8 | u128::from(b' ');
+                space = false;
+                self.append(piece, n as u32 + 1);
+            } else {
+                self.append(piece, n as u32);
+            }
+            i += n;
+        }
+        if space {
+            self.append(u128::from(b' '), 1);
+        }
+        end
+    }
+
+    /// The rest of a name that holds bytes above ASCII, as `from_utf8_lossy` writes it.
+    #[cold]
+    fn put_lossy(&mut self, name: &[u8], lower: bool) {
+        for chunk in name.utf8_chunks() {
+            for &b in chunk.valid().as_bytes() {
+                self.append(
+                    u128::from(if lower { b.to_ascii_lowercase() } else { b }),
+                    1,
+                );
+            }
+            if !chunk.invalid().is_empty() {
+                for &b in char::REPLACEMENT_CHARACTER
+                    .encode_utf8(&mut [0; 4])
+                    .as_bytes()
+                {
+                    self.append(u128::from(b), 1);
+                }
+            }
+        }
+    }
+}
+
+/// The 16 bytes of `src` from `i` on, little endian; zeros past the end.
+#[inline(always)]
+fn load16(src: &[u8], i: usize) -> u128 {
+    let word = |bytes: &[u8]| u128::from_le_bytes(bytes.try_into().unwrap_or_default());
+    match src.get(i..i + 16) {
+        Some(bytes) => word(bytes),
+        // Near the end: the last 16 bytes, shifted down, rather than a short copy.
+        None if src.len() >= 16 => word(&src[src.len() - 16..]) >> (8 * (i + 16 - src.len())),
+        None => {
+            let mut bytes = [0u8; 16];
+            let rest = src.get(i..).unwrap_or_default();
+            bytes[..rest.len()].copy_from_slice(rest);
+            u128::from_le_bytes(bytes)
+        }
     }
 }
 
 impl Sink for Hasher {
-    #[inline]
-    fn put(&mut self, bytes: &[u8], lower: bool) {
-        let case = |w| if lower { lower8(w) } else { w };
-        let mut words = bytes.chunks_exact(8);
-        for word in &mut words {
-            let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
-            self.push(case(w), 8);
-        }
-        let tail = words.remainder();
-        if !tail.is_empty() {
-            let mut buf = [0u8; 8];
-            buf[..tail.len()].copy_from_slice(tail);
-            self.push(case(u64::from_le_bytes(buf)), tail.len() as u32);
+    #[inline(always)]
+    fn put_name(&mut self, space: bool, src: &[u8], start: usize, end: usize, lower: bool) {
+        let done = self.put_pieces(space, src, start, end, lower);
+        if done < end {
+            // Everything before `done` was ASCII, so `done` starts a character.
+            if done == start && space {
+                self.append(u128::from(b' '), 1);
+            }
+            self.put_lossy(&src[done..end], lower);
         }
     }
 
-    #[inline]
-    fn put_byte(&mut self, b: u8) {
-        self.push(u64::from(b), 1);
+    #[inline(always)]
+    fn put_ascii(&mut self, space: bool, src: &[u8], start: usize, end: usize) {
+        self.put_pieces(space, src, start, end, false);
+    }
+
+    #[inline(always)]
+    fn put_byte(&mut self, space: bool, b: u8) {
+        if space {
+            self.append(u128::from(b) << 8 | u128::from(b' '), 2);
+        } else {
+            self.append(u128::from(b), 1);
+        }
     }
 }
 
-/// ASCII-lowercases the 8 bytes of `w` at once: `A..=Z` gain `0x20`, other bytes stay.
-#[inline(always)]
-fn lower8(w: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    let low7 = w & (0x7f * ONES);
-    // Per byte, no carries: the top bit says `>= 'A'`, resp. `> 'Z'`.
-    let from_a = low7 + (0x80 - u64::from(b'A')) * ONES;
-    let past_z = low7 + (0x7f - u64::from(b'Z')) * ONES;
-    let upper = from_a & !past_z & !w & (0x80 * ONES);
-    w | (upper >> 2)
-}
-
-/// A token of the normalized statement.
+/// A token of the normalized statement; text is `src[start..end]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Tok<'a> {
+enum Tok {
     /// A name or keyword, written lowercased.
-    Word(&'a [u8]),
+    Word(usize, usize),
     /// A quoted identifier, written verbatim.
-    Quoted(&'a [u8]),
+    Quoted(usize, usize),
     /// Any literal or parameter, written `?`.
     Lit,
     /// An operator (one or more operator characters).
-    Op(&'a [u8]),
+    Op(usize, usize),
     /// Any other single byte.
     Punct(u8),
 }
 
 /// Operator characters, as in PostgreSQL's `scan.l`, except `?` (a placeholder here).
-fn is_op_char(b: u8) -> bool {
+#[inline(always)]
+const fn is_op_char(b: u8) -> bool {
     matches!(
         b,
         b'~' | b'!'
@@ -372,10 +477,8 @@ fn is_op_char(b: u8) -> bool {
 struct Tokens<'a> {
     src: &'a [u8],
     lexer: Lexer<'a>,
-    /// A token read ahead while joining an operator.
-    ahead: Option<super::lexer::Token>,
     /// `+` and `-` split off the end of an operator, still to be returned one by one.
-    signs: std::ops::Range<usize>,
+    signs: Range<usize>,
 }
 
 impl<'a> Tokens<'a> {
@@ -383,52 +486,64 @@ impl<'a> Tokens<'a> {
         Tokens {
             src,
             lexer: Lexer::new(src, 0, false),
-            ahead: None,
             signs: 0..0,
         }
     }
 
-    #[inline]
-    fn next(&mut self) -> Option<Tok<'a>> {
-        if let Some(i) = self.signs.next() {
-            return Some(Tok::Op(&self.src[i..=i]));
+    #[inline(always)]
+    fn next(&mut self) -> Option<Tok> {
+        if self.signs.start < self.signs.end {
+            let i = self.signs.start;
+            self.signs.start += 1;
+            return Some(Tok::Op(i, i + 1));
         }
-        let t = self.ahead.take().or_else(|| self.lexer.next_token())?;
-        let text = &self.src[t.start..t.end];
+        let t = self.lexer.next_token()?;
         Some(match t.kind {
-            Kind::Word => Tok::Word(text),
-            Kind::Quoted => Tok::Quoted(text),
+            Kind::Word => Tok::Word(t.start, t.end),
+            Kind::Quoted => Tok::Quoted(t.start, t.end),
             Kind::Str | Kind::Number | Kind::Param | Kind::Unterminated | Kind::Punct(b'?') => {
                 Tok::Lit
             }
-            Kind::Punct(b) if is_op_char(b) => self.operator(t.start, t.end),
+            Kind::Punct(b) if is_op_char(b) => self.operator(t.start),
             Kind::Punct(b) => Tok::Punct(b),
         })
     }
 
-    /// The operator starting with the character at `start..end`.
-    fn operator(&mut self, start: usize, mut end: usize) -> Tok<'a> {
-        while let Some(t) = self.lexer.next_token() {
-            match t.kind {
-                Kind::Punct(b) if t.start == end && is_op_char(b) => end = t.end,
-                _ => {
-                    self.ahead = Some(t);
-                    break;
-                }
+    /// The operator whose first character is at `start`.
+    #[inline(always)]
+    fn operator(&mut self, start: usize) -> Tok {
+        let s = self.src;
+        // The lexer would return the following characters one by one; a comment ends the run.
+        let mut end = start + 1;
+        while let Some(&c) = s.get(end) {
+            let comment = matches!((c, s.get(end + 1)), (b'-', Some(b'-')) | (b'/', Some(b'*')));
+            if !is_op_char(c) || comment {
+                break;
             }
+            end += 1;
         }
-        let op = &self.src[start..end];
-        // As `scan.l` does: so that `=-1` is `= -1`, a multi-character operator may end in `+`
-        // or `-` only if it holds a character SQL's own operators do not use.
-        let mut keep = op.len();
-        if !op.iter().any(|c| b"~!@#^&|`%".contains(c)) {
-            while keep > 1 && matches!(op[keep - 1], b'+' | b'-') {
-                keep -= 1;
-            }
+        self.lexer.pos = end;
+        if end - start == 1 {
+            return Tok::Op(start, end);
         }
-        self.signs = start + keep..end;
-        Tok::Op(&op[..keep])
+        let keep = start + trim_signs(&s[start..end]);
+        self.signs = keep..end;
+        Tok::Op(start, keep)
     }
+}
+
+/// How much of a multi-character operator is one operator. As in `scan.l`, so that `=-1` is
+/// `= -1`: it may end in `+` or `-` only if it holds a character SQL's own operators do not use;
+/// otherwise those end characters are operators of their own.
+#[cold]
+fn trim_signs(op: &[u8]) -> usize {
+    let mut keep = op.len();
+    if !op.iter().any(|c| b"~!@#^&|`%".contains(c)) {
+        while keep > 1 && matches!(op[keep - 1], b'+' | b'-') {
+            keep -= 1;
+        }
+    }
+    keep
 }
 
 /// Keywords after which a `+` or `-` is a sign, not a binary operator.
@@ -451,49 +566,114 @@ fn sign_may_follow(word: &[u8]) -> bool {
     KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(word))
 }
 
-/// Reads `src` and writes its normalized text into `sink`: the one walk behind both
-/// [`fingerprint`] and [`normalize`].
+/// Reads `src` and writes its normalized text into a sink from `new_sink`: the one walk behind
+/// both [`fingerprint`] and [`normalize`]. The fast path takes most statements; whatever it does
+/// not take runs through the general walk, from the start and into a fresh sink.
 #[inline(always)]
-fn walk<S: Sink>(src: &[u8], sink: S) -> S {
+fn walk<S: Sink>(src: &[u8], new_sink: impl Fn() -> S) -> S {
+    match Fast::new(src, new_sink()).run() {
+        Some(sink) => sink,
+        None => general_walk(src, new_sink()),
+    }
+}
+
+/// The general walk: any input, token by token.
+#[inline(never)]
+fn general_walk<S: Sink>(src: &[u8], sink: S) -> S {
     let mut tokens = Tokens::new(src);
-    let mut out = Writer::new(sink);
-    let mut prev: Option<Tok<'_>> = None;
-    let mut next = tokens.next();
-    while let Some(tok) = next {
-        next = tokens.next();
-        if next == Some(Tok::Lit) && is_sign(tok, prev) {
-            // Part of the literal that follows.
+    let mut out = Writer::new(src, sink);
+    // The last token passed on, and a sign that is part of the next token if that is a literal.
+    let mut prev = None;
+    let mut sign = None;
+    while let Some(tok) = tokens.next() {
+        if let Some(s) = sign.take() {
+            if tok == Tok::Lit {
+                out.push(tok);
+                prev = Some(tok);
+                continue;
+            }
+            out.push(s);
+            prev = Some(s);
+        }
+        if is_sign(src, tok, prev) {
+            sign = Some(tok);
             continue;
         }
         out.push(tok);
         prev = Some(tok);
     }
+    if let Some(s) = sign {
+        out.push(s);
+    }
     out.finish()
 }
 
 /// `tok` is a `+` or `-` that cannot be a binary operator after `prev`.
-fn is_sign(tok: Tok<'_>, prev: Option<Tok<'_>>) -> bool {
-    matches!(tok, Tok::Op(b"+" | b"-"))
+#[inline(always)]
+fn is_sign(src: &[u8], tok: Tok, prev: Option<Tok>) -> bool {
+    let plus_minus = |t| matches!(t, Tok::Op(s, e) if e - s == 1 && matches!(src[s], b'+' | b'-'));
+    plus_minus(tok)
         && match prev {
             None => true,
-            Some(Tok::Word(w)) => sign_may_follow(w),
-            Some(Tok::Quoted(_) | Tok::Lit | Tok::Punct(b')' | b']')) => false,
+            Some(Tok::Word(s, e)) => sign_may_follow(&src[s..e]),
+            Some(Tok::Quoted(..) | Tok::Lit | Tok::Punct(b')' | b']')) => false,
             // `- -1` keeps both: only one sign is taken into the literal, so that the text
             // reads the same way again.
-            Some(Tok::Op(op)) => !matches!(op, b"+" | b"-"),
+            Some(op @ Tok::Op(..)) => !plus_minus(op),
             Some(Tok::Punct(_)) => true,
         }
 }
 
 /// What a written token counts as for collapsing constant lists.
 #[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 enum Class {
+    Other,
     Lit,
     Open,
     Close,
     Comma,
     Values,
-    Other,
+}
+
+impl Class {
+    #[inline(always)]
+    fn of_word(word: &[u8]) -> Class {
+        if word.len() == 6 && word.eq_ignore_ascii_case(b"values") {
+            Class::Values
+        } else {
+            Class::Other
+        }
+    }
+}
+
+/// The classes of the last four tokens written, the newest in the low byte.
+#[derive(Clone, Copy)]
+struct Recent(u32);
+
+impl Recent {
+    fn new() -> Self {
+        Recent(0)
+    }
+
+    #[inline(always)]
+    fn push(&mut self, class: Class) {
+        self.0 = self.0 << 8 | class as u32;
+    }
+
+    #[inline(always)]
+    fn last(self) -> u8 {
+        self.0 as u8
+    }
+
+    /// The last tokens written are a row: `(?)` after `VALUES`, `(` or `,`.
+    #[inline(always)]
+    fn ends_row(self) -> bool {
+        use Class::*;
+        let [before, open, lit, close] = self.0.to_be_bytes();
+        [open, lit, close] == [Open as u8, Lit as u8, Close as u8]
+            && [Values as u8, Open as u8, Comma as u8].contains(&before)
+    }
 }
 
 /// Tokens held back because they may be dropped: a comma after a constant, and what may follow it
@@ -513,47 +693,55 @@ enum Held {
 
 /// Collapses constant lists, drops empty statements and spaces the tokens into the sink.
 struct Writer<'a, S> {
+    src: &'a [u8],
     sink: S,
-    /// Classes of the last four tokens passed on to `write`, oldest first.
-    recent: [Class; 4],
+    /// Classes of the last tokens passed on to `write`.
+    recent: Recent,
     held: Held,
     /// A `;` to write if another statement follows.
     semicolon: bool,
     /// The last token written to the sink.
-    last: Option<Tok<'a>>,
+    last: Option<Tok>,
 }
 
 impl<'a, S: Sink> Writer<'a, S> {
-    fn new(sink: S) -> Self {
+    fn new(src: &'a [u8], sink: S) -> Self {
         Writer {
+            src,
             sink,
-            recent: [Class::Other; 4],
+            recent: Recent::new(),
             held: Held::None,
             semicolon: false,
             last: None,
         }
     }
 
-    #[inline]
-    fn push(&mut self, tok: Tok<'a>) {
+    #[inline(always)]
+    fn push(&mut self, tok: Tok) {
         let class = match tok {
             Tok::Lit => Class::Lit,
             Tok::Punct(b'(') => Class::Open,
             Tok::Punct(b')') => Class::Close,
             Tok::Punct(b',') => Class::Comma,
-            Tok::Word(w) if w.eq_ignore_ascii_case(b"values") => Class::Values,
+            Tok::Word(s, e) => Class::of_word(&self.src[s..e]),
             _ => Class::Other,
         };
+        if self.held == Held::None && class != Class::Comma {
+            return self.write(tok, class);
+        }
+        self.push_held(tok, class);
+    }
+
+    /// [`Writer::push`] where a comma may start a run of constants.
+    #[inline(never)]
+    fn push_held(&mut self, tok: Tok, class: Class) {
         loop {
             self.held = match (self.held, class) {
                 (Held::None, Class::Comma) if self.ends_constant() => Held::Comma,
-                (Held::None, _) => {
-                    self.write(tok, class);
-                    return;
-                }
+                (Held::None, _) => return self.write(tok, class),
                 // `?, ?`: drop the second.
-                (Held::Comma, Class::Lit) if self.recent[3] == Class::Lit => Held::None,
-                (Held::Comma, Class::Open) if self.ends_row() => Held::CommaOpen,
+                (Held::Comma, Class::Lit) if self.recent.last() == Class::Lit as u8 => Held::None,
+                (Held::Comma, Class::Open) if self.recent.ends_row() => Held::CommaOpen,
                 (Held::CommaOpen, Class::Lit) => Held::CommaOpenLit,
                 (Held::CommaOpenLit, Class::Comma) => Held::CommaOpenLitComma,
                 (Held::CommaOpenLitComma, Class::Lit) => Held::CommaOpenLit,
@@ -569,7 +757,6 @@ impl<'a, S: Sink> Writer<'a, S> {
     }
 
     /// Writes what was held back: it turned out not to be a repeated constant.
-    #[cold]
     fn release(&mut self) {
         let held = std::mem::replace(&mut self.held, Held::None);
         if held == Held::None {
@@ -592,44 +779,30 @@ impl<'a, S: Sink> Writer<'a, S> {
 
     /// The last token written ends a constant: a literal, or a row `(?)`.
     fn ends_constant(&self) -> bool {
-        self.recent[3] == Class::Lit || self.ends_row()
+        self.recent.last() == Class::Lit as u8 || self.recent.ends_row()
     }
 
-    /// The last tokens written are a row: `(?)` after `VALUES`, `(` or `,`.
-    fn ends_row(&self) -> bool {
-        matches!(
-            self.recent,
-            [
-                Class::Values | Class::Open | Class::Comma,
-                Class::Open,
-                Class::Lit,
-                Class::Close
-            ]
-        )
-    }
-
-    fn write(&mut self, tok: Tok<'a>, class: Class) {
-        self.recent = [self.recent[1], self.recent[2], self.recent[3], class];
-        if tok == Tok::Punct(b';') {
+    #[inline(always)]
+    fn write(&mut self, tok: Tok, class: Class) {
+        self.recent.push(class);
+        if let Tok::Punct(b';') = tok {
             // Written only if a statement comes before and after it.
             self.semicolon = self.last.is_some();
             return;
         }
-        if std::mem::take(&mut self.semicolon) {
-            self.sink.put_byte(b';');
+        if self.semicolon {
+            self.semicolon = false;
+            self.sink.put_byte(false, b';');
             self.last = Some(Tok::Punct(b';'));
         }
-        if let Some(last) = self.last {
-            if !tight(last, tok) {
-                self.sink.put_byte(b' ');
-            }
-        }
+        let space = self.last.is_some_and(|last| !tight(self.src, last, tok));
+        let src = self.src;
         match tok {
-            Tok::Word(w) => put_text(&mut self.sink, w, true),
-            Tok::Quoted(q) => put_text(&mut self.sink, q, false),
-            Tok::Lit => self.sink.put_byte(b'?'),
-            Tok::Op(op) => self.sink.put(op, false),
-            Tok::Punct(b) => self.sink.put_byte(b),
+            Tok::Word(s, e) => self.sink.put_name(space, src, s, e, true),
+            Tok::Quoted(s, e) => self.sink.put_name(space, src, s, e, false),
+            Tok::Lit => self.sink.put_byte(space, b'?'),
+            Tok::Op(s, e) => self.sink.put_ascii(space, src, s, e),
+            Tok::Punct(b) => self.sink.put_byte(space, b),
         }
         self.last = Some(tok);
     }
@@ -640,19 +813,378 @@ impl<'a, S: Sink> Writer<'a, S> {
     }
 }
 
+/// The fast path: one loop over the bytes for the statements most traffic is made of.
+///
+/// The general walk stacks the lexer, operator joining, signs and the writer, and costs a few
+/// times what classifying a statement does. This loop does the same work in one pass for a
+/// statement of ASCII names and keywords, numbers, plain strings, quoted names, `$n` and `?`,
+/// operators and punctuation. At anything else (a comment, a prefixed or dollar-quoted string, a
+/// sign, an operator that `scan.l` would split, anything unterminated, a byte above ASCII) it
+/// gives up and the general walk starts over. Where it does finish, it writes exactly what the
+/// general walk writes; a test checks that on random input.
+struct Fast<'a, S> {
+    src: &'a [u8],
+    sink: S,
+    /// What the last token written was (one of the `L_` codes).
+    last: u8,
+    /// The last word written, for `in (` and for signs after keywords.
+    word: (usize, usize),
+    /// The last classes written, as in [`Writer`].
+    recent: Recent,
+}
+
+const L_START: u8 = 0;
+const L_WORD: u8 = 1;
+const L_QUOTED: u8 = 2;
+const L_LIT: u8 = 3;
+const L_OP: u8 = 4;
+/// A `+` or `-` operator.
+const L_PLUS_MINUS: u8 = 5;
+const L_OPEN: u8 = 6;
+const L_CLOSE: u8 = 7;
+const L_OPEN_BRACKET: u8 = 8;
+const L_CLOSE_BRACKET: u8 = 9;
+const L_COMMA: u8 = 10;
+const L_DOT: u8 = 11;
+const L_COLON: u8 = 12;
+const L_SEMICOLON: u8 = 13;
+/// A `;` not yet written: it is, if another token follows.
+const L_SEMICOLON_HELD: u8 = 14;
+
+const fn bits(codes: &[u8]) -> u32 {
+    let mut mask = 0;
+    let mut i = 0;
+    while i < codes.len() {
+        mask |= 1 << codes[i];
+        i += 1;
+    }
+    mask
+}
+
+/// No space after these (as in [`tight`]; nothing at all after `L_START`).
+const TIGHT_AFTER: u32 = bits(&[L_START, L_OPEN, L_OPEN_BRACKET, L_DOT, L_COLON]);
+/// After these, a `+` or `-` is a binary operator (as in [`is_sign`]); after a word it depends.
+const VALUE_ENDS: u32 = bits(&[L_QUOTED, L_LIT, L_CLOSE, L_CLOSE_BRACKET, L_PLUS_MINUS]);
+
+/// What the fast loop does with a byte that starts a token.
+const F_BAIL: u8 = 0;
+const F_SPACE: u8 = 1;
+const F_WORD: u8 = 2;
+const F_LITERAL: u8 = 3;
+const F_DOUBLE_QUOTE: u8 = 4;
+const F_OP: u8 = 5;
+const F_PUNCT: u8 = 6;
+
+const FAST_ACTION: [u8; 256] = {
+    let mut t = [F_BAIL; 256];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        t[b] = match c {
+            b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => F_SPACE,
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' => F_WORD,
+            b'0'..=b'9' | b'\'' | b'$' | b'?' => F_LITERAL,
+            b'"' => F_DOUBLE_QUOTE,
+            b'(' | b')' | b'[' | b']' | b',' | b'.' | b':' | b';' => F_PUNCT,
+            _ if is_op_char(c) => F_OP,
+            _ => F_BAIL,
+        };
+        b += 1;
+    }
+    t
+};
+
+/// `true` for the bytes of an ASCII identifier after its first (letters, digits, `_`, `$`).
+#[inline(always)]
+fn is_ascii_ident_cont(c: u8) -> bool {
+    const TABLE: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 128 {
+            let c = b as u8;
+            t[b] = c.is_ascii_alphanumeric() || c == b'_' || c == b'$';
+            b += 1;
+        }
+        t
+    };
+    TABLE[usize::from(c)]
+}
+
+impl<'a, S: Sink> Fast<'a, S> {
+    fn new(src: &'a [u8], sink: S) -> Self {
+        Fast {
+            src,
+            sink,
+            last: L_START,
+            word: (0, 0),
+            recent: Recent::new(),
+        }
+    }
+
+    /// The sink with the statement written, or `None` to leave it to the general walk.
+    #[inline(always)]
+    fn run(mut self) -> Option<S> {
+        let s = self.src;
+        let mut i = 0;
+        while let Some(&b) = s.get(i) {
+            i = match FAST_ACTION[usize::from(b)] {
+                F_SPACE => i + 1,
+                F_WORD => {
+                    let mut j = i + 1;
+                    while s.get(j).is_some_and(|&c| is_ascii_ident_cont(c)) {
+                        j += 1;
+                    }
+                    // Bytes above ASCII continue a name; `E'`, `U&'` and the like start literals.
+                    if matches!(s.get(j), Some(&c) if c >= 0x80 || c == b'\'' || c == b'&') {
+                        return None;
+                    }
+                    self.word(i, j);
+                    j
+                }
+                F_LITERAL => {
+                    let end = literal_end(s, i)?;
+                    self.lit();
+                    end
+                }
+                F_DOUBLE_QUOTE => {
+                    let end = quoted_end(s, i + 1)?;
+                    let space = self.start(L_QUOTED, Class::Other, TIGHT_AFTER);
+                    self.sink.put_ascii(space, s, i, end);
+                    end
+                }
+                F_OP => self.operator(i)?,
+                F_PUNCT => match b {
+                    b'.' if s.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                        self.lit();
+                        lexer::number(s, i)
+                    }
+                    b',' => self.comma(i),
+                    b';' => {
+                        self.recent.push(Class::Other);
+                        if self.last != L_START {
+                            self.last = L_SEMICOLON_HELD;
+                        }
+                        i + 1
+                    }
+                    _ => {
+                        self.punct(b);
+                        i + 1
+                    }
+                },
+                _ => return None,
+            };
+        }
+        Some(self.sink)
+    }
+
+    /// Writes a `;` that turned out to be between two statements.
+    #[inline(always)]
+    fn release_semicolon(&mut self) {
+        if self.last == L_SEMICOLON_HELD {
+            self.sink.put_byte(false, b';');
+            self.last = L_SEMICOLON;
+        }
+    }
+
+    /// Starts a token: writes a held `;`, and says whether a space goes before the token (none
+    /// after a token in `tight_after`).
+    #[inline(always)]
+    fn start(&mut self, last: u8, class: Class, tight_after: u32) -> bool {
+        self.release_semicolon();
+        let space = (1 << self.last) & tight_after == 0;
+        self.last = last;
+        self.recent.push(class);
+        space
+    }
+
+    #[inline(always)]
+    fn word(&mut self, start: usize, end: usize) {
+        let class = Class::of_word(&self.src[start..end]);
+        let space = self.start(L_WORD, class, TIGHT_AFTER);
+        self.sink.put_name(space, self.src, start, end, true);
+        self.word = (start, end);
+    }
+
+    #[inline(always)]
+    fn lit(&mut self) {
+        let space = self.start(L_LIT, Class::Lit, TIGHT_AFTER);
+        self.sink.put_byte(space, b'?');
+    }
+
+    /// The operator starting at `start`; returns where it ends.
+    #[inline(always)]
+    fn operator(&mut self, start: usize) -> Option<usize> {
+        let s = self.src;
+        let mut end = start;
+        while let Some(&c) = s.get(end) {
+            if !is_op_char(c) {
+                break;
+            }
+            // A comment: the general walk's business.
+            if matches!((c, s.get(end + 1)), (b'-', Some(b'-')) | (b'/', Some(b'*'))) {
+                return None;
+            }
+            end += 1;
+        }
+        let plus_minus = matches!(s[end - 1], b'+' | b'-');
+        if plus_minus && (end - start > 1 || !self.binary_operator_fits()) {
+            // `=-1` (which `scan.l` may split), or a sign: the general walk's business.
+            return None;
+        }
+        let last = if plus_minus { L_PLUS_MINUS } else { L_OP };
+        let space = self.start(last, Class::Other, TIGHT_AFTER);
+        self.sink.put_ascii(space, s, start, end);
+        Some(end)
+    }
+
+    /// A `+` or `-` here is a binary operator (see [`is_sign`]).
+    fn binary_operator_fits(&self) -> bool {
+        match self.last {
+            L_WORD => !sign_may_follow(&self.src[self.word.0..self.word.1]),
+            last => (1 << last) & VALUE_ENDS != 0,
+        }
+    }
+
+    /// A comma at `at`, and any repeated constants after it (the rules of [`Writer`]); returns
+    /// where to go on.
+    #[inline(always)]
+    fn comma(&mut self, at: usize) -> usize {
+        let s = self.src;
+        let next = skip_space(s, at + 1);
+        if self.recent.last() == Class::Lit as u8 {
+            if let Some(end) = literal_end(s, next) {
+                // `?, ?`: drop the second.
+                return end;
+            }
+        } else if self.recent.ends_row() {
+            if let Some(end) = row_end(s, next) {
+                // `(?), (?)`: drop the second.
+                return end;
+            }
+        }
+        self.punct(b',');
+        at + 1
+    }
+
+    #[inline(always)]
+    fn punct(&mut self, b: u8) {
+        // Until a held `;` is written, `last` is not the last token.
+        self.release_semicolon();
+        let (last, class, tight_after) = match b {
+            b'(' => {
+                let after_name = match self.last {
+                    L_WORD => !space_before_paren(&self.src[self.word.0..self.word.1]),
+                    last => last == L_QUOTED,
+                };
+                let tight_after = if after_name { u32::MAX } else { TIGHT_AFTER };
+                (L_OPEN, Class::Open, tight_after)
+            }
+            b'[' => (
+                L_OPEN_BRACKET,
+                Class::Other,
+                TIGHT_AFTER | bits(&[L_WORD, L_QUOTED, L_CLOSE, L_CLOSE_BRACKET]),
+            ),
+            b')' => (L_CLOSE, Class::Close, u32::MAX),
+            b']' => (L_CLOSE_BRACKET, Class::Other, u32::MAX),
+            b',' => (L_COMMA, Class::Comma, u32::MAX),
+            b'.' => (L_DOT, Class::Other, u32::MAX),
+            _ => (L_COLON, Class::Other, u32::MAX),
+        };
+        let space = self.start(last, class, tight_after);
+        self.sink.put_byte(space, b);
+    }
+}
+
+fn skip_space(s: &[u8], mut i: usize) -> usize {
+    while s.get(i).is_some_and(|&c| lexer::is_space(c)) {
+        i += 1;
+    }
+    i
+}
+
+/// The end of a literal the fast path takes that starts at `i`: a number, a plain string, `$n`
+/// or `?`. `None` for anything else.
+#[inline(always)]
+fn literal_end(s: &[u8], i: usize) -> Option<usize> {
+    match *s.get(i)? {
+        b'0'..=b'9' => Some(lexer::number(s, i)),
+        b'.' if s.get(i + 1).is_some_and(u8::is_ascii_digit) => Some(lexer::number(s, i)),
+        b'?' => Some(i + 1),
+        b'$' if s.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+            let mut j = i + 2;
+            while s.get(j).is_some_and(u8::is_ascii_digit) {
+                j += 1;
+            }
+            Some(j)
+        }
+        b'\'' => {
+            // A standard string: `''` is the only escape.
+            let mut j = i + 1;
+            loop {
+                j += s.get(j..)?.iter().position(|&c| c == b'\'')?;
+                if s.get(j + 1) != Some(&b'\'') {
+                    return Some(j + 1);
+                }
+                j += 2;
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The end of a row of literals `(?, ...)` starting at `i`, spaces allowed; `None` if there is
+/// none.
+fn row_end(s: &[u8], i: usize) -> Option<usize> {
+    if s.get(i) != Some(&b'(') {
+        return None;
+    }
+    let mut j = literal_end(s, skip_space(s, i + 1))?;
+    loop {
+        j = skip_space(s, j);
+        match s.get(j)? {
+            b')' => return Some(j + 1),
+            b',' => j = literal_end(s, skip_space(s, j + 1))?,
+            _ => return None,
+        }
+    }
+}
+
+/// The end of an ASCII quoted name whose body starts at `from`; `None` if it does not end or is
+/// not ASCII.
+fn quoted_end(s: &[u8], from: usize) -> Option<usize> {
+    let mut j = from;
+    loop {
+        let c = *s.get(j)?;
+        if c >= 0x80 {
+            return None;
+        }
+        if c == b'"' {
+            if s.get(j + 1) != Some(&b'"') {
+                return Some(j + 1);
+            }
+            j += 1;
+        }
+        j += 1;
+    }
+}
+
 /// No space between `last` and `next`. Only where the text still lexes into the same tokens:
 /// never between two names, two operators, or after a lone `$` (which could start a dollar quote).
-fn tight(last: Tok<'_>, next: Tok<'_>) -> bool {
-    let name = |t| matches!(t, Tok::Word(_) | Tok::Quoted(_));
+#[inline(always)]
+fn tight(src: &[u8], last: Tok, next: Tok) -> bool {
     match next {
         Tok::Punct(b',' | b';' | b')' | b']' | b'.' | b':') => true,
         _ if matches!(last, Tok::Punct(b'(' | b'[' | b'.' | b':')) => true,
         Tok::Punct(b'(') => match last {
             // A call or a column list, unless the name is a keyword: `in (`, `values (`.
-            Tok::Word(w) => !space_before_paren(w),
-            _ => name(last),
+            Tok::Word(s, e) => !space_before_paren(&src[s..e]),
+            Tok::Quoted(..) => true,
+            _ => false,
         },
-        Tok::Punct(b'[') => name(last) || matches!(last, Tok::Punct(b')' | b']')),
+        Tok::Punct(b'[') => matches!(
+            last,
+            Tok::Word(..) | Tok::Quoted(..) | Tok::Punct(b')' | b']')
+        ),
         _ => false,
     }
 }
@@ -667,26 +1199,6 @@ fn space_before_paren(word: &[u8]) -> bool {
     KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(word))
 }
 
-/// Writes a name, replacing bytes that are not UTF-8 as [`String::from_utf8_lossy`] would, so
-/// that the hash covers exactly the text [`normalize`] returns.
-#[inline]
-fn put_text<S: Sink>(sink: &mut S, text: &[u8], lower: bool) {
-    if text.is_ascii() {
-        return sink.put(text, lower);
-    }
-    for chunk in text.utf8_chunks() {
-        sink.put(chunk.valid().as_bytes(), lower);
-        if !chunk.invalid().is_empty() {
-            sink.put(
-                char::REPLACEMENT_CHARACTER
-                    .encode_utf8(&mut [0; 4])
-                    .as_bytes(),
-                false,
-            );
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -694,10 +1206,12 @@ mod tests {
     /// The hash of the module docs, straight from the text.
     fn reference_hash(text: &[u8]) -> u64 {
         let mut h = SEED;
-        for chunk in text.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            h = fold(h ^ u64::from_le_bytes(word), K);
+        for chunk in text.chunks(16) {
+            let mut block = [0u8; 16];
+            block[..chunk.len()].copy_from_slice(chunk);
+            let a = u64::from_le_bytes(block[..8].try_into().unwrap());
+            let b = u64::from_le_bytes(block[8..].try_into().unwrap());
+            h = fold(h ^ a, b ^ K);
         }
         fold(h ^ text.len() as u64, K_FINAL)
     }
@@ -925,12 +1439,12 @@ mod tests {
             (
                 "SELECT id, name, email FROM users WHERE id = $1 AND status = 'active' ORDER BY created_at DESC LIMIT 10",
                 "select id, name, email from users where id = ? and status = ? order by created_at desc limit ?",
-                0x2264_c4d8_bf34_a393,
+                0x579b_448f_6ea4_3d49,
             ),
             (
                 "INSERT INTO events (user_id, kind) VALUES ($1, $2), ($3, $4)",
                 "insert into events(user_id, kind) values (?)",
-                0x994e_3336_8c17_74ae,
+                0xc573_fa1f_15d5_1bfa,
             ),
         ];
         for (sql, text, want) in golden {
@@ -947,14 +1461,14 @@ mod tests {
 
     #[test]
     fn hasher_matches_reference_in_any_pieces() {
-        let text: Vec<u8> = (0u8..=40).map(|i| i.wrapping_mul(37)).collect();
+        let text: Vec<u8> = (0u8..150).map(|i| i.wrapping_mul(37) & 0x7f).collect();
         for split in 0..text.len() {
             for split2 in split..text.len() {
                 let mut h = Hasher::new();
-                h.put(&text[..split], false);
-                h.put(&text[split..split2], false);
+                h.put_ascii(false, &text, 0, split);
+                h.put_name(false, &text, split, split2, false);
                 for &b in &text[split2..] {
-                    h.put_byte(b);
+                    h.put_byte(false, b);
                 }
                 assert_eq!(h.finish(), reference_hash(&text));
             }
@@ -962,13 +1476,113 @@ mod tests {
     }
 
     #[test]
-    fn lowercase_words_at_once() {
-        let all: Vec<u8> = (0..=255).collect();
-        for chunk in all.chunks(8) {
-            let w = u64::from_le_bytes(chunk.try_into().unwrap());
-            let want: Vec<u8> = chunk.iter().map(u8::to_ascii_lowercase).collect();
-            assert_eq!(lower8(w).to_le_bytes().as_slice(), want.as_slice());
+    fn hasher_writes_names_as_text_does() {
+        let names: [&[u8]; 6] = [
+            b"Plain_Name",
+            "Ünïcode_ÄÖÜ_and_more_than_sixteen_bytes".as_bytes(),
+            b"bad\xff\xfe",
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZ\xc3",
+            b"\xe2\x82",
+            b"",
+        ];
+        for name in names {
+            for lower in [false, true] {
+                let mut text = Text(b"x".to_vec());
+                text.put_name(true, name, 0, name.len(), lower);
+                let mut h = Hasher::new();
+                h.put_byte(false, b'x');
+                h.put_name(true, name, 0, name.len(), lower);
+                assert_eq!(h.finish(), reference_hash(&text.0), "{name:?}");
+            }
         }
+    }
+
+    #[test]
+    fn lowercase_blocks_at_once() {
+        let all: Vec<u8> = (0..=255).collect();
+        for chunk in all.chunks(16) {
+            let w = u128::from_le_bytes(chunk.try_into().unwrap());
+            let want: Vec<u8> = chunk.iter().map(u8::to_ascii_lowercase).collect();
+            assert_eq!(lower16(w).to_le_bytes().as_slice(), want.as_slice());
+        }
+    }
+
+    /// The fast path writes what the general walk writes, whenever it takes a statement.
+    #[test]
+    fn fast_path_agrees_with_general_walk() {
+        const PARTS: [&str; 48] = [
+            " ",
+            " ",
+            " ",
+            "\n",
+            "SELECT",
+            "select",
+            "FROM",
+            "t",
+            "\"Q\"",
+            "\"a\"\"b\"",
+            "VALUES",
+            "values",
+            "IN",
+            "AND",
+            "WHERE",
+            "LIMIT",
+            "x",
+            "Y1",
+            "a$b",
+            "1",
+            "42",
+            "1.5",
+            ".5",
+            "1e3",
+            "1x",
+            "'s'",
+            "'it''s'",
+            "$1",
+            "$23",
+            "?",
+            "(",
+            ")",
+            "[",
+            "]",
+            ",",
+            ",",
+            ".",
+            ":",
+            "::",
+            ";",
+            "=",
+            ">=",
+            "-",
+            "+",
+            "*",
+            "||",
+            "- 1",
+            "e'x'",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut random = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut taken = 0;
+        for _ in 0..20_000 {
+            let sql: String = (0..random(24))
+                .map(|_| PARTS[random(PARTS.len())])
+                .collect();
+            let general = general_walk(sql.as_bytes(), Text(Vec::new())).0;
+            if let Some(fast) = Fast::new(sql.as_bytes(), Text(Vec::new())).run() {
+                assert_eq!(
+                    String::from_utf8_lossy(&fast.0),
+                    String::from_utf8_lossy(&general),
+                    "{sql:?}"
+                );
+                taken += 1;
+            }
+        }
+        assert!(taken > 2_000, "the fast path took only {taken} statements");
     }
 
     #[test]
