@@ -818,7 +818,7 @@ impl<'a, S: Sink> Writer<'a, S> {
 /// The general walk stacks the lexer, operator joining, signs and the writer, and costs a few
 /// times what classifying a statement does. This loop does the same work in one pass for a
 /// statement of ASCII names and keywords, numbers, plain strings, quoted names, `$n` and `?`,
-/// operators and punctuation. At anything else (a comment, a prefixed or dollar-quoted string, a
+/// operators, punctuation and comments. At anything else (a prefixed or dollar-quoted string, a
 /// sign, an operator that `scan.l` would split, anything unterminated, a byte above ASCII) it
 /// gives up and the general walk starts over. Where it does finish, it writes exactly what the
 /// general walk writes; a test checks that on random input.
@@ -831,6 +831,11 @@ struct Fast<'a, S> {
     word: (usize, usize),
     /// The last classes written, as in [`Writer`].
     recent: Recent,
+    /// Where the last token ends.
+    end: usize,
+    /// Where the span starts: `src[span..end]`, lowercased, is the normalized text that
+    /// follows what was written, so it is written in one piece when that stops being so.
+    span: usize,
 }
 
 const L_START: u8 = 0;
@@ -918,6 +923,8 @@ impl<'a, S: Sink> Fast<'a, S> {
             last: L_START,
             word: (0, 0),
             recent: Recent::new(),
+            end: 0,
+            span: 0,
         }
     }
 
@@ -928,7 +935,7 @@ impl<'a, S: Sink> Fast<'a, S> {
         let mut i = 0;
         while let Some(&b) = s.get(i) {
             i = match FAST_ACTION[usize::from(b)] {
-                F_SPACE => i + 1,
+                F_SPACE => skip_space(s, i + 1),
                 F_WORD => {
                     let mut j = i + 1;
                     while s.get(j).is_some_and(|&c| is_ascii_ident_cont(c)) {
@@ -938,27 +945,44 @@ impl<'a, S: Sink> Fast<'a, S> {
                     if matches!(s.get(j), Some(&c) if c >= 0x80 || c == b'\'' || c == b'&') {
                         return None;
                     }
-                    self.word(i, j);
-                    j
+                    let class = Class::of_word(&s[i..j]);
+                    self.token(i, j, L_WORD, class, TIGHT_AFTER);
+                    self.word = (i, j);
+                    // Most words are followed by one space: skip it here rather than dispatch it.
+                    j + usize::from(s.get(j) == Some(&b' '))
                 }
                 F_LITERAL => {
                     let end = literal_end(s, i)?;
-                    self.lit();
+                    self.other(i, end, L_LIT);
                     end
                 }
-                F_DOUBLE_QUOTE => {
-                    let end = quoted_end(s, i + 1)?;
-                    let space = self.start(L_QUOTED, Class::Other, TIGHT_AFTER);
-                    self.sink.put_ascii(space, s, i, end);
-                    end
-                }
-                F_OP => self.operator(i)?,
+                F_DOUBLE_QUOTE => match quoted_end(s, i + 1)? {
+                    // Lowercasing changes nothing: it may join the span.
+                    (end, false) => {
+                        self.token(i, end, L_QUOTED, Class::Other, TIGHT_AFTER);
+                        end
+                    }
+                    (end, true) => {
+                        self.other(i, end, L_QUOTED);
+                        end
+                    }
+                },
+                F_OP => match (b, s.get(i + 1)) {
+                    // Comments go, like whitespace (hints included).
+                    (b'-', Some(b'-')) => lexer::skip_line_comment(s, i + 2),
+                    (b'/', Some(b'*')) => lexer::skip_block_comment(s, i)?,
+                    _ => self.operator(i)?,
+                },
                 F_PUNCT => match b {
                     b'.' if s.get(i + 1).is_some_and(u8::is_ascii_digit) => {
-                        self.lit();
-                        lexer::number(s, i)
+                        let end = lexer::number(s, i);
+                        self.other(i, end, L_LIT);
+                        end
                     }
-                    b',' => self.comma(i),
+                    b',' => {
+                        let next = self.comma(i);
+                        next + usize::from(s.get(next) == Some(&b' '))
+                    }
                     b';' => {
                         self.recent.push(Class::Other);
                         if self.last != L_START {
@@ -967,48 +991,86 @@ impl<'a, S: Sink> Fast<'a, S> {
                         i + 1
                     }
                     _ => {
-                        self.punct(b);
+                        self.punct(i, b);
                         i + 1
                     }
                 },
                 _ => return None,
             };
         }
+        self.flush(self.end);
         Some(self.sink)
     }
 
-    /// Writes a `;` that turned out to be between two statements.
+    /// Writes the span up to `to`.
     #[inline(always)]
-    fn release_semicolon(&mut self) {
-        if self.last == L_SEMICOLON_HELD {
-            self.sink.put_byte(false, b';');
-            self.last = L_SEMICOLON;
+    fn flush(&mut self, to: usize) {
+        if to > self.span {
+            self.sink.put_name(false, self.src, self.span, to, true);
+            self.span = to;
         }
     }
 
-    /// Starts a token: writes a held `;`, and says whether a space goes before the token (none
-    /// after a token in `tight_after`).
+    /// The separator before a token at `start`, which becomes the last token. `None` if the
+    /// source between the two reads as the normalized text (one space where a space goes,
+    /// nothing where none goes), so the span may run on. Otherwise the span is written up to the
+    /// last token, and the answer is whether a space goes before this one.
     #[inline(always)]
-    fn start(&mut self, last: u8, class: Class, tight_after: u32) -> bool {
-        self.release_semicolon();
+    fn separate(&mut self, start: usize, last: u8, class: Class, tight_after: u32) -> Option<bool> {
+        let mut irregular = false;
+        if self.last == L_SEMICOLON_HELD {
+            self.flush(self.end);
+            self.sink.put_byte(false, b';');
+            self.last = L_SEMICOLON;
+            irregular = true;
+        }
         let space = (1 << self.last) & tight_after == 0;
         self.last = last;
         self.recent.push(class);
-        space
+        let regular = match space {
+            true => start == self.end + 1 && self.src.get(self.end) == Some(&b' '),
+            false => start == self.end,
+        };
+        if irregular || !regular {
+            self.flush(self.end);
+            return Some(space);
+        }
+        None
     }
 
+    /// A token that reads the same, lowercased, in the normalized text: it joins the span.
     #[inline(always)]
-    fn word(&mut self, start: usize, end: usize) {
-        let class = Class::of_word(&self.src[start..end]);
-        let space = self.start(L_WORD, class, TIGHT_AFTER);
-        self.sink.put_name(space, self.src, start, end, true);
-        self.word = (start, end);
+    fn token(&mut self, start: usize, end: usize, last: u8, class: Class, tight_after: u32) {
+        if let Some(space) = self.separate(start, last, class, tight_after) {
+            if space {
+                self.sink.put_byte(false, b' ');
+            }
+            self.span = start;
+        }
+        self.end = end;
     }
 
+    /// A token that does not join the span: a literal (`?`) or a quoted name (verbatim).
     #[inline(always)]
-    fn lit(&mut self) {
-        let space = self.start(L_LIT, Class::Lit, TIGHT_AFTER);
-        self.sink.put_byte(space, b'?');
+    fn other(&mut self, start: usize, end: usize, last: u8) {
+        let class = if last == L_LIT {
+            Class::Lit
+        } else {
+            Class::Other
+        };
+        let space = match self.separate(start, last, class, TIGHT_AFTER) {
+            Some(space) => space,
+            None => {
+                self.flush(start);
+                false
+            }
+        };
+        if last == L_LIT {
+            self.sink.put_byte(space, b'?');
+        } else {
+            self.sink.put_ascii(space, self.src, start, end);
+        }
+        (self.span, self.end) = (end, end);
     }
 
     /// The operator starting at `start`; returns where it ends.
@@ -1020,9 +1082,9 @@ impl<'a, S: Sink> Fast<'a, S> {
             if !is_op_char(c) {
                 break;
             }
-            // A comment: the general walk's business.
+            // A comment ends the operator.
             if matches!((c, s.get(end + 1)), (b'-', Some(b'-')) | (b'/', Some(b'*'))) {
-                return None;
+                break;
             }
             end += 1;
         }
@@ -1032,8 +1094,7 @@ impl<'a, S: Sink> Fast<'a, S> {
             return None;
         }
         let last = if plus_minus { L_PLUS_MINUS } else { L_OP };
-        let space = self.start(last, Class::Other, TIGHT_AFTER);
-        self.sink.put_ascii(space, s, start, end);
+        self.token(start, end, last, Class::Other, TIGHT_AFTER);
         Some(end)
     }
 
@@ -1050,29 +1111,40 @@ impl<'a, S: Sink> Fast<'a, S> {
     #[inline(always)]
     fn comma(&mut self, at: usize) -> usize {
         let s = self.src;
-        let next = skip_space(s, at + 1);
-        if self.recent.last() == Class::Lit as u8 {
-            if let Some(end) = literal_end(s, next) {
-                // `?, ?`: drop the second.
-                return end;
-            }
+        let next = skip_blank(s, at + 1);
+        let dropped = if self.recent.last() == Class::Lit as u8 {
+            // `?, ?`: drop the second.
+            literal_end(s, next)
         } else if self.recent.ends_row() {
-            if let Some(end) = row_end(s, next) {
-                // `(?), (?)`: drop the second.
-                return end;
+            // `(?), (?)`: drop the second.
+            row_end(s, next)
+        } else {
+            None
+        };
+        match dropped {
+            Some(end) => {
+                // Nothing of it is written; the text goes on as if it were not there.
+                self.flush(self.end);
+                (self.span, self.end) = (end, end);
+                end
+            }
+            None => {
+                self.punct(at, b',');
+                at + 1
             }
         }
-        self.punct(b',');
-        at + 1
     }
 
     #[inline(always)]
-    fn punct(&mut self, b: u8) {
-        // Until a held `;` is written, `last` is not the last token.
-        self.release_semicolon();
-        let (last, class, tight_after) = match b {
+    fn punct(&mut self, at: usize, b: u8) {
+        // Until a held `;` is written, `last` is not the token before this one.
+        let last = match self.last {
+            L_SEMICOLON_HELD => L_SEMICOLON,
+            last => last,
+        };
+        let (code, class, tight_after) = match b {
             b'(' => {
-                let after_name = match self.last {
+                let after_name = match last {
                     L_WORD => !space_before_paren(&self.src[self.word.0..self.word.1]),
                     last => last == L_QUOTED,
                 };
@@ -1090,8 +1162,7 @@ impl<'a, S: Sink> Fast<'a, S> {
             b'.' => (L_DOT, Class::Other, u32::MAX),
             _ => (L_COLON, Class::Other, u32::MAX),
         };
-        let space = self.start(last, class, tight_after);
-        self.sink.put_byte(space, b);
+        self.token(at, at + 1, code, class, tight_after);
     }
 }
 
@@ -1100,6 +1171,21 @@ fn skip_space(s: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// Skips whitespace and comments from `i` on (an unterminated comment stays).
+fn skip_blank(s: &[u8], mut i: usize) -> usize {
+    loop {
+        i = skip_space(s, i);
+        i = match (s.get(i), s.get(i + 1)) {
+            (Some(b'-'), Some(b'-')) => lexer::skip_line_comment(s, i + 2),
+            (Some(b'/'), Some(b'*')) => match lexer::skip_block_comment(s, i) {
+                Some(end) => end,
+                None => return i,
+            },
+            _ => return i,
+        };
+    }
 }
 
 /// The end of a literal the fast path takes that starts at `i`: a number, a plain string, `$n`
@@ -1132,26 +1218,27 @@ fn literal_end(s: &[u8], i: usize) -> Option<usize> {
     }
 }
 
-/// The end of a row of literals `(?, ...)` starting at `i`, spaces allowed; `None` if there is
-/// none.
+/// The end of a row of literals `(?, ...)` starting at `i`, whitespace and comments allowed;
+/// `None` if there is none.
 fn row_end(s: &[u8], i: usize) -> Option<usize> {
     if s.get(i) != Some(&b'(') {
         return None;
     }
-    let mut j = literal_end(s, skip_space(s, i + 1))?;
+    let mut j = literal_end(s, skip_blank(s, i + 1))?;
     loop {
-        j = skip_space(s, j);
+        j = skip_blank(s, j);
         match s.get(j)? {
             b')' => return Some(j + 1),
-            b',' => j = literal_end(s, skip_space(s, j + 1))?,
+            b',' => j = literal_end(s, skip_blank(s, j + 1))?,
             _ => return None,
         }
     }
 }
 
-/// The end of an ASCII quoted name whose body starts at `from`; `None` if it does not end or is
-/// not ASCII.
-fn quoted_end(s: &[u8], from: usize) -> Option<usize> {
+/// The end of an ASCII quoted name whose body starts at `from`, and whether it holds a capital
+/// letter; `None` if it does not end or is not ASCII.
+fn quoted_end(s: &[u8], from: usize) -> Option<(usize, bool)> {
+    let mut upper = false;
     let mut j = from;
     loop {
         let c = *s.get(j)?;
@@ -1160,10 +1247,11 @@ fn quoted_end(s: &[u8], from: usize) -> Option<usize> {
         }
         if c == b'"' {
             if s.get(j + 1) != Some(&b'"') {
-                return Some(j + 1);
+                return Some((j + 1, upper));
             }
             j += 1;
         }
+        upper |= c.is_ascii_uppercase();
         j += 1;
     }
 }
@@ -1191,12 +1279,17 @@ fn tight(src: &[u8], last: Tok, next: Tok) -> bool {
 
 /// Keywords written with a space before a `(` that follows them.
 fn space_before_paren(word: &[u8]) -> bool {
-    const KEYWORDS: [&[u8]; 22] = [
-        b"in", b"values", b"as", b"exists", b"and", b"or", b"not", b"on", b"using", b"from",
-        b"join", b"where", b"over", b"filter", b"within", b"any", b"all", b"some", b"select",
-        b"when", b"then", b"else",
-    ];
-    KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(word))
+    let keywords: &[&[u8]] = match word.len() {
+        2 => &[b"in", b"as", b"or", b"on"],
+        3 => &[b"and", b"not", b"any", b"all"],
+        4 => &[
+            b"join", b"over", b"some", b"when", b"then", b"else", b"from",
+        ],
+        5 => &[b"using", b"where"],
+        6 => &[b"values", b"exists", b"filter", b"within", b"select"],
+        _ => return false,
+    };
+    keywords.iter().any(|k| k.eq_ignore_ascii_case(word))
 }
 
 #[cfg(test)]
@@ -1510,55 +1603,13 @@ mod tests {
     /// The fast path writes what the general walk writes, whenever it takes a statement.
     #[test]
     fn fast_path_agrees_with_general_walk() {
-        const PARTS: [&str; 48] = [
-            " ",
-            " ",
-            " ",
-            "\n",
-            "SELECT",
-            "select",
-            "FROM",
-            "t",
-            "\"Q\"",
-            "\"a\"\"b\"",
-            "VALUES",
-            "values",
-            "IN",
-            "AND",
-            "WHERE",
-            "LIMIT",
-            "x",
-            "Y1",
-            "a$b",
-            "1",
-            "42",
-            "1.5",
-            ".5",
-            "1e3",
-            "1x",
-            "'s'",
-            "'it''s'",
-            "$1",
-            "$23",
-            "?",
-            "(",
-            ")",
-            "[",
-            "]",
-            ",",
-            ",",
-            ".",
-            ":",
-            "::",
-            ";",
-            "=",
-            ">=",
-            "-",
-            "+",
-            "*",
-            "||",
-            "- 1",
-            "e'x'",
+        #[rustfmt::skip]
+        const PARTS: &[&str] = &[
+            " ", " ", " ", "\n", "SELECT", "select", "FROM", "t", "\"Q\"", "\"a\"\"b\"", "VALUES",
+            "values", "IN", "AND", "WHERE", "LIMIT", "x", "Y1", "a$b", "1", "42", "1.5", ".5", "1e3",
+            "1x", "'s'", "'it''s'", "$1", "$23", "?", "(", ")", "[", "]", ",", ",", ".", ":",
+            "::", ";", "=", ">=", "-", "+", "*", "||", "- 1", "e'x'", "/* c */", "--c\n", "/*",
+            "--", "/", "*/",
         ];
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let mut random = move |n: usize| {
