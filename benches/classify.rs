@@ -1,13 +1,16 @@
-//! Statement classification: seawall's lexical classifier against parsing with sqlparser.
+//! Statement classification: seawall's lexical classifier against parsing with sqlparser, and the
+//! statement fingerprint, which runs on the same hot path.
 //!
-//! Criterion measures both on a few typical statements; at the end a plain timed loop prints one
-//! comparable line per statement (`classify <name> seawall_ns=<x> sqlparser_ns=<y>`).
+//! Criterion measures all three on a few typical statements; at the end a plain timed loop prints
+//! comparable lines per statement (`classify <name> seawall_ns=<x> sqlparser_ns=<y>` and
+//! `fingerprint <name> ns=<x> classify_ns=<y> ratio=<x/y>`, the two timed in alternating
+//! batches so that other load on the machine hits both alike).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use seawall::classify::classify;
+use seawall::classify::{classify, fingerprint};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
@@ -48,13 +51,13 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(sql.len() as u64));
         group.bench_function("seawall", |b| b.iter(|| seawall_classify(black_box(sql))));
         group.bench_function("sqlparser", |b| b.iter(|| sqlparser_parse(black_box(sql))));
+        group.bench_function("fingerprint", |b| b.iter(|| fingerprint(black_box(sql))));
         group.finish();
     }
 }
 
-/// Nanoseconds per call: the best of several timed batches (the least disturbed by other load).
-fn ns_per_call<R>(mut f: impl FnMut() -> R) -> f64 {
-    // Size the batch to about 20 ms.
+/// Calls per timed batch: about 20 ms worth.
+fn batch_size<R>(f: &mut impl FnMut() -> R) -> u64 {
     let mut batch = 1u64;
     loop {
         let start = Instant::now();
@@ -62,19 +65,36 @@ fn ns_per_call<R>(mut f: impl FnMut() -> R) -> f64 {
             black_box(f());
         }
         if start.elapsed() >= Duration::from_millis(20) {
-            break;
+            return batch;
         }
         batch *= 2;
     }
+}
+
+fn time_batch<R>(f: &mut impl FnMut() -> R, batch: u64) -> f64 {
+    let start = Instant::now();
+    for _ in 0..batch {
+        black_box(f());
+    }
+    start.elapsed().as_nanos() as f64 / batch as f64
+}
+
+/// Nanoseconds per call: the best of several timed batches (the least disturbed by other load).
+fn ns_per_call<R>(mut f: impl FnMut() -> R) -> f64 {
+    let batch = batch_size(&mut f);
     (0..10)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..batch {
-                black_box(f());
-            }
-            start.elapsed().as_nanos() as f64 / batch as f64
-        })
+        .map(|_| time_batch(&mut f, batch))
         .fold(f64::INFINITY, f64::min)
+}
+
+/// [`ns_per_call`] for two functions, their batches alternating.
+fn ns_per_call_pair<A, B>(mut a: impl FnMut() -> A, mut b: impl FnMut() -> B) -> (f64, f64) {
+    let (batch_a, batch_b) = (batch_size(&mut a), batch_size(&mut b));
+    (0..10)
+        .map(|_| (time_batch(&mut a, batch_a), time_batch(&mut b, batch_b)))
+        .fold((f64::INFINITY, f64::INFINITY), |(ma, mb), (ta, tb)| {
+            (ma.min(ta), mb.min(tb))
+        })
 }
 
 fn main() {
@@ -88,6 +108,16 @@ fn main() {
         println!(
             "classify {name} bytes={} seawall_ns={seawall:.1} sqlparser_ns={sqlparser:.1}",
             sql.len()
+        );
+    }
+    for &(name, sql) in STATEMENTS {
+        let (fp, classify) = ns_per_call_pair(
+            || fingerprint(black_box(sql)),
+            || seawall_classify(black_box(sql)),
+        );
+        println!(
+            "fingerprint {name} ns={fp:.1} classify_ns={classify:.1} ratio={:.2}",
+            fp / classify
         );
     }
 }

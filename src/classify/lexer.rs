@@ -92,7 +92,8 @@ enum Quote {
 /// Iterator over the tokens of `src`, skipping whitespace and comments.
 pub(super) struct Lexer<'a> {
     src: &'a [u8],
-    pos: usize,
+    /// Where the next token is looked for.
+    pub(super) pos: usize,
     /// Lex plain strings as if `standard_conforming_strings = off`.
     legacy_strings: bool,
     /// A plain string contained a backslash: its end depends on the server setting.

@@ -63,6 +63,14 @@
 //! function called with attribute notation (`SELECT t.my_fn FROM t`) is invisible to it. Send such
 //! statements with `/* seawall:primary */`.
 //!
+//! # Fingerprints
+//!
+//! [`fingerprint`] gives a statement a stable 64-bit key with literals, parameters, comments,
+//! whitespace and case taken out, for per-statement statistics and for routing that learns from
+//! past runs; [`normalize`] returns the text it hashes. It reuses the same lexer, so it agrees with
+//! the classifier (and the server) about where every literal ends, and it allocates nothing. The
+//! rules and the hash are described in [`Fingerprint`]'s module, `fingerprint`.
+//!
 //! ```
 //! use seawall::classify::{classify, Route, Verdict};
 //!
