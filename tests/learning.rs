@@ -355,7 +355,9 @@ async fn the_snapshot_reads_as_a_table() {
     sim.execute("UPDATE t SET x = 1").await.unwrap();
     sim.execute(ARCHIVE).await.unwrap();
     sim.replica.set_down(true);
-    sim.cluster.probe_now().await;
+    for _ in 0..5 {
+        sim.cluster.probe_now().await;
+    }
     let snapshot = sim.cluster.snapshot();
     let routes = snapshot.routes;
     assert_eq!(routes.reads_to_replica, 11);
