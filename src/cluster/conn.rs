@@ -161,7 +161,12 @@ impl<C: Connector> ClusterConn<C> {
     where
         F: for<'c> FnOnce(&'c mut ClusterConn<C>, &'c str) -> BoxFuture<'c, Result<T, C::Error>>,
     {
-        let fp = fingerprint(sql);
+        let fp = self
+            .node
+            .ledger
+            .statements
+            .is_some()
+            .then(|| fingerprint(sql));
         let was_in_transaction = self.in_transaction;
         let control = transaction_control(sql);
         let (result, elapsed) = self.run(sql, fp, f).await;
@@ -174,6 +179,7 @@ impl<C: Connector> ClusterConn<C> {
             } else {
                 NotRetried::Pinned
             };
+            let fp = fp.unwrap_or_else(|| fingerprint(sql));
             let e = self.failure(sql, fp, elapsed, error, Some(not_retried), None);
             self.node.ledger.routes.failed(&e);
             e
@@ -181,11 +187,11 @@ impl<C: Connector> ClusterConn<C> {
     }
 
     /// Runs `f` as one statement and accounts for it (statistics, breaker); does not map the
-    /// error.
+    /// error. `fp` is the statement's fingerprint, needed when statistics are on.
     pub(crate) async fn run<T, F>(
         &mut self,
         sql: &str,
-        fp: Fingerprint,
+        fp: Option<Fingerprint>,
         f: F,
     ) -> (Result<T, C::Error>, Duration)
     where
@@ -203,7 +209,7 @@ impl<C: Connector> ClusterConn<C> {
         }
         if let Some(stats) = &self.node.ledger.statements {
             stats.record(Execution {
-                fingerprint: fp,
+                fingerprint: fp.unwrap_or_else(|| fingerprint(sql)),
                 sql,
                 node: &self.node.name,
                 elapsed,

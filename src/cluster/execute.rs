@@ -82,17 +82,21 @@ impl<C: Connector> Cluster<C> {
     where
         F: for<'c> FnMut(&'c mut ClusterConn<C>, &'c str) -> BoxFuture<'c, Result<T, C::Error>>,
     {
-        let mut conn = match self.decide(sql)? {
+        let (route, known) = self.decide(sql)?;
+        let mut conn = match route {
             Route::Replica => self.read_with(options).await?,
             Route::Primary => self.write_with(options).await?,
         };
-        let fp = fingerprint(sql);
+        // Fingerprint once, and only if statistics or the memory need it (or on failure).
+        let ledger = &self.shared.settings.ledger;
+        let fp = known.or_else(|| ledger.statements.is_some().then(|| fingerprint(sql)));
         let (result, elapsed) = conn.run(sql, fp, &mut f).await;
         let error = match result {
             Ok(value) => return Ok(value),
             Err(error) => error,
         };
-        let routes = &self.shared.settings.ledger.routes;
+        let fp = fp.unwrap_or_else(|| fingerprint(sql));
+        let routes = &ledger.routes;
         let controls_transaction = transaction_control(sql).is_some();
         if !conn.is_refused_write(&error) || controls_transaction {
             let not_retried = controls_transaction.then_some(NotRetried::InTransaction);
@@ -108,7 +112,7 @@ impl<C: Connector> Cluster<C> {
         tracing::debug!(node = %replica, fingerprint = %fp, "retrying a refused write on the primary");
         routes.retried_on_primary.add();
         let mut primary = self.write_with(options).await?;
-        let (result, elapsed) = primary.run(sql, fp, &mut f).await;
+        let (result, elapsed) = primary.run(sql, Some(fp), &mut f).await;
         result.map_err(|error| {
             let e = primary.failure(sql, fp, elapsed, error, None, Some(replica));
             routes.failed(&e);

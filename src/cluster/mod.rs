@@ -64,7 +64,7 @@ use tokio::time::Instant;
 use crate::admission::{Priority, ShedReason};
 use crate::balance::Balancer;
 use crate::breaker::{BreakerState, Outcome};
-use crate::classify::{fingerprint, Hint, Route, Verdict};
+use crate::classify::{fingerprint, Fingerprint, Hint, Route, Verdict};
 use crate::driver::Connector;
 use crate::error::{ConfigError, Error, NoReplica, WaitCause};
 use crate::failover::{monitor, ClusterEvent, Promoter};
@@ -320,7 +320,7 @@ impl<C: Connector> Cluster<C> {
         sql: &str,
         options: AcquireOptions,
     ) -> Result<ClusterConn<C>, Error> {
-        match self.decide(sql)? {
+        match self.decide(sql)?.0 {
             Route::Replica => self.read_with(options).await,
             Route::Primary => self.write_with(options).await,
         }
@@ -329,12 +329,13 @@ impl<C: Connector> Cluster<C> {
     /// Which node [`Cluster::route`] would send `sql` to, without acquiring anything: the
     /// classifier's answer, corrected by the [route memory](Cluster::route_memory).
     pub fn classify(&self, sql: &str) -> Result<Route, Error> {
-        self.decide(sql)
+        Ok(self.decide(sql)?.0)
     }
 
     /// The classifier's route, unless the route memory knows better. The statement is
-    /// fingerprinted only when a remembered route could change the decision.
-    fn decide(&self, sql: &str) -> Result<Route, Error> {
+    /// fingerprinted only when a remembered route could change the decision; the fingerprint,
+    /// if taken, comes back with the route.
+    pub(crate) fn decide(&self, sql: &str) -> Result<(Route, Option<Fingerprint>), Error> {
         let classification = self.shared.settings.classifier.classify(sql)?;
         let memory = &self.shared.settings.ledger.memory;
         let route = classification.route();
@@ -347,12 +348,11 @@ impl<C: Connector> Cluster<C> {
                     && memory.may_route_to(Route::Replica)
             }
         };
-        if consult {
-            if let Some(remembered) = memory.lookup(fingerprint(sql)) {
-                return Ok(remembered);
-            }
+        if !consult {
+            return Ok((route, None));
         }
-        Ok(route)
+        let fp = fingerprint(sql);
+        Ok((memory.lookup(fp).unwrap_or(route), Some(fp)))
     }
 
     /// A connection from the primary, with options.
