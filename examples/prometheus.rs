@@ -76,7 +76,7 @@ pub fn serve(addr: SocketAddr) -> Result<(), BuildError> {
 
 /// Builds the simulated cluster and runs whole cycles of the four acts until `duration` has
 /// passed (at least one cycle, so every metric has moved when it returns). Prints a line per
-/// act.
+/// act and the cluster's snapshot table after each cycle.
 pub async fn run_workload(duration: Duration) {
     let sim = Sim::new();
     let start = Instant::now();
@@ -84,6 +84,8 @@ pub async fn run_workload(duration: Duration) {
     loop {
         cycle += 1;
         sim.cycle(cycle).await;
+        // What an operator sees, the same figures as the scrape.
+        println!("{}\n", sim.cluster.snapshot());
         if start.elapsed() >= duration {
             break;
         }
