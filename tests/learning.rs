@@ -380,5 +380,11 @@ async fn the_snapshot_reads_as_a_table() {
     assert!(text.contains("11 reads to replicas"), "{text}");
     assert!(text.contains("1 retried on the primary"), "{text}");
     assert!(text.contains("remembered routes: 1"), "{text}");
+    let learned = format!(
+        "{} primary select archive_order(?) (learned",
+        fingerprint(ARCHIVE)
+    );
+    assert!(text.contains(&learned), "{text}");
+    assert_eq!(snapshot.remembered.len(), 1);
     assert!(text.contains("statements tracked: 3"), "{text}");
 }

@@ -680,7 +680,7 @@ impl<C: Connector> Cluster<C> {
             fallback_reads_in_flight: self.shared.fallback_reads.load(Ordering::Relaxed),
             primary_read_share: self.shared.settings.primary_read_share,
             routes: ledger.routes.snapshot(),
-            remembered_routes: ledger.memory.len(),
+            remembered: ledger.memory.entries(),
             statements_tracked: ledger.statements.as_ref().map(|s| s.len()),
         }
     }

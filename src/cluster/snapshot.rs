@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::classify::Remembered;
+
 use super::ledger::RouteCounts;
 use super::node::NodeSnapshot;
 
@@ -18,7 +20,9 @@ use super::node::NodeSnapshot;
 /// fallback reads on the primary: 0 in flight (budget: 50% of its pool)
 /// routed: 1204 reads to replicas, 3 reads to the primary (fallback), 310 writes, 2 retried on the primary, 1 learned writes
 /// failed: 0 timeout, 7 breaker open, 0 shed (overloaded), 0 no replica, 0 no primary, 1 statement errors, 0 writes on a replica, 0 other
-/// remembered routes: 1; statements tracked: 14
+/// statements tracked: 14
+/// remembered routes: 1
+///   3a1f0c9e5b7d2468 primary select archive_order(?) (learned, 12 hits)
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -31,8 +35,9 @@ pub struct ClusterSnapshot {
     pub primary_read_share: f64,
     /// How work was routed and why it failed, since the cluster was built.
     pub routes: RouteCounts,
-    /// Statements in the [route memory](super::Cluster::route_memory), declared and learned.
-    pub remembered_routes: usize,
+    /// The [route memory](super::Cluster::route_memory): routes declared and learned per
+    /// statement, most recently used first.
+    pub remembered: Vec<Remembered>,
     /// Statements with [statistics](super::Cluster::statements); `None` when they are off.
     pub statements_tracked: Option<usize>,
 }
@@ -106,11 +111,19 @@ impl fmt::Display for ClusterSnapshot {
             self.primary_read_share * 100.0
         )?;
         writeln!(f, "{}", self.routes)?;
-        write!(f, "remembered routes: {}; ", self.remembered_routes)?;
         match self.statements_tracked {
-            Some(n) => write!(f, "statements tracked: {n}"),
-            None => f.write_str("statement statistics off"),
+            Some(n) => writeln!(f, "statements tracked: {n}")?,
+            None => writeln!(f, "statement statistics off")?,
         }
+        write!(f, "remembered routes: {}", self.remembered.len())?;
+        const SHOWN: usize = 10;
+        for entry in self.remembered.iter().take(SHOWN) {
+            write!(f, "\n  {entry} ({}, {} hits)", entry.origin, entry.hits)?;
+        }
+        if self.remembered.len() > SHOWN {
+            write!(f, "\n  ... {} more", self.remembered.len() - SHOWN)?;
+        }
+        Ok(())
     }
 }
 
