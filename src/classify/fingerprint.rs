@@ -1042,9 +1042,14 @@ impl<'a, S: Sink> Fast<'a, S> {
     #[inline(always)]
     fn flush(&mut self, to: usize) {
         if to > self.span {
-            self.sink.put_name(false, self.src, self.span, to, true);
-            self.span = to;
+            self.write_span(to);
         }
+    }
+
+    #[inline(never)]
+    fn write_span(&mut self, to: usize) {
+        self.sink.put_name(false, self.src, self.span, to, true);
+        self.span = to;
     }
 
     /// The separator before a token at `start`, which becomes the last token. `None` if the
