@@ -1580,6 +1580,12 @@ mod tests {
                 "insert into events(user_id, kind) values (?)",
                 0xc573_fa1f_15d5_1bfa,
             ),
+            (
+                // The general walk: a sign and a name above ASCII.
+                "SELECT a FROM t WHERE b = -1 AND c = \"Ä\"",
+                "select a from t where b = ? and c = \"Ä\"",
+                0x92ae_91b7_a467_63b1,
+            ),
         ];
         for (sql, text, want) in golden {
             assert_eq!(normalize(sql), text);
