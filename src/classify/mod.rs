@@ -70,7 +70,7 @@
 //! and for routing that learns from past runs; [`normalize`] returns the text it hashes and lists
 //! the rules. It reads the statement as the classifier's lexer does, so it agrees with the
 //! classifier (and the server) about where every literal ends; it allocates nothing and costs
-//! about what classification does. [`Fingerprint`] values are stable across processes, machines
+//! the same order as classification. [`Fingerprint`] values are stable across processes, machines
 //! and versions, so they can be stored.
 //!
 //! ```
