@@ -549,15 +549,8 @@ impl<'a> Tokens<'a> {
     #[inline(always)]
     fn operator(&mut self, start: usize) -> Tok {
         let s = self.src;
-        // The lexer would return the following characters one by one; a comment ends the run.
-        let mut end = start + 1;
-        while let Some(&c) = s.get(end) {
-            let comment = matches!((c, s.get(end + 1)), (b'-', Some(b'-')) | (b'/', Some(b'*')));
-            if !is_op_char(c) || comment {
-                break;
-            }
-            end += 1;
-        }
+        // The lexer would return the following characters one by one.
+        let end = operator_end(s, start);
         self.lexer.pos = end;
         if end - start == 1 {
             return Tok::Op(start, end);
@@ -566,6 +559,21 @@ impl<'a> Tokens<'a> {
         self.signs = keep..end;
         Tok::Op(start, keep)
     }
+}
+
+/// The end of the operator characters from `start` on (where one is, starting no comment): a
+/// comment ends them, as in `scan.l`.
+#[inline(always)]
+fn operator_end(s: &[u8], start: usize) -> usize {
+    let mut end = start + 1;
+    while let Some(&c) = s.get(end) {
+        let comment = matches!((c, s.get(end + 1)), (b'-', Some(b'-')) | (b'/', Some(b'*')));
+        if !is_op_char(c) || comment {
+            break;
+        }
+        end += 1;
+    }
+    end
 }
 
 /// How much of a multi-character operator is one operator. As in `scan.l`, so that `=-1` is
@@ -854,8 +862,9 @@ impl<'a, S: Sink> Writer<'a, S> {
 /// The general walk stacks the lexer, operator joining, signs and the writer, and costs a few
 /// times what classifying a statement does. This loop does the same work in one pass for a
 /// statement of ASCII names and keywords, numbers, plain strings, quoted names, `$n` and `?`,
-/// operators, punctuation and comments. At anything else (a prefixed or dollar-quoted string, a
-/// sign, an operator that `scan.l` would split, anything unterminated, a byte above ASCII) it
+/// operators, signs of literals, punctuation and comments. At anything else (a prefixed or
+/// dollar-quoted string, any other sign, an operator that `scan.l` would split, anything
+/// unterminated, a byte above ASCII) it
 /// gives up and the general walk starts over. Where it does finish, it writes exactly what the
 /// general walk writes; a test checks that on random input.
 struct Fast<'a, S> {
@@ -1114,29 +1123,34 @@ impl<'a, S: Sink> Fast<'a, S> {
         (self.span, self.end) = (end, end);
     }
 
-    /// The operator starting at `start`; returns where it ends.
+    /// The operator starting at `start`, or a sign and the literal it belongs to; returns where
+    /// it ends.
     #[inline(always)]
     fn operator(&mut self, start: usize) -> Option<usize> {
         let s = self.src;
-        let mut end = start;
-        while let Some(&c) = s.get(end) {
-            if !is_op_char(c) {
-                break;
-            }
-            // A comment ends the operator.
-            if matches!((c, s.get(end + 1)), (b'-', Some(b'-')) | (b'/', Some(b'*'))) {
-                break;
-            }
-            end += 1;
-        }
+        let end = operator_end(s, start);
         let plus_minus = matches!(s[end - 1], b'+' | b'-');
-        if plus_minus && (end - start > 1 || !self.binary_operator_fits()) {
-            // `=-1` (which `scan.l` may split), or a sign: the general walk's business.
+        if plus_minus && end - start > 1 {
+            // `=-1`: `scan.l` may split it.
             return None;
+        }
+        if plus_minus && !self.binary_operator_fits() {
+            return self.signed_literal(end);
         }
         let last = if plus_minus { L_PLUS_MINUS } else { L_OP };
         self.token(start, end, last, Class::Other, TIGHT_AFTER);
         Some(end)
+    }
+
+    /// A sign ending at `end`: part of a literal that follows. Before anything else it stays an
+    /// operator, but that may be a literal the fast path does not know (`-E'1'`): the general
+    /// walk's business.
+    #[inline(never)]
+    fn signed_literal(&mut self, end: usize) -> Option<usize> {
+        let next = skip_blank(self.src, end);
+        let lit_end = literal_end(self.src, next)?;
+        self.other(next, lit_end, L_LIT);
+        Some(lit_end)
     }
 
     /// A `+` or `-` here is a binary operator (see [`is_sign`]).
@@ -1155,7 +1169,7 @@ impl<'a, S: Sink> Fast<'a, S> {
         let next = skip_blank(s, at + 1);
         let dropped = if self.recent.last() == Class::Lit as u8 {
             // `?, ?`: drop the second.
-            literal_end(s, next)
+            signed_literal_end(s, next)
         } else if self.recent.ends_row() {
             // `(?), (?)`: drop the second.
             row_end(s, next)
@@ -1259,21 +1273,38 @@ fn literal_end(s: &[u8], i: usize) -> Option<usize> {
     }
 }
 
-/// The end of a row of literals `(?, ...)` starting at `i`, whitespace and comments allowed;
-/// `None` if there is none.
+/// The end of a row of literals `(?, ...)` starting at `i`, signs, whitespace and comments
+/// allowed; `None` if there is none.
 fn row_end(s: &[u8], i: usize) -> Option<usize> {
     if s.get(i) != Some(&b'(') {
         return None;
     }
-    let mut j = literal_end(s, skip_blank(s, i + 1))?;
+    let mut j = signed_literal_end(s, skip_blank(s, i + 1))?;
     loop {
         j = skip_blank(s, j);
         match s.get(j)? {
             b')' => return Some(j + 1),
-            b',' => j = literal_end(s, skip_blank(s, j + 1))?,
+            b',' => j = signed_literal_end(s, skip_blank(s, j + 1))?,
             _ => return None,
         }
     }
+}
+
+/// [`literal_end`], with a sign before the literal (where a sign is one: after `(` or `,`).
+#[inline(always)]
+fn signed_literal_end(s: &[u8], i: usize) -> Option<usize> {
+    match s.get(i) {
+        Some(b'+' | b'-') => sign_literal_end(s, i),
+        _ => literal_end(s, i),
+    }
+}
+
+#[inline(never)]
+fn sign_literal_end(s: &[u8], sign: usize) -> Option<usize> {
+    if operator_end(s, sign) != sign + 1 {
+        return None;
+    }
+    literal_end(s, skip_blank(s, sign + 1))
 }
 
 /// The end of an ASCII quoted name whose body starts at `from`, and whether it holds a capital
@@ -1656,7 +1687,7 @@ mod tests {
             "values", "IN", "AND", "WHERE", "LIMIT", "x", "Y1", "a$b", "1", "42", "1.5", ".5", "1e3",
             "1x", "'s'", "'it''s'", "$1", "$23", "?", "(", ")", "[", "]", ",", ",", ".", ":",
             "::", ";", "=", ">=", "-", "+", "*", "||", "- 1", "e'x'", "/* c */", "--c\n", "/*",
-            "--", "/", "*/",
+            "--", "/", "*/", "-1", "+2", "-/*c*/3", "-+", "-x", "- -", "THEN",
         ];
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let mut random = move |n: usize| {
