@@ -188,7 +188,7 @@ impl std::error::Error for ParseFingerprintError {}
 /// The fingerprint of `sql`: the hash of [`normalize`]`(sql)`, computed without building the
 /// text.
 ///
-/// Made for the hot path: it allocates nothing, and costs 1.2 to 1.8 times what
+/// Made for the hot path: it allocates nothing, and costs 1.1 to 1.8 times what
 /// [`classify`](super::classify) does on the same statement (`benches/classify.rs` compares the
 /// two). It never panics, whatever the bytes.
 ///
