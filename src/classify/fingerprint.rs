@@ -3,83 +3,102 @@
 //! Per-statement statistics (like `pg_stat_statements`) and routing that learns from past runs
 //! both need a key that is equal for `SELECT * FROM t WHERE id = 1` and `select * from t where
 //! id = 2 -- retry`, and different for `... WHERE name = 'x'`. [`normalize`] reduces a statement to
-//! its shape: literals and parameters taken out, comments, whitespace and case folded.
-//! [`fingerprint`] is a 64-bit hash of that text. It runs on every query, so it hashes the
-//! normalized tokens as the lexer finds them, without building the text or allocating; both
-//! functions share one token walk, so they cannot disagree.
+//! that shape, as text; [`fingerprint`] is a 64-bit hash of the text. Defining the fingerprint as
+//! a hash of the text, rather than of some internal token stream, makes it easy to state, to
+//! check (`fingerprint(normalize(s)) == fingerprint(s)`) and to recompute from a stored text.
 //!
 //! # Normalization
 //!
-//! The statement is split into tokens by the classifier's lexer, which agrees with PostgreSQL about
-//! where every comment, string, quoted name and number ends (plain strings are read with
-//! `standard_conforming_strings = on`, the default since PostgreSQL 9.1). Then:
+//! The statement is split into tokens as the classifier's lexer splits it, which agrees with
+//! PostgreSQL about where every comment, string, quoted name and number ends (plain strings are
+//! read with `standard_conforming_strings = on`, the default since PostgreSQL 9.1). Then:
 //!
 //! * **Comments and whitespace are dropped**, routing hints (`/* seawall:primary */`) included:
 //!   a hint changes where a statement runs, not what it is.
 //! * **Every literal is `?`**: strings of every kind (`'..'`, `E'..'`, `B'..'`, `X'..'`, `N'..'`,
 //!   `U&'..'`, `$tag$..$tag$`), numbers, positional parameters (`$1`) and a bare `?` placeholder
-//!   (JDBC, MySQL style). A `+` or `-` right before a literal is part of it where no value ends
-//!   before the sign (at the start, after `(`, `[`, `,`, `;`, an operator other than `+` and `-`,
-//!   or one of `SELECT`, `WHERE`, `AND`, `OR`, `NOT`, `WHEN`, `THEN`, `ELSE`, `BETWEEN`, `LIMIT`,
-//!   `OFFSET`, `HAVING`, `RETURNING`): PostgreSQL reads `x = -1` as a comparison with the constant
-//!   `-1`, so it is `x = ?` like `x = 1`, while `x - 1` stays `x - ?`.
+//!   (JDBC, MySQL style), so that the values a statement is run with do not split it. A `+` or
+//!   `-` right before a literal is part of it where no value ends before the sign (at the start,
+//!   after `(`, `[`, `,`, `;`, an operator other than `+` and `-`, or one of `SELECT`, `WHERE`,
+//!   `AND`, `OR`, `NOT`, `WHEN`, `THEN`, `ELSE`, `BETWEEN`, `LIMIT`, `OFFSET`, `HAVING`,
+//!   `RETURNING`): the server reads `x = -1` as a comparison with the constant `-1`, so it is
+//!   `x = ?` like `x = 1`, while `x - 1` stays `x - ?`. Of `- -1` only the last sign is taken.
 //! * **Constant lists collapse**, so a statement keeps one key however many values it is sent
 //!   with. Exactly two rules, applied left to right: a literal followed by `, literal` drops the
 //!   latter (`IN (1, 2, 3)` and `IN ($1, $2)` are both `in (?)`), and a row `(?)` that follows
 //!   `VALUES`, `(` or `,` drops a following `, (?)` (so `VALUES (1, 'a'), (2, 'b')` is
-//!   `values (?)`). This applies everywhere, not only to `IN` and `VALUES`: `SELECT 1, 2` and
-//!   `SELECT 1` share a key, as do `f(x, 1, 2)` and `f(x, 1)`. Rows with anything but literals
-//!   (`(1, now())`) are kept as they are.
-//! * **Names and keywords are lowercased**, ASCII only, as PostgreSQL folds unquoted identifiers.
-//!   Quoted identifiers are kept verbatim: `"Users"` and `"users"` are different tables (and,
-//!   kept simple, `"users"` and `users` get different keys even though they are one table).
+//!   `values (?)`). The rules look at tokens, not at grammar, so they apply everywhere:
+//!   `SELECT 1, 2` and `SELECT 1` share a key, as do `f(x, 1, 2)` and `f(x, 1)`. Rows that hold
+//!   anything but literals (`(1, now())`) are kept as they are.
+//! * **Names and keywords are lowercased**, ASCII only, as PostgreSQL folds unquoted
+//!   identifiers. Quoted identifiers are kept verbatim: `"Users"` and `"users"` are different
+//!   tables. (Kept simple, `"users"` and `users` get different keys although they are one table;
+//!   an application quotes a name the same way every time.)
 //! * **Operators stay whole**: adjacent operator characters are one operator, as PostgreSQL
 //!   lexes them (`a >= b` is not `a > = b`), including its rule that a multi-character operator
-//!   cannot end in `+` or `-` (`x=-1` is `x = -1`). `?` is never part of an operator: it is a
-//!   placeholder, so the `jsonb` operators `?|` and `?&` become `? |` and `? &` (still different).
-//! * **Empty statements do not count**: a trailing `;`, and `;` with nothing before it, are
-//!   dropped; `;` between two statements stays.
+//!   cannot end in `+` or `-` unless it holds one of `~ ! @ # % ^ & |` or a backquote, so
+//!   `x=-1` is `x = -1`. `?` is never part of an operator but always a placeholder, so the
+//!   `jsonb` operators `?|` and `?&` read as `? |` and `? &` (still apart).
+//! * **Empty statements do not count**: a trailing `;`, and a `;` with no statement before it,
+//!   are dropped; `;` between two statements stays.
 //! * **Broken input is still a statement**: an unterminated string, quoted name, dollar body or
-//!   comment makes the rest of the input one literal. Bytes that are not UTF-8 (possible only in
-//!   names and quoted names) become U+FFFD, in the fingerprint as in the text.
+//!   comment makes the rest of the input one literal, so a truncated statement still gets a
+//!   stable key. Bytes that are not UTF-8 (possible only in names) become U+FFFD, in the
+//!   fingerprint as in the text, as `normalize` must return a `String`.
 //!
 //! The text puts one space between tokens, except around `.` and `:`, inside brackets, before
-//! `,` and `;`, and before `(` or `[` that follows a name other than a few keywords: `select
-//! count(*) from t(a) where a = ? and b in (?)`. It is a fixed point: `normalize(normalize(s)) == normalize(s)`, so
-//! `fingerprint(normalize(s)) == fingerprint(s)` and a stored text can be fingerprinted again.
+//! `,` and `;`, and before a `(` or `[` that follows a name (other than a keyword such as `IN` or
+//! `VALUES`): `select count(*) from t where a = ? and b in (?)`. It lexes back into the same
+//! tokens, so it is a fixed point: `normalize(normalize(s)) == normalize(s)`.
 //!
 //! # The hash
 //!
 //! Applications export learned fingerprints and load them after a restart, so the value must not
 //! depend on the process, the machine or the version: the algorithm is fixed, and golden-value
-//! tests pin it together with the normalization. Changing either is a breaking change.
+//! tests pin it together with the normalization. Changing either is a breaking change. The
+//! algorithm is written out on [`Fingerprint`].
 //!
-//! The fingerprint is a hash of the bytes of [`normalize`]'s text, taken 16 at a time as two
-//! little-endian 64-bit words `a` and `b` (the last block padded with zero bytes); `fold(x, y)`
-//! is the 128-bit product `x * y` with its high half XORed into its low half:
+//! # Speed
 //!
-//! ```text
-//! h = 0x243f_6a88_85a3_08d3
-//! for each block (a, b):  h = fold(h ^ a, b ^ 0x9e37_79b9_7f4a_7c15)
-//! fingerprint            = fold(h ^ length_in_bytes, 0xbf58_476d_1ce4_e5b9)
-//! ```
-//!
-//! One multiplication per 16 bytes (the mixing step of wyhash) keeps it cheaper than lexing; the
-//! final fold with the length tells apart texts that differ only in trailing zero bytes. It is
-//! not a cryptographic hash:
-//! anyone who controls the SQL can make two statements collide.
+//! [`fingerprint`] runs on every query. It never builds the text: the walk that produces it is
+//! generic over where the text goes (a `String` for [`normalize`], a streaming hash for
+//! [`fingerprint`]), so both functions share every rule and cannot disagree, and the hash
+//! allocates nothing. Most statements take a fast path, one loop over the bytes that hashes runs
+//! of source text that are already normalized (`SELECT id, name FROM` is `select id, name from`
+//! once lowercased) in one piece. Anything it does not handle (a sign, a prefixed or
+//! dollar-quoted string, bytes above ASCII, ...) sends the statement through the general walk:
+//! the classifier's lexer, then operators, signs and the collapsing of lists, token by token. The
+//! fast path states the rules a second time; a test checks on random input that wherever it
+//! finishes, it writes what the general walk writes.
 
 use std::fmt;
-use std::str::FromStr;
-
 use std::ops::Range;
+use std::str::FromStr;
 
 use super::lexer::{self, Kind, Lexer};
 
 /// A statement's identity with literals and parameter values taken out, whitespace, comments and
-/// case folded. See the [module docs](self) for the rules and the (stable) hash.
+/// case folded: the hash of its [`normalize`]d text.
 ///
 /// It prints as 16 lowercase hex digits and parses back from them.
+///
+/// # Stability
+///
+/// Fingerprints may be stored and compared with fingerprints computed by another process,
+/// machine or version of this crate: the normalization and the hash are fixed, and a change to
+/// either is a breaking change. The hash reads the bytes of the normalized text 16 at a time, as
+/// two little-endian 64-bit words `a` and `b` (the last block padded with zero bytes); `fold(x,
+/// y)` is the 128-bit product `x * y` with its high half XORed into its low half:
+///
+/// ```text
+/// h = 0x243f_6a88_85a3_08d3
+/// for each block (a, b):  h = fold(h ^ a, b ^ 0x9e37_79b9_7f4a_7c15)
+/// fingerprint            = fold(h ^ length_in_bytes, 0xbf58_476d_1ce4_e5b9)
+/// ```
+///
+/// That is one multiplication per 16 bytes (the mixing step of wyhash); the length tells apart
+/// texts that differ only in trailing zero bytes. It is not a cryptographic hash: whoever
+/// writes the SQL can make two statements collide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Fingerprint(u64);
 
@@ -166,10 +185,12 @@ impl fmt::Display for ParseFingerprintError {
 
 impl std::error::Error for ParseFingerprintError {}
 
-/// The fingerprint of `sql`: the hash of [`normalize`]`(sql)`, computed without building it.
+/// The fingerprint of `sql`: the hash of [`normalize`]`(sql)`, computed without building the
+/// text.
 ///
-/// Cheap enough for every query (no allocation; about as fast as [`classify`](super::classify)),
-/// and never panics, whatever the bytes.
+/// Made for the hot path: it allocates nothing, and costs 1.1 to 1.8 times what
+/// [`classify`](super::classify) does on the same statement (`benches/classify.rs` compares the
+/// two). It never panics, whatever the bytes.
 ///
 /// ```
 /// use seawall::classify::{fingerprint, normalize};
@@ -191,8 +212,23 @@ fn fingerprint_bytes(src: &[u8]) -> Fingerprint {
     Fingerprint(walk(src, Hasher::new).finish())
 }
 
-/// The normalized text of `sql`, for display: what [`fingerprint`] hashes. See the
-/// [module docs](self) for the rules.
+/// The normalized text of `sql`, for display: what [`fingerprint`] hashes.
+///
+/// * Comments (routing hints included) and whitespace are dropped.
+/// * Every literal is `?`: strings of every kind, numbers (with a sign where the server reads
+///   one), `$1` parameters and `?` placeholders.
+/// * A literal followed by `, literal` drops the latter, and a row `(?)` after `VALUES`, `(` or
+///   `,` drops a following `, (?)`: `IN (1, 2, 3)` is `in (?)`, `VALUES (1, 2), (3, 4)` is
+///   `values (?)`.
+/// * Unquoted names and keywords are ASCII-lowercased; quoted names are kept verbatim.
+/// * Adjacent operator characters stay one operator, as PostgreSQL lexes them.
+/// * A trailing `;` and empty statements are dropped.
+/// * An unterminated string, quoted name or comment makes the rest one literal; bytes that are
+///   not UTF-8 become U+FFFD.
+///
+/// Tokens are separated by one space, except where none is needed to read them back (around
+/// `.`, inside brackets, before `,`, in a call `f(x)`). The text is a fixed point:
+/// `normalize(normalize(s)) == normalize(s)`. Never panics, whatever the bytes.
 ///
 /// ```
 /// use seawall::classify::normalize;
@@ -285,8 +321,8 @@ fn lower16(w: u128) -> u128 {
     w | (upper >> 2)
 }
 
-/// The hash of the module docs, fed the text in pieces of up to 16 bytes. Small enough to live
-/// in registers: one piece per token is a few shifts, and every 16 bytes one multiplication.
+/// The hash of [`Fingerprint`], fed the text in pieces of up to 16 bytes. Small enough to live in
+/// registers: a piece is a few shifts, and every 16 bytes one multiplication.
 struct Hasher {
     h: u64,
     /// The current block, little endian: `fill` bytes so far, zeros above.
@@ -513,15 +549,8 @@ impl<'a> Tokens<'a> {
     #[inline(always)]
     fn operator(&mut self, start: usize) -> Tok {
         let s = self.src;
-        // The lexer would return the following characters one by one; a comment ends the run.
-        let mut end = start + 1;
-        while let Some(&c) = s.get(end) {
-            let comment = matches!((c, s.get(end + 1)), (b'-', Some(b'-')) | (b'/', Some(b'*')));
-            if !is_op_char(c) || comment {
-                break;
-            }
-            end += 1;
-        }
+        // The lexer would return the following characters one by one.
+        let end = operator_end(s, start);
         self.lexer.pos = end;
         if end - start == 1 {
             return Tok::Op(start, end);
@@ -530,6 +559,21 @@ impl<'a> Tokens<'a> {
         self.signs = keep..end;
         Tok::Op(start, keep)
     }
+}
+
+/// The end of the operator characters from `start` on (where one is, starting no comment): a
+/// comment ends them, as in `scan.l`.
+#[inline(always)]
+fn operator_end(s: &[u8], start: usize) -> usize {
+    let mut end = start + 1;
+    while let Some(&c) = s.get(end) {
+        let comment = matches!((c, s.get(end + 1)), (b'-', Some(b'-')) | (b'/', Some(b'*')));
+        if !is_op_char(c) || comment {
+            break;
+        }
+        end += 1;
+    }
+    end
 }
 
 /// How much of a multi-character operator is one operator. As in `scan.l`, so that `=-1` is
@@ -818,8 +862,9 @@ impl<'a, S: Sink> Writer<'a, S> {
 /// The general walk stacks the lexer, operator joining, signs and the writer, and costs a few
 /// times what classifying a statement does. This loop does the same work in one pass for a
 /// statement of ASCII names and keywords, numbers, plain strings, quoted names, `$n` and `?`,
-/// operators, punctuation and comments. At anything else (a prefixed or dollar-quoted string, a
-/// sign, an operator that `scan.l` would split, anything unterminated, a byte above ASCII) it
+/// operators, signs of literals, punctuation and comments. At anything else (a prefixed or
+/// dollar-quoted string, any other sign, an operator that `scan.l` would split, anything
+/// unterminated, a byte above ASCII) it
 /// gives up and the general walk starts over. Where it does finish, it writes exactly what the
 /// general walk writes; a test checks that on random input.
 struct Fast<'a, S> {
@@ -1006,9 +1051,14 @@ impl<'a, S: Sink> Fast<'a, S> {
     #[inline(always)]
     fn flush(&mut self, to: usize) {
         if to > self.span {
-            self.sink.put_name(false, self.src, self.span, to, true);
-            self.span = to;
+            self.write_span(to);
         }
+    }
+
+    #[inline(never)]
+    fn write_span(&mut self, to: usize) {
+        self.sink.put_name(false, self.src, self.span, to, true);
+        self.span = to;
     }
 
     /// The separator before a token at `start`, which becomes the last token. `None` if the
@@ -1073,29 +1123,34 @@ impl<'a, S: Sink> Fast<'a, S> {
         (self.span, self.end) = (end, end);
     }
 
-    /// The operator starting at `start`; returns where it ends.
+    /// The operator starting at `start`, or a sign and the literal it belongs to; returns where
+    /// it ends.
     #[inline(always)]
     fn operator(&mut self, start: usize) -> Option<usize> {
         let s = self.src;
-        let mut end = start;
-        while let Some(&c) = s.get(end) {
-            if !is_op_char(c) {
-                break;
-            }
-            // A comment ends the operator.
-            if matches!((c, s.get(end + 1)), (b'-', Some(b'-')) | (b'/', Some(b'*'))) {
-                break;
-            }
-            end += 1;
-        }
+        let end = operator_end(s, start);
         let plus_minus = matches!(s[end - 1], b'+' | b'-');
-        if plus_minus && (end - start > 1 || !self.binary_operator_fits()) {
-            // `=-1` (which `scan.l` may split), or a sign: the general walk's business.
+        if plus_minus && end - start > 1 {
+            // `=-1`: `scan.l` may split it.
             return None;
+        }
+        if plus_minus && !self.binary_operator_fits() {
+            return self.signed_literal(end);
         }
         let last = if plus_minus { L_PLUS_MINUS } else { L_OP };
         self.token(start, end, last, Class::Other, TIGHT_AFTER);
         Some(end)
+    }
+
+    /// A sign ending at `end`: part of a literal that follows. Before anything else it stays an
+    /// operator, but that may be a literal the fast path does not know (`-E'1'`): the general
+    /// walk's business.
+    #[inline(never)]
+    fn signed_literal(&mut self, end: usize) -> Option<usize> {
+        let next = skip_blank(self.src, end);
+        let lit_end = literal_end(self.src, next)?;
+        self.other(next, lit_end, L_LIT);
+        Some(lit_end)
     }
 
     /// A `+` or `-` here is a binary operator (see [`is_sign`]).
@@ -1114,7 +1169,7 @@ impl<'a, S: Sink> Fast<'a, S> {
         let next = skip_blank(s, at + 1);
         let dropped = if self.recent.last() == Class::Lit as u8 {
             // `?, ?`: drop the second.
-            literal_end(s, next)
+            signed_literal_end(s, next)
         } else if self.recent.ends_row() {
             // `(?), (?)`: drop the second.
             row_end(s, next)
@@ -1218,21 +1273,38 @@ fn literal_end(s: &[u8], i: usize) -> Option<usize> {
     }
 }
 
-/// The end of a row of literals `(?, ...)` starting at `i`, whitespace and comments allowed;
-/// `None` if there is none.
+/// The end of a row of literals `(?, ...)` starting at `i`, signs, whitespace and comments
+/// allowed; `None` if there is none.
 fn row_end(s: &[u8], i: usize) -> Option<usize> {
     if s.get(i) != Some(&b'(') {
         return None;
     }
-    let mut j = literal_end(s, skip_blank(s, i + 1))?;
+    let mut j = signed_literal_end(s, skip_blank(s, i + 1))?;
     loop {
         j = skip_blank(s, j);
         match s.get(j)? {
             b')' => return Some(j + 1),
-            b',' => j = literal_end(s, skip_blank(s, j + 1))?,
+            b',' => j = signed_literal_end(s, skip_blank(s, j + 1))?,
             _ => return None,
         }
     }
+}
+
+/// [`literal_end`], with a sign before the literal (where a sign is one: after `(` or `,`).
+#[inline(always)]
+fn signed_literal_end(s: &[u8], i: usize) -> Option<usize> {
+    match s.get(i) {
+        Some(b'+' | b'-') => sign_literal_end(s, i),
+        _ => literal_end(s, i),
+    }
+}
+
+#[inline(never)]
+fn sign_literal_end(s: &[u8], sign: usize) -> Option<usize> {
+    if operator_end(s, sign) != sign + 1 {
+        return None;
+    }
+    literal_end(s, skip_blank(s, sign + 1))
 }
 
 /// The end of an ASCII quoted name whose body starts at `from`, and whether it holds a capital
@@ -1296,7 +1368,7 @@ fn space_before_paren(word: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    /// The hash of the module docs, straight from the text.
+    /// The hash of [`Fingerprint`]'s docs, straight from the text.
     fn reference_hash(text: &[u8]) -> u64 {
         let mut h = SEED;
         for chunk in text.chunks(16) {
@@ -1539,6 +1611,12 @@ mod tests {
                 "insert into events(user_id, kind) values (?)",
                 0xc573_fa1f_15d5_1bfa,
             ),
+            (
+                // The general walk: a sign and a name above ASCII.
+                "SELECT a FROM t WHERE b = -1 AND c = \"Ä\"",
+                "select a from t where b = ? and c = \"Ä\"",
+                0x92ae_91b7_a467_63b1,
+            ),
         ];
         for (sql, text, want) in golden {
             assert_eq!(normalize(sql), text);
@@ -1609,7 +1687,7 @@ mod tests {
             "values", "IN", "AND", "WHERE", "LIMIT", "x", "Y1", "a$b", "1", "42", "1.5", ".5", "1e3",
             "1x", "'s'", "'it''s'", "$1", "$23", "?", "(", ")", "[", "]", ",", ",", ".", ":",
             "::", ";", "=", ">=", "-", "+", "*", "||", "- 1", "e'x'", "/* c */", "--c\n", "/*",
-            "--", "/", "*/",
+            "--", "/", "*/", "-1", "+2", "-/*c*/3", "-+", "-x", "- -", "THEN",
         ];
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let mut random = move |n: usize| {
@@ -1632,6 +1710,7 @@ mod tests {
                 );
                 taken += 1;
             }
+            assert_eq!(fingerprint(&sql).get(), reference_hash(&general), "{sql:?}");
         }
         assert!(taken > 2_000, "the fast path took only {taken} statements");
     }

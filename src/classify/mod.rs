@@ -66,10 +66,12 @@
 //! # Fingerprints
 //!
 //! [`fingerprint`] gives a statement a stable 64-bit key with literals, parameters, comments,
-//! whitespace and case taken out, for per-statement statistics and for routing that learns from
-//! past runs; [`normalize`] returns the text it hashes. It reuses the same lexer, so it agrees with
-//! the classifier (and the server) about where every literal ends, and it allocates nothing. The
-//! rules and the hash are described in [`Fingerprint`]'s module, `fingerprint`.
+//! whitespace and case taken out, and lists of constants collapsed, for per-statement statistics
+//! and for routing that learns from past runs; [`normalize`] returns the text it hashes and lists
+//! the rules. It reads the statement as the classifier's lexer does, so it agrees with the
+//! classifier (and the server) about where every literal ends; it allocates nothing and costs
+//! the same order as classification. [`Fingerprint`] values are stable across processes, machines
+//! and versions, so they can be stored.
 //!
 //! ```
 //! use seawall::classify::{classify, Route, Verdict};
