@@ -1,22 +1,4 @@
-//! What the router has learned or been told about individual statements.
-//!
-//! The classifier proves what it can from the text alone, and can be wrong in one direction
-//! only: a statement it sends to a replica may still write, through a function it was told was
-//! read-only, a hint, or a view with a rule. The replica then refuses it ("cannot execute ... in
-//! a read-only transaction") and nothing happened. [`RouteMemory`] keeps the statement's
-//! [`Fingerprint`] so that every later one goes straight to the primary instead of failing once
-//! per call.
-//!
-//! The same memory holds what the application declares up front, by statement text: statements
-//! that must run on the primary, and statements the classifier cannot prove read-only but the
-//! application knows are (a report calling its own function). Declarations are never evicted;
-//! learned entries are bounded, least recently used first out. Both can be exported
-//! ([`RouteMemory::entries`]) and loaded again ([`RouteMemory::remember`]) so that what was
-//! learned survives a restart: a [`Remembered`] entry prints as one line and parses back.
-//!
-//! A remembered route never sends a statement known to write to a replica: the classifier's
-//! [`Verdict::Writes`](super::Verdict::Writes) wins over a declared read, as it wins over a
-//! replica hint.
+//! What the router has learned or been told about individual statements: see [`RouteMemory`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -183,7 +165,25 @@ pub(crate) type FingerprintMap<V> = HashMap<Fingerprint, V, BuildHasherDefault<I
 type Map = FingerprintMap<Entry>;
 
 /// Routes remembered per statement fingerprint: declared by the application or learned from
-/// replicas that refused a write. Bounded; see the [module docs](self).
+/// replicas that refused a write.
+///
+/// The classifier proves what it can from the text alone, and can be wrong in one direction
+/// only: a statement it sends to a replica may still write, through a function it was told was
+/// read-only, a hint, or a view with a rule. The replica then refuses it ("cannot execute ... in
+/// a read-only transaction") and nothing happened. [`RouteMemory`] keeps the statement's
+/// [`Fingerprint`] so that every later one goes straight to the primary instead of failing once
+/// per call.
+///
+/// The same memory holds what the application declares up front, by statement text: statements
+/// that must run on the primary, and statements the classifier cannot prove read-only but the
+/// application knows are (a report calling its own function). Declarations are never evicted;
+/// learned entries are bounded, least recently used first out. Both can be exported
+/// ([`RouteMemory::entries`]) and loaded again ([`RouteMemory::remember`]) so that what was
+/// learned survives a restart: a [`Remembered`] entry prints as one line and parses back.
+///
+/// A remembered route never sends a statement known to write to a replica: the classifier's
+/// [`Verdict::Writes`](super::Verdict::Writes) wins over a declared read, as it wins over a
+/// replica hint.
 ///
 /// ```
 /// use seawall::classify::{fingerprint, RouteMemory, Route};

@@ -73,6 +73,10 @@
 //! the same order as classification. [`Fingerprint`] values are stable across processes, machines
 //! and versions, so they can be stored.
 //!
+//! A [`RouteMemory`] keeps routes per fingerprint: declared by the application, or learned by the
+//! cluster when a replica refuses a statement the classifier let through as a write. Declared
+//! writing functions ([`Classifier::with_writing_function`]) make a call a known write.
+//!
 //! ```
 //! use seawall::classify::{classify, Route, Verdict};
 //!
