@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::classify::{normalize, Fingerprint, FingerprintMap};
+use crate::classify::{normalize, truncate, Fingerprint, FingerprintMap};
 use crate::pool::state::{bucket_of, midpoint, upper_bound};
 
 const SHARDS: usize = 16;
@@ -195,18 +195,8 @@ struct Entry {
 
 impl Entry {
     fn new(statement: String) -> Self {
-        const MAX: usize = 2048;
-        let mut statement = statement;
-        if statement.len() > MAX {
-            let mut end = MAX;
-            while !statement.is_char_boundary(end) {
-                end -= 1;
-            }
-            statement.truncate(end);
-            statement.push('…');
-        }
         Entry {
-            statement: statement.into_boxed_str(),
+            statement: truncate(statement, 2048).into_boxed_str(),
             calls: 0,
             errors: 0,
             rows: 0,
@@ -407,6 +397,21 @@ mod tests {
         let table = Table(&all).to_string();
         assert!(table.contains("replica-1:75 replica-2:25"), "{table}");
         assert_eq!(table.lines().count(), 3);
+    }
+
+    #[test]
+    fn a_huge_statement_is_kept_cut() {
+        let stats = StatementStats::new(16);
+        let node: Arc<str> = "p".into();
+        let sql = format!("SELECT {} FROM t", "é, ".repeat(500_000));
+        stats.record(run(&sql, &node, 1));
+        let kept = &stats.snapshot()[0].statement;
+        assert!(
+            kept.len() <= 2048 + '…'.len_utf8(),
+            "{} bytes kept",
+            kept.len()
+        );
+        assert!(kept.starts_with("select é"), "{}", &kept[..20]);
     }
 
     #[test]

@@ -344,7 +344,7 @@ impl RouteMemory {
         let entry = Entry {
             route,
             origin,
-            statement: statement.map(|s| truncate(s).into_boxed_str()),
+            statement: statement.map(|s| truncate(s, 1024).into_boxed_str()),
             last_used: AtomicU64::new(self.clock.fetch_add(1, Relaxed)),
             hits: AtomicU64::new(0),
         };
@@ -411,11 +411,10 @@ impl RouteMemory {
     }
 }
 
-/// Normalized statements are kept for display only; a huge one is cut.
-fn truncate(mut s: String) -> String {
-    const MAX: usize = 1024;
-    if s.len() > MAX {
-        let mut end = MAX;
+/// Normalized statements are kept for display only; a huge one is cut after `max` bytes.
+pub(crate) fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
         while !s.is_char_boundary(end) {
             end -= 1;
         }

@@ -103,7 +103,7 @@ mod tests;
 use std::fmt;
 
 pub use fingerprint::{fingerprint, normalize, Fingerprint, ParseFingerprintError};
-pub(crate) use memory::FingerprintMap;
+pub(crate) use memory::{truncate, FingerprintMap};
 pub use memory::{Origin, ParseRememberedError, Remembered, RouteMemory};
 
 use lexer::{Kind, Lexer, Token};
