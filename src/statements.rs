@@ -400,6 +400,33 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_recorders_lose_nothing() {
+        let stats = Arc::new(StatementStats::new(64));
+        let nodes: Vec<Arc<str>> = (0..4).map(|i| Arc::from(format!("n{i}"))).collect();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let (stats, node) = (stats.clone(), nodes[t].clone());
+                std::thread::spawn(move || {
+                    for i in 0..5000u64 {
+                        let sql = format!("SELECT * FROM t{} WHERE id = {i}", i % 8);
+                        stats.record(run(&sql, &node, 1));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let all = stats.snapshot();
+        assert_eq!(all.len(), 8);
+        for s in &all {
+            assert_eq!(s.calls, 4 * 5000 / 8);
+            assert_eq!(s.nodes.len(), 4);
+            assert!(s.nodes.iter().all(|(_, n)| *n == 5000 / 8));
+        }
+    }
+
+    #[test]
     fn a_huge_statement_is_kept_cut() {
         let stats = StatementStats::new(16);
         let node: Arc<str> = "p".into();
