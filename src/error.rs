@@ -197,6 +197,9 @@ impl From<ConfigError> for Error {
 pub struct TimeoutError {
     /// Name of the pool.
     pub pool: Arc<str>,
+    /// The cluster node the pool serves, when the acquire came through a
+    /// [`Cluster`](crate::Cluster) (its name may differ from the pool's).
+    pub node: Option<Arc<str>>,
     /// How long the caller actually waited.
     pub waited: Duration,
     /// The timeout that applied to this acquire.
@@ -207,6 +210,10 @@ pub struct TimeoutError {
 
 impl fmt::Display for TimeoutError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.node {
+            Some(node) if *node != self.pool => write!(f, "node `{node}`, ")?,
+            _ => {}
+        }
         write!(
             f,
             "pool `{}`: no connection after {:?} (timeout {:?}): {}",

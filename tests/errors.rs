@@ -136,6 +136,32 @@ async fn timeouts_say_the_pool_the_wait_and_the_cause() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_cluster_timeout_names_the_node_when_its_pool_is_named_otherwise() {
+    let primary = backend("primary", true);
+    let db = backend("eu-west-2b", false);
+    let c = Cluster::builder()
+        .primary("primary", pool(&primary, 1))
+        .replica("replica-1", pool(&db, 1))
+        .probe_interval(None)
+        .build()
+        .unwrap();
+    // Held past the cluster (its admission gate would queue a second reader instead).
+    let _held = c.node("replica-1").unwrap().pool().get().await.unwrap();
+    let e = c
+        .read_with(AcquireOptions::new().timeout(ms(60)).replica_only())
+        .await
+        .unwrap_err();
+    says(
+        &e,
+        &[
+            "node `replica-1`, pool `eu-west-2b`",
+            "after 60ms",
+            "1/1 connections in use",
+        ],
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn closed_driver_and_config_errors_name_their_pool_or_field() {
     let p = Pool::builder(ResetFails).name("billing").build().unwrap();
     let e = p.get().await.unwrap().release().await.unwrap_err();

@@ -739,7 +739,10 @@ async fn acquire_on<C: Connector>(
             in_flight,
             fallback,
         )),
-        Err(e) => {
+        Err(mut e) => {
+            if let Error::Timeout(t) = &mut e {
+                t.node = Some(node.name.clone());
+            }
             let node_failed = matches!(
                 &e,
                 Error::Timeout(t) if matches!(

@@ -213,6 +213,7 @@ impl<C: Connector> Pool<C> {
                 drop(held);
                 Err(Some(Error::Timeout(TimeoutError {
                     pool: shared.name().clone(),
+                    node: None,
                     waited: began.elapsed(),
                     timeout,
                     cause: WaitCause::PingHung,
@@ -240,6 +241,7 @@ impl<C: Connector> Pool<C> {
             WaitEnd::Closed => Err(shared.closed_error()),
             WaitEnd::TimedOut(cause) => Err(Error::Timeout(TimeoutError {
                 pool: shared.name().clone(),
+                node: None,
                 waited: shared.clock.refresh().saturating_duration_since(start),
                 timeout,
                 cause,
