@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use seawall::cluster::{AcquireOptions, Cluster};
 use seawall::pool::Pool;
-use seawall::sqlx::{current_position, PgConnector};
+use seawall::sqlx::{current_position, PgConnector, WalPosition};
 use sqlx::AssertSqlSafe;
 
 #[tokio::main]
@@ -63,7 +63,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     let mut written = None;
     for sql in workload {
-        let mut conn = cluster.route(sql).await?;
+        // Read-your-writes: a read after a write goes to a node that has replayed it.
+        let options = written.map_or_else(AcquireOptions::new, |position: WalPosition| {
+            AcquireOptions::new().min_position(position)
+        });
+        let mut conn = cluster.route_with(sql, options).await?;
         let result = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn).await;
         if let Err(e) = &result {
             conn.report_error(e); // a node in trouble is noticed; a caller's mistake is not
@@ -91,20 +95,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
+    // Let the cluster run statements: each is timed per fingerprint (literals folded).
+    for id in 1..=20 {
+        let sql = format!("SELECT count(*) FROM seawall_example WHERE id > {id}");
+        cluster
+            .execute(&sql, |conn, sql| {
+                Box::pin(async move {
+                    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                        .fetch_one(&mut **conn)
+                        .await?;
+                    conn.set_rows(1);
+                    Ok(n)
+                })
+            })
+            .await?;
+    }
+
     cluster.probe_now().await;
-    for node in cluster.snapshot().nodes {
+    for node in &cluster.snapshot().nodes {
         println!(
-            "{:<10} {:<8} lag {:>12} position {:>12} latency {:>10.2?} pool {}/{} in use, breaker {:?}",
+            "{:<10} position {:>12}",
             node.name,
-            node.role.to_string(),
-            node.replication_lag
-                .map_or("unknown".to_owned(), |l| format!("{l:?}")),
             seawall::sqlx::WalPosition::new(node.replayed_position).to_string(),
-            node.latency,
-            node.pool.in_use,
-            node.pool.max_size,
-            node.breaker.state,
         );
     }
+    // The operator's view, and the statements that cost the most time.
+    println!("\n{}\n", cluster.snapshot());
+    println!("{}", seawall::statements::Table(&cluster.statements()));
     Ok(())
 }
