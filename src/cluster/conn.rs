@@ -134,7 +134,10 @@ impl<C: Connector> ClusterConn<C> {
     /// [`Cluster::execute`](super::Cluster::execute) send the next one to the primary, and the
     /// caller gets [`Error::WriteOnReplica`]. A pinned handle never moves, so the statement is not
     /// retried here: it may be inside a transaction ([`ClusterConn::in_transaction`]), whose
-    /// earlier statements ran on this replica.
+    /// earlier statements ran on this replica, and even outside one the session may carry state
+    /// the statement depends on (a `SET search_path` would make it touch another schema on a
+    /// fresh primary connection). [`Cluster::execute`](super::Cluster::execute), which picks the
+    /// connection itself, retries.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
