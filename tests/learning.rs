@@ -388,3 +388,87 @@ async fn the_snapshot_reads_as_a_table() {
     assert_eq!(snapshot.remembered.len(), 1);
     assert!(text.contains("statements tracked: 3"), "{text}");
 }
+
+mod never_a_write_to_a_replica {
+    use super::*;
+    use proptest::prelude::*;
+    use seawall::classify::{classify, Hint, Verdict};
+
+    const STATEMENTS: &[&str] = &[
+        "SELECT * FROM t WHERE id = 1",
+        "SELECT my_fn(2)",
+        "SELECT archive_order(3)",
+        "UPDATE t SET x = 4",
+        "DELETE FROM t WHERE id = 5",
+        "INSERT INTO t VALUES (6)",
+        "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+        "SELECT * FROM t FOR UPDATE",
+        "/* seawall:replica */ SELECT my_fn(7)",
+        "/* seawall:primary */ SELECT 8",
+        "SELECT nextval('s')",
+        "BEGIN",
+        "SET search_path = x",
+    ];
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        DeclareReplica(usize),
+        DeclarePrimary(usize),
+        Learn(usize),
+        Forget(usize),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let i = 0..STATEMENTS.len();
+        prop_oneof![
+            i.clone().prop_map(Step::DeclareReplica),
+            i.clone().prop_map(Step::DeclarePrimary),
+            i.clone().prop_map(Step::Learn),
+            i.prop_map(Step::Forget),
+        ]
+    }
+
+    proptest! {
+        /// Whatever is declared, learned or forgotten, a statement the classifier knows to write
+        /// is never routed to a replica, and one learned or declared for the primary goes there.
+        #[test]
+        fn declarations_and_learning_never_route_a_known_write_to_a_replica(
+            steps in proptest::collection::vec(step(), 0..24)
+        ) {
+            let memory = RouteMemory::new(4);
+            for s in &steps {
+                match *s {
+                    Step::DeclareReplica(i) => {
+                        memory.declare(STATEMENTS[i], Route::Replica);
+                    }
+                    Step::DeclarePrimary(i) => {
+                        memory.declare(STATEMENTS[i], Route::Primary);
+                    }
+                    Step::Learn(i) => {
+                        memory.learn_write(fingerprint(STATEMENTS[i]), STATEMENTS[i]);
+                    }
+                    Step::Forget(i) => {
+                        memory.forget(fingerprint(STATEMENTS[i]));
+                    }
+                }
+            }
+            let sim = Sim::new(|b| b.route_memory(memory));
+            let remembered = sim.cluster.route_memory().entries();
+            for sql in STATEMENTS {
+                let route = sim.cluster.classify(sql).unwrap();
+                let c = classify(sql).unwrap();
+                if c.verdict() == Verdict::Writes || c.hint() == Some(Hint::Primary) {
+                    prop_assert_eq!(route, Route::Primary, "{}", sql);
+                }
+                // Whatever is still remembered for the primary (learned entries may have been
+                // evicted, capacity 4) sends the statement there.
+                let to_primary = remembered
+                    .iter()
+                    .any(|e| e.fingerprint == fingerprint(sql) && e.route == Route::Primary);
+                if to_primary {
+                    prop_assert_eq!(route, Route::Primary, "{}", sql);
+                }
+            }
+        }
+    }
+}
