@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use tokio::runtime::Runtime;
 
+mod common;
+use common::median;
+
 const UNCONTENDED_POOL: usize = 16;
 const CONTENDED_POOL: usize = 8;
 const TASKS: usize = 64;
@@ -228,11 +231,6 @@ fn criterion_groups(c: &mut Criterion) {
 
 /// Runs `iters` acquisitions of one scenario on one pool and returns the elapsed time.
 type Scenario = fn(&Runtime, &AnyPool, u64) -> Duration;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 /// Interleaved rounds: each round times every pool once on the same workload; the ratios of a
 /// round compare pools under the same machine phase.

@@ -25,6 +25,9 @@ use seawall::testbed::PgCluster;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::runtime::Runtime;
 
+mod common;
+use common::median;
+
 const TASKS: usize = 32;
 const CONNECTIONS: usize = 8;
 const NAMES: [&str; 5] = [
@@ -116,11 +119,6 @@ fn run(rt: &Runtime, mode: &Arc<Mode>, per_task: usize) -> (Duration, Vec<Durati
         }
         (start.elapsed(), latencies)
     })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn p99(mut v: Vec<Duration>) -> Duration {

@@ -19,32 +19,13 @@ use seawall::cluster::{AcquireOptions, Cluster};
 use seawall::pool::Pool;
 use tokio::runtime::Runtime;
 
-/// A connection that costs nothing, so only seawall is measured.
-struct Conn;
-
-struct Driver;
-
-#[async_trait::async_trait]
-impl seawall::Connector for Driver {
-    type Connection = Conn;
-    type Error = std::io::Error;
-
-    async fn connect(&self) -> Result<Conn, std::io::Error> {
-        Ok(Conn)
-    }
-}
+mod common;
+use common::{current_thread, median, Free};
 
 const POOL_SIZE: usize = 16;
 
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn pool(name: &str) -> Pool<Driver> {
-    Pool::builder(Driver)
+fn pool(name: &str) -> Pool<Free> {
+    Pool::builder(Free)
         .name(name)
         .max_size(POOL_SIZE)
         .build()
@@ -52,7 +33,7 @@ fn pool(name: &str) -> Pool<Driver> {
 }
 
 /// A primary and two replicas with default policies, every pool warmed with idle connections.
-fn cluster(rt: &Runtime) -> Cluster<Driver> {
+fn cluster(rt: &Runtime) -> Cluster<Free> {
     rt.block_on(async {
         let cluster = Cluster::builder()
             .primary("primary", pool("primary"))
@@ -70,7 +51,7 @@ fn cluster(rt: &Runtime) -> Cluster<Driver> {
 }
 
 /// Opens `n` connections at once, so that the pool keeps `n` idle ones.
-async fn open_idle(pool: &Pool<Driver>, n: usize) -> Vec<seawall::Pooled<Driver>> {
+async fn open_idle(pool: &Pool<Free>, n: usize) -> Vec<seawall::Pooled<Free>> {
     let mut held = Vec::with_capacity(n);
     for _ in 0..n {
         held.push(pool.get().await.unwrap());
@@ -101,13 +82,7 @@ impl Op {
 }
 
 /// `iters` acquisitions + drops of one kind; returns the elapsed time.
-fn run(
-    rt: &Runtime,
-    cluster: &Cluster<Driver>,
-    pool: &Pool<Driver>,
-    op: Op,
-    iters: u64,
-) -> Duration {
+fn run(rt: &Runtime, cluster: &Cluster<Free>, pool: &Pool<Free>, op: Op, iters: u64) -> Duration {
     rt.block_on(async {
         let start = Instant::now();
         match op {
@@ -143,14 +118,9 @@ fn run(
     })
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 /// Read and pool get, interleaved round by round so that both see the same machine phase.
 fn interleaved(rounds: usize, iters: u64) {
-    let rt = runtime();
+    let rt = current_thread();
     let cluster = cluster(&rt);
     let pool = cluster.node("replica-1").unwrap().pool().clone();
     run(&rt, &cluster, &pool, Op::Read, iters / 4);
@@ -177,7 +147,7 @@ fn interleaved(rounds: usize, iters: u64) {
 }
 
 fn criterion_groups(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = current_thread();
     let cluster = cluster(&rt);
     let pool = cluster.node("replica-1").unwrap().pool().clone();
     let mut group = c.benchmark_group("route");
@@ -195,7 +165,7 @@ fn profile(which: &str) {
         .into_iter()
         .find(|op| op.name() == which)
         .expect("read, write, route or pool_get");
-    let rt = runtime();
+    let rt = current_thread();
     let cluster = cluster(&rt);
     let pool = cluster.node("replica-1").unwrap().pool().clone();
     let start = Instant::now();

@@ -19,33 +19,11 @@ use seawall::cluster::{BoxFuture, Cluster, ClusterConn};
 use seawall::pool::Pool;
 use tokio::runtime::Runtime;
 
-struct Conn;
+mod common;
+use common::{current_thread, median, Free};
 
-struct Driver;
-
-#[async_trait::async_trait]
-impl seawall::Connector for Driver {
-    type Connection = Conn;
-    type Error = std::io::Error;
-
-    async fn connect(&self) -> Result<Conn, std::io::Error> {
-        Ok(Conn)
-    }
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn pool(name: &str) -> Pool<Driver> {
-    Pool::builder(Driver)
-        .name(name)
-        .max_size(16)
-        .build()
-        .unwrap()
+fn pool(name: &str) -> Pool<Free> {
+    Pool::builder(Free).name(name).max_size(16).build().unwrap()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +43,7 @@ impl Setup {
     }
 }
 
-fn cluster(rt: &Runtime, setup: Setup) -> Cluster<Driver> {
+fn cluster(rt: &Runtime, setup: Setup) -> Cluster<Free> {
     rt.block_on(async {
         let mut builder = Cluster::builder()
             .primary("primary", pool("primary"))
@@ -110,14 +88,14 @@ fn workload() -> Vec<String> {
 }
 
 fn noop<'c>(
-    conn: &'c mut ClusterConn<Driver>,
+    conn: &'c mut ClusterConn<Free>,
     _sql: &'c str,
 ) -> BoxFuture<'c, Result<(), std::io::Error>> {
     conn.set_rows(1);
     Box::pin(async { Ok(()) })
 }
 
-fn run(rt: &Runtime, cluster: &Cluster<Driver>, sqls: &[String], iters: u64) -> Duration {
+fn run(rt: &Runtime, cluster: &Cluster<Free>, sqls: &[String], iters: u64) -> Duration {
     rt.block_on(async {
         let start = Instant::now();
         for i in 0..iters as usize {
@@ -128,13 +106,8 @@ fn run(rt: &Runtime, cluster: &Cluster<Driver>, sqls: &[String], iters: u64) -> 
     })
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 fn interleaved(rounds: usize, iters: u64) {
-    let rt = runtime();
+    let rt = current_thread();
     let sqls = workload();
     let setups = [Setup::Stats, Setup::NoStats, Setup::Memory];
     let clusters: Vec<_> = setups.iter().map(|&s| cluster(&rt, s)).collect();
@@ -169,7 +142,7 @@ fn interleaved(rounds: usize, iters: u64) {
 }
 
 fn criterion_groups(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = current_thread();
     let sqls = workload();
     let mut group = c.benchmark_group("statements");
     for setup in [Setup::Stats, Setup::NoStats, Setup::Memory] {

@@ -8,10 +8,10 @@ use std::time::Duration;
 use seawall::admission::{Admission, AdmissionConfig, Priority};
 use seawall::breaker::{BreakerConfig, CircuitBreaker, SlidingWindow};
 use seawall::classify::Classifier;
-use seawall::cluster::{AcquireOptions, Cluster, ClusterConn};
+use seawall::cluster::{AcquireOptions, Cluster};
 use seawall::limit::Fixed;
 use seawall::pool::{CheckoutTest, Pool};
-use seawall::sim::{SimBackend, SimConnector, SimError};
+use seawall::sim::{query, SimBackend, SimConnector};
 use seawall::{Error, WaitCause};
 use tokio::time::sleep;
 
@@ -72,13 +72,6 @@ impl seawall::Connector for ResetFails {
     async fn reset(&self, _conn: &mut ()) -> Result<(), std::io::Error> {
         Err(std::io::Error::other("lock timeout"))
     }
-}
-
-fn query<'c>(
-    conn: &'c mut ClusterConn<SimConnector>,
-    sql: &'c str,
-) -> seawall::cluster::BoxFuture<'c, Result<Duration, SimError>> {
-    Box::pin(conn.query(sql))
 }
 
 #[tokio::test(start_paused = true)]

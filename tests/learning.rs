@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use seawall::breaker::BreakerState;
 use seawall::classify::{fingerprint, Classifier, Origin, Remembered, Route, RouteMemory};
-use seawall::cluster::{Cluster, ClusterBuilder, ClusterConn, Role};
+use seawall::cluster::{Cluster, ClusterBuilder, Role};
 use seawall::pool::Pool;
-use seawall::sim::{SimBackend, SimConnector, SimError};
+use seawall::sim::{query, SimBackend, SimConnector, SimError};
 use seawall::statements::Table;
 use seawall::{Error, NotRetried};
 
@@ -69,13 +69,6 @@ impl Sim {
             })
             .await
     }
-}
-
-fn query<'c>(
-    conn: &'c mut ClusterConn<SimConnector>,
-    sql: &'c str,
-) -> seawall::cluster::BoxFuture<'c, Result<Duration, SimError>> {
-    Box::pin(conn.query(sql))
 }
 
 #[tokio::test(start_paused = true)]

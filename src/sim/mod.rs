@@ -627,6 +627,30 @@ impl SimConnection {
     }
 }
 
+/// Runs `sql` on a simulated connection: the statement closure of
+/// [`Cluster::execute`](crate::Cluster::execute) and
+/// [`ClusterConn::execute`](crate::ClusterConn::execute) over the simulator.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), seawall::Error> {
+/// use seawall::{sim, Cluster, Pool};
+///
+/// let db = sim::SimBackend::builder("primary").build();
+/// let cluster = Cluster::builder()
+///     .primary("primary", Pool::builder(db.connector()).name("primary").build()?)
+///     .build()?;
+/// let took = cluster.execute("UPDATE t SET x = 1", sim::query).await?;
+/// assert_eq!(took, std::time::Duration::from_millis(1));
+/// # Ok(()) }
+/// ```
+pub fn query<'c>(
+    conn: &'c mut crate::ClusterConn<SimConnector>,
+    sql: &'c str,
+) -> crate::cluster::BoxFuture<'c, Result<Duration, SimError>> {
+    Box::pin(conn.query(sql))
+}
+
 /// The server side of one query: waits for a slot, then for the service time. Returns the
 /// settings it ran with, or `None` if the server went away. Counters are kept right even when the
 /// future is dropped halfway.
