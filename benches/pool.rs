@@ -4,6 +4,9 @@
 //! Scenarios (from the core issue):
 //! * `uncontended`: one task, pool of 16, get + drop.
 //! * `contended`: 64 tasks on a 2-worker runtime, pool of 8, each get → `yield_now` → drop.
+//! * `contended-oversubscribed`: the same while [`BUSY_THREADS`] OS threads (twice the two
+//!   cores) burn CPU in seeded bursts, so the runtime's workers are preempted at random points,
+//!   a preempted lock holder included: what containers with CPU quotas and busy hosts live with.
 //!
 //! These machines switch between fast and slow phases lasting tens of seconds, so besides the
 //! criterion groups the bench runs the pools interleaved round by round (A B C A B C …) and
@@ -206,6 +209,56 @@ fn run_contended(rt: &Runtime, pool: &AnyPool, iters: u64) -> Duration {
     })
 }
 
+/// Busy OS threads in the oversubscribed scenario: more than the machine's two cores.
+const BUSY_THREADS: usize = 4;
+
+/// Threads burning CPU in seeded bursts (spin for 50-500 µs, sleep for 0-200 µs) until dropped.
+struct Oversubscribed {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<u64>>,
+}
+
+impl Oversubscribed {
+    fn start(seed: u64) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..BUSY_THREADS as u64)
+            .map(|i| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    // xorshift64*: reproducible bursts per thread.
+                    let mut x = (seed ^ (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
+                    let mut next = move || {
+                        x ^= x >> 12;
+                        x ^= x << 25;
+                        x ^= x >> 27;
+                        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+                    };
+                    let mut work = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let spin = Duration::from_micros(50 + next() % 450);
+                        let t = Instant::now();
+                        while t.elapsed() < spin {
+                            work = black_box(work.wrapping_add(next()));
+                        }
+                        std::thread::sleep(Duration::from_micros(next() % 200));
+                    }
+                    work
+                })
+            })
+            .collect();
+        Oversubscribed { stop, threads }
+    }
+}
+
+impl Drop for Oversubscribed {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 fn criterion_groups(c: &mut Criterion) {
     let rt = single_thread();
     let mut group = c.benchmark_group("uncontended");
@@ -327,4 +380,14 @@ fn main() {
         64_000,
         run_contended,
     );
+    let busy = Oversubscribed::start(0x5EA_3A11);
+    interleaved(
+        "contended-oversubscribed",
+        &two_workers(),
+        CONTENDED_POOL,
+        rounds,
+        64_000,
+        run_contended,
+    );
+    drop(busy);
 }

@@ -10,6 +10,7 @@
 //! [`Connector::reset`]) run only when needed: a ping only when a connection sat idle long enough
 //! to be suspect, a reset only when the driver says the session is dirty.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -57,6 +58,15 @@ pub trait Connector: Send + Sync + 'static {
     /// Opens a new connection.
     async fn connect(&self) -> Result<Self::Connection, Self::Error>;
 
+    /// Opens the health monitor's own connection, on which [`Connector::probe`] runs. It must
+    /// not compete with the pool it judges: a saturated pool is busy, not down. The default is
+    /// [`Connector::connect`], which opens a connection of its own; a driver whose `connect`
+    /// borrows from a bounded pool of someone else's (the wrapped sqlx `PgPool`) connects
+    /// directly here instead.
+    async fn connect_probe(&self) -> Result<Self::Connection, Self::Error> {
+        self.connect().await
+    }
+
     /// A real round trip (for example `SELECT 1`), run on checkout when the connection has been
     /// idle for longer than the pool's `ping_after_idle`. An error discards the connection.
     async fn ping(&self, _conn: &mut Self::Connection) -> Result<(), Self::Error> {
@@ -95,11 +105,22 @@ pub trait Connector: Send + Sync + 'static {
 
     /// `true` if `error` says the server refused a statement because it cannot write there: the
     /// server is a replica, or the transaction is read-only (PostgreSQL SQLSTATE 25006, "cannot
-    /// execute ... in a read-only transaction"; MySQL errors 1290 and 1792). Such a statement did
+    /// execute ... in a read-only transaction"). Such a statement did
     /// nothing, so the cluster may run it again on the primary and learns that it writes (see
     /// [`Cluster::execute`](crate::Cluster::execute)). The default cannot tell and says `false`.
     fn is_read_only_error(&self, _error: &Self::Error) -> bool {
         false
+    }
+
+    /// A handle that can stop the server's work on `conn` from outside it, asked once right
+    /// after the connect. When a statement is given up mid-way (its deadline passed, its future
+    /// was dropped, the caller marked the connection failed), the pool cancels it through this
+    /// handle before closing the connection, and only then lets a replacement open: otherwise
+    /// the server goes on working (and holding locks) for nobody, and a pool of 8 can have
+    /// dozens of busy sessions on the server. `None` (the default): the connection is just
+    /// closed.
+    async fn cancel_handle(&self, _conn: &mut Self::Connection) -> Option<Arc<dyn Cancel>> {
+        None
     }
 
     /// Asks the server about its role and replication state, for routing (lag, read-your-writes)
@@ -108,6 +129,15 @@ pub trait Connector: Send + Sync + 'static {
     async fn probe(&self, _conn: &mut Self::Connection) -> Result<Option<NodeStatus>, Self::Error> {
         Ok(None)
     }
+}
+
+/// Stops what a server is doing for one connection, from outside that connection (see
+/// [`Connector::cancel_handle`]).
+#[async_trait]
+pub trait Cancel: Send + Sync + 'static {
+    /// Cancels the connection's work on the server and ends its session. The pool bounds the
+    /// call with the connect timeout.
+    async fn cancel(&self) -> Result<(), crate::DriverError>;
 }
 
 /// What a probe learned about a server.

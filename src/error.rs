@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::admission::Overloaded;
 use crate::breaker::BreakerOpen;
 use crate::classify::{ClassifyError, Fingerprint};
-use crate::cluster::Role;
+use crate::role::Role;
 
 /// Everything that can go wrong when asking seawall for a connection.
 #[derive(Debug, Clone)]
@@ -22,6 +22,13 @@ pub enum Error {
     /// The pool was closed; it hands out no more connections.
     Closed {
         /// Name of the closed pool.
+        pool: Arc<str>,
+    },
+    /// An acquire that had to wait was polled outside a Tokio runtime, and the pool has never
+    /// seen one: nothing could open a connection or end the wait at its deadline, so it fails
+    /// at once. Run it inside a runtime (the pool spawns its connects and timers there).
+    NoRuntime {
+        /// Name of the pool.
         pool: Arc<str>,
     },
     /// The driver failed on a path where there was no point retrying: the session reset of a
@@ -69,6 +76,11 @@ impl fmt::Display for Error {
         match self {
             Error::Timeout(e) => e.fmt(f),
             Error::Closed { pool } => write!(f, "pool `{pool}` is closed"),
+            Error::NoRuntime { pool } => write!(
+                f,
+                "pool `{pool}`: acquire polled outside a Tokio runtime; nothing could open a \
+                 connection or time the wait out"
+            ),
             Error::Driver { pool, error } => {
                 write!(f, "pool `{pool}`: session reset failed: {error}")
             }
@@ -107,6 +119,7 @@ impl std::error::Error for Error {
             Error::Overloaded(e) => Some(e),
             Error::Classify(e) => Some(e),
             Error::Closed { .. }
+            | Error::NoRuntime { .. }
             | Error::NoReplica(_)
             | Error::NoPrimary { .. }
             | Error::UnknownNode { .. } => None,
@@ -252,12 +265,24 @@ pub enum WaitCause {
     /// A connection taken from the pool did not answer its checkout ping before the deadline
     /// (the backend hangs rather than refuses).
     PingHung,
-    /// Opening connections kept failing: the backend is down or refusing.
+    /// Opening connections kept failing while this caller waited: the backend is down or
+    /// refusing.
     ConnectFailing {
         /// The most recent connect error.
         last_error: DriverError,
         /// Consecutive failed connects.
         failures: u64,
+    },
+    /// Earlier connects failed and the pool was waiting out its backoff before the next one:
+    /// no connect failed during this wait. Not evidence against the node by itself (a circuit
+    /// breaker does not count it), but the backend was unreachable when last tried.
+    BackingOff {
+        /// The most recent connect error.
+        last_error: DriverError,
+        /// Consecutive failed connects.
+        failures: u64,
+        /// Time left, when the wait ended, until the next connect.
+        retry_in: Duration,
     },
 }
 
@@ -283,9 +308,42 @@ impl fmt::Display for WaitCause {
                 f,
                 "cannot connect ({failures} consecutive failures; last: {last_error})"
             ),
+            WaitCause::BackingOff {
+                last_error,
+                failures,
+                retry_in,
+            } => write!(
+                f,
+                "connects paused after {failures} consecutive failures (last: {last_error}); \
+                 next attempt in {retry_in:?}"
+            ),
         }
     }
 }
+
+/// A statement that did not finish before its deadline ([`AcquireOptions::timeout`] given to
+/// [`Cluster::execute_with`]): it was cancelled on the server and its connection closed. Found
+/// as the [`StatementError::error`] of an [`Error::Statement`].
+///
+/// [`AcquireOptions::timeout`]: crate::cluster::AcquireOptions::timeout
+/// [`Cluster::execute_with`]: crate::Cluster::execute_with
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatementTimedOut {
+    /// How long it ran before it was given up.
+    pub after: Duration,
+}
+
+impl fmt::Display for StatementTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "deadline passed after {:?}; cancelled on the server",
+            self.after
+        )
+    }
+}
+
+impl std::error::Error for StatementTimedOut {}
 
 /// A driver's own error, shared so that every waiter can report the same cause.
 ///

@@ -101,6 +101,7 @@ pub mod limit;
 pub mod load;
 pub mod metrics;
 pub mod pool;
+mod role;
 pub mod sim;
 #[cfg(feature = "sqlx")]
 pub mod sqlx;
@@ -112,8 +113,8 @@ pub use admission::Priority;
 pub use cluster::{Cluster, ClusterConn};
 pub use driver::Connector;
 pub use error::{
-    ConfigError, DriverError, Error, NoReplica, NotRetried, StatementError, TimeoutError,
-    WaitCause, WriteOnReplica,
+    ConfigError, DriverError, Error, NoReplica, NotRetried, StatementError, StatementTimedOut,
+    TimeoutError, WaitCause, WriteOnReplica,
 };
 pub use failover::ClusterEvent;
 pub use pool::{Pool, Pooled};

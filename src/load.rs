@@ -23,7 +23,7 @@
 //!
 //! # Everything else a router needs
 //!
-//! Besides latency, a [`NodeLoad`] carries the pool's view (waiters, capacity), a recent error
+//! Besides latency, a [`NodeLoad`] carries the pool's view (capacity), a recent error
 //! rate, and what a replication probe learnt (lag and replayed position), which
 //! [`NodeLoad::can_serve_read`] turns into an eligibility test for reads that demand freshness.
 //!
@@ -296,7 +296,8 @@ pub struct NodeLoad {
     config: LoadConfig,
     latency: PeakEwma,
     in_flight: AtomicUsize,
-    waiters: AtomicUsize,
+    /// Statements answered, for the health monitor.
+    served: AtomicU64,
     /// 0 when unknown.
     capacity: AtomicUsize,
     /// Recent error rate in `[0, 1]`, as `f64` bits, published after each call.
@@ -332,7 +333,6 @@ impl NodeLoad {
             config,
             latency: PeakEwma::validated(config),
             in_flight: AtomicUsize::new(0),
-            waiters: AtomicUsize::new(0),
             capacity: AtomicUsize::new(0),
             error_rate: AtomicU64::new(0f64.to_bits()),
             outcomes: Mutex::new(Outcomes {
@@ -340,6 +340,7 @@ impl NodeLoad {
                 calls: 0.0,
                 updated_ns: 0,
             }),
+            served: AtomicU64::new(0),
             lag: AtomicU64::new(LAG_UNKNOWN),
             position: AtomicU64::new(0),
             weight: AtomicU32::new(1),
@@ -433,19 +434,22 @@ impl NodeLoad {
         self.latency.estimate()
     }
 
+    /// Statements the node answered (with rows or with an error of the caller's own) since it
+    /// was created, as counted by [`Cluster::execute`](crate::Cluster::execute) and
+    /// [`ClusterConn::execute`](crate::ClusterConn::execute): a health monitor whose probe
+    /// failed asks whether the node served meanwhile (busy, not down).
+    pub fn served(&self) -> u64 {
+        self.served.load(Relaxed)
+    }
+
+    /// Counts one statement the node answered.
+    pub(crate) fn answered(&self) {
+        self.served.fetch_add(1, Relaxed);
+    }
+
     /// Calls started and not yet finished or dropped.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Relaxed)
-    }
-
-    /// Callers waiting for a connection to this node, as last set by the pool.
-    pub fn waiters(&self) -> usize {
-        self.waiters.load(Relaxed)
-    }
-
-    /// Sets the number of waiting callers (done by the pool).
-    pub fn set_waiters(&self, waiters: usize) {
-        self.waiters.store(waiters, Relaxed);
     }
 
     /// How many calls the node can serve at once (typically the pool's maximum size), or `None`
@@ -561,7 +565,7 @@ impl fmt::Debug for NodeLoad {
         f.debug_struct("NodeLoad")
             .field("latency", &self.latency())
             .field("in_flight", &self.in_flight())
-            .field("waiters", &self.waiters())
+            .field("served", &self.served())
             .field("capacity", &self.capacity())
             .field("error_rate", &self.error_rate())
             .field("replication_lag", &self.replication_lag())

@@ -166,11 +166,9 @@ fn pool_and_probe_fields_round_trip() {
     let node = NodeLoad::new();
     assert_eq!(node.utilisation(), None);
     node.set_capacity(8);
-    node.set_waiters(3);
     let node = Arc::new(node);
     let calls: Vec<InFlight> = (0..6).map(|_| node.start()).collect();
     assert_eq!(node.capacity(), Some(8));
-    assert_eq!(node.waiters(), 3);
     assert_eq!(node.utilisation(), Some(0.75));
     drop(calls);
     node.set_replayed_position(42);

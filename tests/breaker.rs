@@ -681,58 +681,6 @@ async fn metrics_follow_the_state() {
     );
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<parking_lot::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn transitions_are_logged_with_the_node() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    // Other tests of this binary run in parallel threads, without this subscriber: make every
-    // callsite ask the subscribers again instead of keeping an interest cached before ours existed.
-    tracing::callsite::rebuild_interest_cache();
-
-    let b = breaker(base());
-    trip(&b);
-    wait_open_interval(&b).await;
-    while b.state() == BreakerState::HalfOpen {
-        call(&b, Outcome::Success);
-    }
-
-    let log = String::from_utf8(capture.0.lock().clone()).unwrap();
-    let lines: Vec<_> = log.lines().collect();
-    assert_eq!(lines.len(), 3, "{log}");
-    assert!(
-        lines[0].contains("WARN") && lines[0].contains("opened"),
-        "{log}"
-    );
-    assert!(
-        lines[1].contains("INFO") && lines[1].contains("half-open"),
-        "{log}"
-    );
-    assert!(
-        lines[2].contains("INFO") && lines[2].contains("closed"),
-        "{log}"
-    );
-    assert!(lines.iter().all(|l| l.contains("node-a")), "{log}");
-}
-
 // ---------------------------------------------------------------------------------------------
 // Invariants over random call sequences.
 

@@ -219,27 +219,8 @@ async fn writer(
     let mut id = first - stride;
     while !stop.load(Ordering::Relaxed) {
         id += stride;
-        let attempt = async {
-            let mut conn = cluster
-                .write_with(AcquireOptions::new().timeout(WRITE_DEADLINE))
-                .await
-                .map_err(|e| e.to_string())?;
-            let insert = sqlx::query("INSERT INTO chaos (id) VALUES ($1)")
-                .bind(id)
-                .execute(&mut *conn);
-            match tokio::time::timeout(QUERY_TIMEOUT, insert).await {
-                Ok(Ok(_)) => Ok(conn.node_name().to_owned()),
-                Ok(Err(e)) => {
-                    conn.report_error(&e);
-                    Err(e.to_string())
-                }
-                Err(_) => {
-                    conn.mark_failed();
-                    Err("insert timed out".to_owned())
-                }
-            }
-        };
-        match attempt.await {
+        let options = AcquireOptions::new().timeout(WRITE_DEADLINE);
+        match insert_once(&cluster, options, id).await {
             Ok(node) => {
                 tally.ok.fetch_add(1, Ordering::Relaxed);
                 acks.lock().unwrap().push(Ack {
@@ -252,6 +233,33 @@ async fn writer(
                 tally.failed.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(ms(2)).await;
             }
+        }
+    }
+}
+
+/// One insert of `id` on the primary, under `QUERY_TIMEOUT`: the node that committed it, or
+/// the error.
+async fn insert_once(
+    cluster: &PgSeawall,
+    options: AcquireOptions,
+    id: i64,
+) -> Result<String, String> {
+    let mut conn = cluster
+        .write_with(options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let insert = sqlx::query("INSERT INTO chaos (id) VALUES ($1)")
+        .bind(id)
+        .execute(&mut *conn);
+    match tokio::time::timeout(QUERY_TIMEOUT, insert).await {
+        Ok(Ok(_)) => Ok(conn.node_name().to_owned()),
+        Ok(Err(e)) => {
+            conn.report_error(&e);
+            Err(e.to_string())
+        }
+        Err(_) => {
+            conn.mark_failed();
+            Err("insert timed out".to_owned())
         }
     }
 }
@@ -842,4 +850,261 @@ fn restarts(replica_reads: bool) {
         event_task.abort();
         blocking(move || drop(pg)).await;
     });
+}
+
+/// A fast restart of the primary (stop, start at once: about a second down) under 200 writers,
+/// pools of 16, 1 s acquire deadlines and the library's defaults otherwise (health monitor,
+/// breaker, backoff). Writes must resume within 1 s of the server accepting connections again,
+/// the pool must not storm the server, and nothing may leak.
+#[test]
+fn a_fast_primary_restart_costs_about_its_own_length() {
+    scenario(Duration::from_secs(120), async {
+        let pg = blocking(start_bed).await;
+        let node_pool = |i: usize| {
+            Pool::builder(PgConnector::from_url(&pg.url(i).unwrap()).unwrap())
+                .name(format!("n{i}"))
+                .max_size(16)
+                .build()
+                .unwrap()
+        };
+        let cluster = Cluster::builder()
+            .primary("n0", node_pool(0))
+            .replica("n1", node_pool(1))
+            .acquire_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let (events, event_task) = record_events(&cluster);
+        let stop = Arc::new(AtomicBool::new(false));
+        let acks: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let failed = Arc::new(AtomicU64::new(0));
+        let writers: Vec<_> = (0..200)
+            .map(|w| {
+                let (cluster, stop, acks, failed) =
+                    (cluster.clone(), stop.clone(), acks.clone(), failed.clone());
+                tokio::spawn(async move {
+                    let mut id = 1_000_000 * (w + 1);
+                    while !stop.load(Ordering::Relaxed) {
+                        id += 1;
+                        match insert_once(&cluster, AcquireOptions::new(), id).await {
+                            Ok(_) => acks.lock().unwrap().push(Instant::now()),
+                            Err(_) => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                tokio::time::sleep(ms(10)).await;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(
+            !acks.lock().unwrap().is_empty(),
+            "no write before the restart"
+        );
+
+        let stopped_at = Instant::now();
+        {
+            let pg = pg.clone();
+            blocking(move || {
+                pg.stop_node(0, StopMode::Fast).unwrap();
+                pg.start_node(0).unwrap();
+            })
+            .await;
+        }
+        // `start_node` returns once the server accepts connections.
+        let back = Instant::now();
+        let attempts_before = attempts(&cluster, "n0");
+        let resumed = loop {
+            if let Some(t) = acks.lock().unwrap().iter().find(|t| **t >= back) {
+                break Some(*t - back);
+            }
+            if back.elapsed() > Duration::from_secs(30) {
+                break None;
+            }
+            tokio::time::sleep(ms(5)).await;
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let attempts = attempts(&cluster, "n0") - attempts_before;
+        stop.store(true, Ordering::Relaxed);
+        for w in writers {
+            tokio::time::timeout(Duration::from_secs(5), w)
+                .await
+                .expect("a writer hung")
+                .unwrap();
+        }
+        no_connection_in_use(&cluster).await;
+        let sessions: usize = {
+            let pg = pg.clone();
+            blocking(move || {
+                pg.query(
+                    0,
+                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'",
+                )
+                .unwrap()
+            })
+            .await
+            .parse()
+            .unwrap()
+        };
+        let size = cluster.node("n0").unwrap().pool().state().size;
+        let names: Vec<_> = events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(t, e)| (t.duration_since(stopped_at), e.name()))
+            .collect();
+        eprintln!(
+            "restart: down {:?}, first write {resumed:?} after the server accepted again, \
+             {attempts} connection attempts in the second after, {} writes ok, {} failed, \
+             {sessions} server sessions for a pool of {size}; events {names:?}",
+            back - stopped_at,
+            acks.lock().unwrap().len(),
+            failed.load(Ordering::Relaxed),
+        );
+        let resumed = resumed.expect("no write in the 30 s after the server came back");
+        assert!(
+            resumed <= Duration::from_secs(1),
+            "writes resumed {resumed:?} after the server accepted again"
+        );
+        assert!(attempts <= 64, "{attempts} connection attempts: a storm");
+        // The pool's connections plus the monitor's probe plus psql asking.
+        assert!(
+            sessions <= size + 2,
+            "{sessions} sessions, pool size {size}"
+        );
+        drop(cluster);
+        event_task.abort();
+        blocking(move || drop(pg)).await;
+    });
+}
+
+/// Connections killed on the server (`pg_terminate_backend`) while borrowed and while idle: the
+/// borrower's statement fails with an error naming the node, the dead connections are closed
+/// rather than returned, reads after the kill fail at most once per dead idle connection, and
+/// the pool's count agrees with the server's sessions afterwards (nothing leaked).
+#[test]
+fn connections_terminated_on_the_server_are_discarded_and_nothing_leaks() {
+    scenario(Duration::from_secs(90), async {
+        const APP: &str = "seawall-terminate-drill";
+        let pg = Arc::new(blocking(|| PgCluster::start(0).expect("test bed")).await);
+        let url = format!("{}?application_name={APP}", pg.url(0).unwrap());
+        let pool = Pool::builder(PgConnector::from_url(&url).unwrap())
+            .name("n0")
+            .max_size(4)
+            .build()
+            .unwrap();
+        let cluster = Cluster::builder()
+            .primary("n0", pool)
+            .probe_interval(None)
+            .build()
+            .unwrap();
+        let run = |sql: &'static str| {
+            let cluster = cluster.clone();
+            async move {
+                cluster
+                    .execute(sql, |c, sql| Box::pin(raw_statement(c, sql)))
+                    .await
+            }
+        };
+        let terminate = |pg: Arc<PgCluster>, filter: String| {
+            blocking(move || {
+                pg.query(
+                    0,
+                    &format!(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                         WHERE application_name = '{APP}' {filter}"
+                    ),
+                )
+                .unwrap()
+            })
+        };
+        // Four connections opened and idle.
+        let held: Vec<_> = futures_four(&cluster).await;
+        drop(held);
+        // Returned connections are reset in the background first.
+        no_connection_in_use(&cluster).await;
+        assert_eq!(cluster.node("n0").unwrap().pool().state().idle, 4);
+
+        // Borrowed: killed under the borrower.
+        let mut conn = cluster.write().await.unwrap();
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        terminate(pg.clone(), format!("AND pid = {pid}")).await;
+        let failed = sqlx::query("SELECT 1").execute(&mut *conn).await;
+        let error = failed.expect_err("a terminated connection answered");
+        conn.report_error(&error);
+        drop(conn);
+        let state = cluster.node("n0").unwrap().pool().state();
+        assert_eq!(state.totals.broken, 1, "{state:?}");
+        assert_eq!(state.size, 3, "the dead connection was returned: {state:?}");
+
+        // Idle: every idle connection killed; each read that meets one fails once, naming the
+        // node, and the dead connection is closed.
+        let killed: usize = terminate(pg.clone(), String::new()).await.parse().unwrap();
+        let mut failures = Vec::new();
+        for _ in 0..10 {
+            if let Err(e) = run("SELECT 1").await {
+                failures.push(e.to_string());
+            }
+        }
+        assert!(
+            failures.len() <= killed,
+            "{} failures for {killed} killed: {failures:?}",
+            failures.len()
+        );
+        assert!(failures.iter().all(|e| e.contains("`n0`")), "{failures:?}");
+        assert!(run("SELECT 1").await.is_ok());
+
+        // Nothing leaked: the pool's connections are the server's sessions.
+        no_connection_in_use(&cluster).await;
+        let state = cluster.node("n0").unwrap().pool().state();
+        let sessions: usize = {
+            let pg = pg.clone();
+            blocking(move || {
+                pg.query(
+                    0,
+                    &format!(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{APP}'"
+                    ),
+                )
+                .unwrap()
+            })
+            .await
+            .parse()
+            .unwrap()
+        };
+        assert_eq!(sessions, state.size, "{state:?}");
+        eprintln!(
+            "terminate drill: killed 1 borrowed and {killed} idle connections; {} of 10 reads \
+             failed after the idle kill ({:?}); pool {} connections = {sessions} server sessions, \
+             {} broken discarded",
+            failures.len(),
+            failures.first(),
+            state.size,
+            state.totals.broken
+        );
+        drop(cluster);
+        blocking(move || drop(pg)).await;
+    });
+}
+
+/// Four handles at once from the primary (so the pool opens four connections).
+async fn futures_four(cluster: &PgSeawall) -> Vec<seawall::ClusterConn<PgConnector>> {
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(cluster.write().await.unwrap());
+    }
+    held
+}
+
+async fn raw_statement(
+    c: &mut seawall::ClusterConn<PgConnector>,
+    sql: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut **c)
+        .await
+        .map(|_| ())
 }

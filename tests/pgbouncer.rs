@@ -176,7 +176,8 @@ impl Drop for Bouncer {
 }
 
 fn pool(name: &str, url: &str) -> Pool<PgConnector> {
-    Pool::builder(PgConnector::from_url(url).unwrap())
+    // Behind transaction pooling a backend pid is not this client's to end.
+    Pool::builder(PgConnector::from_url(url).unwrap().cancel_abandoned(false))
         .name(name)
         // More clients than PgBouncer has server connections (2): they really share.
         .max_size(4)

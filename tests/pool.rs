@@ -1613,14 +1613,6 @@ fn bad_configuration_fails_in_build_naming_the_field() {
 // Metrics and tracing
 // ---------------------------------------------------------------------------------------------
 
-fn paused_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn metrics_are_reported_with_the_pool_name() {
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
@@ -1670,57 +1662,6 @@ fn metrics_are_reported_with_the_pool_name() {
     assert_eq!(get("seawall_pool_acquired_total", "other"), 1);
     assert_eq!(get("seawall_pool_timeouts_total", "other"), 0);
     assert_eq!(get("seawall_pool_connects_total", "other"), 1);
-}
-
-#[test]
-fn tracing_spans_cover_acquire_and_connect() {
-    use tracing::field::{Field, Visit};
-    use tracing_subscriber::layer::{Context, SubscriberExt};
-
-    type Seen = std::sync::Arc<parking_lot::Mutex<Vec<(String, String)>>>;
-    /// Records each new span's name and its `pool` field.
-    struct Spans(Seen);
-    struct PoolField(String);
-    impl Visit for PoolField {
-        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-            if field.name() == "pool" {
-                self.0 = format!("{value:?}");
-            }
-        }
-    }
-    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
-        fn on_new_span(
-            &self,
-            attrs: &tracing::span::Attributes<'_>,
-            _: &tracing::span::Id,
-            _: Context<'_, S>,
-        ) {
-            let mut pool = PoolField(String::new());
-            attrs.record(&mut pool);
-            self.0
-                .lock()
-                .push((attrs.metadata().name().to_owned(), pool.0));
-        }
-    }
-
-    let seen = Seen::default();
-    let subscriber = tracing_subscriber::registry().with(Spans(seen.clone()));
-    let db = backend();
-    tracing::subscriber::with_default(subscriber, || {
-        // Parallel tests without this subscriber may have cached a callsite's interest.
-        tracing::callsite::rebuild_interest_cache();
-        paused_runtime().block_on(async {
-            let pool = builder(&db).name("traced").build().unwrap();
-            drop(pool.get().await.unwrap());
-        })
-    });
-    let seen = seen.lock();
-    for name in ["seawall.acquire", "seawall.connect"] {
-        assert!(
-            seen.iter().any(|(n, pool)| n == name && pool == "traced"),
-            "no {name} span for pool `traced` in {seen:?}"
-        );
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

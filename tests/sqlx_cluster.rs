@@ -685,7 +685,15 @@ async fn wrapped_pg_pools_serve_reads_and_writes() {
         bed.wait_for_value(i, "SELECT count(*) FROM wrapped", "5")
             .unwrap();
     }
+    // Probes connect on their own, outside the wrapped pools: they take nothing from them.
+    let sizes = || sqlx_pools.iter().map(|p| p.size()).collect::<Vec<_>>();
+    let before = sizes();
     cluster.probe_now().await;
+    assert_eq!(
+        sizes(),
+        before,
+        "a probe took a connection from a wrapped pool"
+    );
     let read = "SELECT count(*) FROM wrapped";
     for _ in 0..20 {
         let mut conn = cluster
@@ -703,8 +711,8 @@ async fn wrapped_pg_pools_serve_reads_and_writes() {
         assert_eq!(n, 5);
     }
     // Seawall keeps what it acquired: the sqlx pools never grew past their size, and a
-    // checkout does not go back through sqlx's pool. The health monitor and `probe_now` take
-    // their probe connections from the wrapped pool too, so it may hold one more than seawall.
+    // checkout does not go back through sqlx's pool. (sqlx may keep one more: a connection it
+    // opened for an acquire that a release satisfied first.)
     for (node, pg) in cluster.snapshot().nodes.iter().zip(&sqlx_pools) {
         assert!(
             pg.size() <= 3,
@@ -745,6 +753,112 @@ async fn wrapped_pg_pools_serve_reads_and_writes() {
         assert!(!conn.is_in_transaction());
         held.push(conn);
     }
+}
+
+/// Wrapped `PgPool`s kept fully busy by seawall (more workers than connections, every
+/// connection checked out): the health probe must not compete with the pool it judges, so no
+/// node is marked down, and every node is up once the load stops. (Probes used to acquire from
+/// the wrapped pool: they timed out, every node went down, and stayed down after the load.)
+#[tokio::test]
+async fn wrapped_pools_kept_busy_stay_up() {
+    use seawall::failover::HealthConfig;
+    use seawall::ClusterEvent;
+
+    let bed = shared_bed();
+    let pg_pool = |url: String| {
+        PgPoolOptions::new()
+            .max_connections(4)
+            .connect_lazy(&url)
+            .unwrap()
+    };
+    let replicas: Vec<(String, sqlx::PgPool)> = bed
+        .replicas()
+        .into_iter()
+        .map(|i| (format!("replica-{i}"), pg_pool(bed.url(i).unwrap())))
+        .collect();
+    let cluster = cluster_from_pools(pg_pool(bed.primary_url()), replicas)
+        .unwrap()
+        .health(
+            HealthConfig::default()
+                .with_interval(Some(Duration::from_millis(100)))
+                .with_timeout(Duration::from_millis(200))
+                .with_thresholds(2, 1),
+        )
+        .acquire_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut events = cluster.subscribe();
+
+    // 24 workers over 3 nodes of 4 connections: every connection stays checked out.
+    let stop_at = Instant::now() + Duration::from_secs(3);
+    let workers: Vec<_> = (0..24)
+        .map(|i| {
+            let cluster = cluster.clone();
+            tokio::spawn(async move {
+                let (mut done, mut shed) = (0u32, Vec::new());
+                while Instant::now() < stop_at {
+                    let conn = if i % 3 == 0 {
+                        cluster.write().await
+                    } else {
+                        cluster.read().await
+                    };
+                    match conn {
+                        Ok(mut conn) => {
+                            sqlx::raw_sql("SELECT pg_sleep(0.02)")
+                                .execute(&mut **conn)
+                                .await
+                                .unwrap();
+                            done += 1;
+                        }
+                        // Shedding under overload is the admission gate's job; a node taken
+                        // for dead is what this test is about.
+                        Err(e) => {
+                            shed.push(e.to_string());
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                }
+                (done, shed)
+            })
+        })
+        .collect();
+    let (mut done, mut shed) = (0, Vec::new());
+    for w in workers {
+        let (d, s) = w.await.unwrap();
+        done += d;
+        shed.extend(s);
+    }
+    eprintln!(
+        "{done} statements ran, {} acquires shed; first: {:?}",
+        shed.len(),
+        shed.first()
+    );
+    assert!(done > 100, "only {done} statements ran");
+    let busy = cluster.snapshot();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        seen.push(event);
+    }
+    assert!(
+        !seen.iter().any(|e| matches!(
+            e,
+            ClusterEvent::NodeDown { .. } | ClusterEvent::PrimaryLost { .. }
+        )),
+        "a busy node was taken for a dead one: {seen:?}"
+    );
+    for node in cluster.snapshot().nodes {
+        assert!(node.up, "{} down after the load: {:?}", node.name, seen);
+    }
+    assert!(
+        busy.nodes.iter().all(|n| n.pool.size == 4),
+        "the load did not fill every pool: {:?}",
+        busy.nodes
+            .iter()
+            .map(|n| (&n.name, n.pool.size))
+            .collect::<Vec<_>>()
+    );
 }
 
 /// Runs `sql` as a simple query on a cluster handle.

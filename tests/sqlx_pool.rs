@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use seawall::pool::Pool;
-use seawall::sqlx::{probe, reset_session, PgConnector, Role, SessionReset, WalPosition};
+use seawall::sqlx::{probe, reset_session, PgConnector, Role, WalPosition};
 use seawall::testbed::PgCluster;
 use seawall::Error;
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
@@ -384,8 +384,9 @@ fn closed_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// `reset_session` restores what a borrower changed (its cost is measured by the `reset` bench).
 #[tokio::test]
-async fn measures_the_reset_cost() {
+async fn reset_session_restores_the_defaults() {
     let cluster = cluster();
     let mut conn = PgConnection::connect(&cluster.primary_url()).await.unwrap();
     conn.execute("SET work_mem = '7MB'").await.unwrap();
@@ -395,112 +396,10 @@ async fn measures_the_reset_cost() {
         .await
         .unwrap();
     assert_eq!(work_mem, "4MB", "the reset restored the default");
-
-    const N: u32 = 500;
-    let time = |label: &str, total: Duration| {
-        eprintln!("{label}: {:?} per call ({N} calls)", total / N);
-        total / N
-    };
-    let t = Instant::now();
-    for _ in 0..N {
-        conn.ping().await.unwrap();
-    }
-    let ping = time("ping (Sync round trip)", t.elapsed());
-    let t = Instant::now();
-    for _ in 0..N {
-        let _: i32 = sqlx::query_scalar("SELECT 1")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-    }
-    let select = time("SELECT 1 (prepared)", t.elapsed());
-    let t = Instant::now();
-    for _ in 0..N {
-        reset_session(&mut conn).await.unwrap();
-    }
-    let reset = time("reset_session", t.elapsed());
-    eprintln!(
-        "reset / SELECT 1 = {:.2}, reset / ping = {:.2}",
-        reset.as_secs_f64() / select.as_secs_f64(),
-        reset.as_secs_f64() / ping.as_secs_f64()
-    );
-
-    // Checkout + SELECT 1 + return through the pool, with and without the reset on return.
-    for policy in [SessionReset::Never, SessionReset::Always] {
-        let connector = PgConnector::from_url(&cluster.primary_url())
-            .unwrap()
-            .session_reset(policy);
-        let pool = Pool::builder(connector).max_size(1).build().unwrap();
-        drop(pool.get().await.unwrap());
-        let t = Instant::now();
-        for _ in 0..N {
-            let mut conn = pool.get().await.unwrap();
-            let _: i32 = sqlx::query_scalar("SELECT 1")
-                .fetch_one(&mut *conn)
-                .await
-                .unwrap();
-        }
-        time(
-            &format!("pool get + SELECT 1 + return, {policy:?}"),
-            t.elapsed(),
-        );
-        assert_eq!(pool.state().totals.closed, 0);
-    }
     // Dynamic SQL needs an explicit promise that it is safe.
     let one: i32 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT {}", 1)))
         .fetch_one(&mut conn)
         .await
         .unwrap();
     assert_eq!(one, 1);
-}
-
-/// Collects the (target, level) of every event.
-#[derive(Clone, Default)]
-struct Events(Arc<Mutex<Vec<(String, tracing::Level)>>>);
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        let meta = event.metadata();
-        self.0
-            .lock()
-            .unwrap()
-            .push((meta.target().to_owned(), *meta.level()));
-    }
-}
-
-impl Events {
-    fn warnings(&self) -> usize {
-        let events = self.0.lock().unwrap();
-        events
-            .iter()
-            .filter(|(target, level)| target.starts_with("sqlx") && *level <= tracing::Level::WARN)
-            .count()
-    }
-}
-
-#[tokio::test(flavor = "current_thread")]
-async fn reset_logs_no_warnings() {
-    use tracing_subscriber::layer::SubscriberExt;
-
-    let cluster = cluster();
-    let mut conn = PgConnection::connect(&cluster.primary_url()).await.unwrap();
-    let events = Events::default();
-    // The current-thread runtime polls everything on this thread: the default subscriber sees it.
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(events.clone()));
-    tracing::callsite::rebuild_interest_cache();
-
-    // Control: a bare ROLLBACK outside a transaction makes the server warn, and sqlx logs it.
-    sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.unwrap();
-    assert_eq!(events.warnings(), 1, "the capture sees sqlx's notice log");
-
-    // The reset, idle or inside a transaction, adds none.
-    reset_session(&mut conn).await.unwrap();
-    sqlx::raw_sql("BEGIN; SET LOCAL client_min_messages = debug5")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    reset_session(&mut conn).await.unwrap();
-    assert_eq!(events.warnings(), 1, "no warning from the resets");
-    assert!(!conn.is_in_transaction());
 }

@@ -236,8 +236,8 @@ impl<C: Connector> ClusterBuilder<C> {
 
     /// Share of the primary's pool, in `[0, 1]`, that reads may use when no replica can serve
     /// them (the primary's protection budget). Past it such reads fail fast with
-    /// [`Error::NoReplica`](crate::Error::NoReplica). Default 0.5; 0 never sends reads to the
-    /// primary.
+    /// [`Error::NoReplica`](crate::Error::NoReplica). Default 0.5; any share above 0 allows at
+    /// least one such read; 0 never sends reads to the primary.
     pub fn primary_read_share(mut self, share: f64) -> Self {
         self.settings.primary_read_share = share;
         self

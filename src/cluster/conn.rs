@@ -13,7 +13,9 @@ use crate::admission::Permit;
 use crate::breaker::{CallGuard, Outcome};
 use crate::classify::{fingerprint, transaction_control, Fingerprint};
 use crate::driver::Connector;
-use crate::error::{DriverError, Error, NotRetried, StatementError, WriteOnReplica};
+use crate::error::{
+    DriverError, Error, NotRetried, StatementError, StatementTimedOut, WriteOnReplica,
+};
 use crate::load::InFlight;
 use crate::pool::Pooled;
 use crate::statements::Execution;
@@ -42,6 +44,9 @@ pub struct ClusterConn<C: Connector> {
     rows: Option<u64>,
     /// A transaction opened through [`ClusterConn::execute`] is still open.
     in_transaction: bool,
+    /// A statement run through `execute` is in flight: if the handle is dropped now, the
+    /// statement was abandoned and is cancelled on the server.
+    in_statement: bool,
 }
 
 impl<C: Connector> ClusterConn<C> {
@@ -63,6 +68,7 @@ impl<C: Connector> ClusterConn<C> {
             _fallback: fallback,
             rows: None,
             in_transaction: false,
+            in_statement: false,
         }
     }
 
@@ -96,10 +102,13 @@ impl<C: Connector> ClusterConn<C> {
         }
     }
 
-    /// Marks the work as failed because of the node, whatever the error was (the connection is
-    /// then closed rather than reused).
+    /// Marks the work as failed because of the node, whatever the error was, for example after
+    /// a client-side timeout. The connection is not reused: whatever the server may still be
+    /// doing for it is cancelled ([`Connector::cancel_handle`]), then it is closed, and only
+    /// then may a replacement open.
     pub fn mark_failed(&mut self) {
         self.outcome = Outcome::Failure;
+        self.conn.mark_interrupted();
     }
 
     /// The pooled connection itself.
@@ -172,7 +181,7 @@ impl<C: Connector> ClusterConn<C> {
             .then(|| fingerprint(sql));
         let was_in_transaction = self.in_transaction;
         let control = transaction_control(sql);
-        let (result, elapsed) = self.run(sql, fp, f).await;
+        let (result, elapsed) = self.run(sql, fp, None, f).await?;
         if let Some(open) = control {
             self.in_transaction = open;
         }
@@ -190,25 +199,46 @@ impl<C: Connector> ClusterConn<C> {
     }
 
     /// Runs `f` as one statement and accounts for it (statistics, breaker); does not map the
-    /// error. `fp` is the statement's fingerprint, needed when statistics are on.
+    /// driver's error. `fp` is the statement's fingerprint, needed when statistics are on.
+    ///
+    /// Past `deadline` the statement is abandoned and cancelled on the server (the connection
+    /// is then closed): `Err` with a [`StatementTimedOut`] statement error. If this future is
+    /// dropped mid-statement, the handle's drop does the same.
     pub(crate) async fn run<T, F>(
         &mut self,
         sql: &str,
         fp: Option<Fingerprint>,
+        deadline: Option<Instant>,
         f: F,
-    ) -> (Result<T, C::Error>, Duration)
+    ) -> Result<(Result<T, C::Error>, Duration), Error>
     where
         F: for<'c> FnOnce(&'c mut ClusterConn<C>, &'c str) -> BoxFuture<'c, Result<T, C::Error>>,
     {
         self.rows = None;
         let start = Instant::now();
-        let result = f(self, sql).await;
+        self.in_statement = true;
+        let result = match deadline {
+            None => f(self, sql).await,
+            Some(at) => match tokio::time::timeout_at(at, f(self, sql)).await {
+                Ok(result) => result,
+                Err(_) => return Err(self.abandon(sql, fp, start.elapsed())),
+            },
+        };
+        self.in_statement = false;
         let elapsed = start.elapsed();
-        if let Err(error) = &result {
-            // A replica refusing a write says nothing against the replica.
-            if !self.is_refused_write(error) {
-                self.report_error(error);
+        let answered = match &result {
+            Ok(_) => true,
+            Err(error) => {
+                let refused = self.is_refused_write(error);
+                // A replica refusing a write says nothing against the replica.
+                if !refused {
+                    self.report_error(error);
+                }
+                refused || self.node.pool.connector().classify_error(error) != Outcome::Failure
             }
+        };
+        if answered {
+            self.node.load.answered();
         }
         if let Some(stats) = &self.node.ledger.statements {
             stats.record(Execution {
@@ -220,7 +250,33 @@ impl<C: Connector> ClusterConn<C> {
                 rows: self.rows,
             });
         }
-        (result, elapsed)
+        Ok((result, elapsed))
+    }
+
+    /// A statement past its deadline: cancelled on the server, the connection closed, counted
+    /// as a failure of the node (a timeout) and in the statement statistics.
+    fn abandon(&mut self, sql: &str, fp: Option<Fingerprint>, elapsed: Duration) -> Error {
+        self.in_statement = false;
+        self.mark_failed();
+        let fp = fp.unwrap_or_else(|| fingerprint(sql));
+        if let Some(stats) = &self.node.ledger.statements {
+            stats.record(Execution {
+                fingerprint: fp,
+                sql,
+                node: &self.node.name,
+                elapsed,
+                failed: true,
+                rows: None,
+            });
+        }
+        Error::Statement(StatementError {
+            node: self.node.name.clone(),
+            role: self.role(),
+            fingerprint: fp,
+            elapsed,
+            retried_from: None,
+            error: DriverError::new(StatementTimedOut { after: elapsed }),
+        })
     }
 
     /// A replica refused `error`'s statement because it writes.
@@ -279,6 +335,15 @@ impl<C: Connector> ClusterConn<C> {
 
 impl<C: Connector> Drop for ClusterConn<C> {
     fn drop(&mut self) {
+        if self.in_statement {
+            // Dropped mid-statement (the caller's future was cancelled): nobody will read the
+            // answer. Cancel it on the server instead of leaving the next borrower behind it.
+            // Says nothing about the node's health.
+            self.conn.mark_interrupted();
+            if self.outcome == Outcome::Success {
+                self.outcome = Outcome::Ignored;
+            }
+        }
         let ok = self.outcome != Outcome::Failure;
         if !ok {
             // A transport failure leaves the connection in an unknown state (many drivers,

@@ -73,6 +73,17 @@ impl<C: Connector> Cluster<C> {
     }
 
     /// [`Cluster::execute`] with acquire options (timeout, priority, read-your-writes position).
+    ///
+    /// A [`timeout`](AcquireOptions::timeout) given here bounds the whole call: the acquire,
+    /// the statement, and a retry on the primary. A statement still running at the deadline is
+    /// cancelled on the server through the driver ([`Connector::cancel_handle`]; the sqlx
+    /// driver terminates its backend) and its connection closed; the caller gets
+    /// [`Error::Statement`] whose error is a [`StatementTimedOut`](crate::StatementTimedOut).
+    /// Without a timeout the statement runs as long as the driver lets it.
+    ///
+    /// Dropping the returned future mid-statement cancels the statement on the server the same
+    /// way (cancel on drop, the default for every statement run through `execute`): the next
+    /// borrower never waits behind work nobody will read.
     pub async fn execute_with<T, F>(
         &self,
         sql: &str,
@@ -82,6 +93,11 @@ impl<C: Connector> Cluster<C> {
     where
         F: for<'c> FnMut(&'c mut ClusterConn<C>, &'c str) -> BoxFuture<'c, Result<T, C::Error>>,
     {
+        // An explicit timeout bounds the whole statement, not only the acquire: past it the
+        // statement is cancelled on the server.
+        let deadline = options
+            .timeout
+            .map(|t| crate::pool::deadline_after(tokio::time::Instant::now(), t));
         let (route, known) = self.decide(sql)?;
         let mut conn = match route {
             Route::Replica => self.read_with(options).await?,
@@ -90,7 +106,11 @@ impl<C: Connector> Cluster<C> {
         // Fingerprint once, and only if statistics or the memory need it (or on failure).
         let ledger = &self.shared.settings.ledger;
         let fp = known.or_else(|| ledger.statements.is_some().then(|| fingerprint(sql)));
-        let (result, elapsed) = conn.run(sql, fp, &mut f).await;
+        let ledger_routes = &ledger.routes;
+        let (result, elapsed) = conn
+            .run(sql, fp, deadline, &mut f)
+            .await
+            .inspect_err(|e| ledger_routes.failed(e))?;
         let error = match result {
             Ok(value) => return Ok(value),
             Err(error) => error,
@@ -111,8 +131,15 @@ impl<C: Connector> Cluster<C> {
         drop(conn);
         tracing::debug!(node = %replica, fingerprint = %fp, "retrying a refused write on the primary");
         routes.retried_on_primary.add();
+        let mut options = options;
+        if let Some(at) = deadline {
+            options.timeout = Some(at.saturating_duration_since(tokio::time::Instant::now()));
+        }
         let mut primary = self.write_with(options).await?;
-        let (result, elapsed) = primary.run(sql, Some(fp), &mut f).await;
+        let (result, elapsed) = primary
+            .run(sql, Some(fp), deadline, &mut f)
+            .await
+            .inspect_err(|e| routes.failed(e))?;
         result.map_err(|error| {
             let e = primary.failure(sql, fp, elapsed, error, None, Some(replica));
             routes.failed(&e);

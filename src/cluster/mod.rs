@@ -50,6 +50,7 @@ mod builder;
 mod conn;
 mod execute;
 mod ledger;
+mod monitor;
 mod node;
 mod snapshot;
 
@@ -67,7 +68,7 @@ use crate::breaker::{BreakerState, Outcome};
 use crate::classify::{fingerprint, Fingerprint, Hint, Route, Verdict};
 use crate::driver::Connector;
 use crate::error::{ConfigError, Error, NoReplica, WaitCause};
-use crate::failover::{monitor, ClusterEvent, Promoter};
+use crate::failover::{ClusterEvent, Promoter};
 use crate::load::NodeLoad;
 use crate::pool::Pool;
 
@@ -384,8 +385,10 @@ impl<C: Connector> Cluster<C> {
                     // Wait for the topology to change (or the next probe round) instead of
                     // holding the write in a pool that cannot connect.
                     Err(Error::Timeout(t))
-                        if matches!(t.cause, WaitCause::ConnectFailing { .. })
-                            && Instant::now() < deadline => {}
+                        if matches!(
+                            t.cause,
+                            WaitCause::ConnectFailing { .. } | WaitCause::BackingOff { .. }
+                        ) && Instant::now() < deadline => {}
                     other => return other,
                 }
                 let pause = self
@@ -464,8 +467,10 @@ impl<C: Connector> Cluster<C> {
                 Err(Error::Overloaded(o))
                     if !matches!(o.reason, ShedReason::Deadline | ShedReason::Closed) => {}
                 Err(Error::Timeout(t))
-                    if matches!(t.cause, WaitCause::ConnectFailing { .. })
-                        && Instant::now() < deadline => {}
+                    if matches!(
+                        t.cause,
+                        WaitCause::ConnectFailing { .. } | WaitCause::BackingOff { .. }
+                    ) && Instant::now() < deadline => {}
                 other => return other,
             }
             tried.insert(index);
@@ -594,8 +599,13 @@ impl<C: Connector> Cluster<C> {
             why.waited = started.elapsed();
             return Err(Error::NoReplica(why));
         };
-        let budget = (primary.pool.max_size() as f64 * self.shared.settings.primary_read_share)
-            .floor() as usize;
+        let share = self.shared.settings.primary_read_share;
+        // Any share above zero lets at least one read through: a primary of one connection
+        // with the default share would otherwise refuse every fallback read.
+        let budget = match (primary.pool.max_size() as f64 * share).floor() as usize {
+            0 if share > 0.0 => 1,
+            n => n,
+        };
         why.fallback_budget = budget;
         let slot = match FallbackRead::try_take(&self.shared.fallback_reads, budget) {
             Ok(slot) => slot,

@@ -15,25 +15,8 @@ use crate::load::NodeLoad;
 use crate::pool::{Pool, State};
 
 use super::ledger::Ledger;
+pub use crate::role::Role;
 use tokio::sync::broadcast;
-
-/// What a node is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// Takes writes (and reads that must see the latest data).
-    Primary,
-    /// Takes reads; may lag behind the primary.
-    Replica,
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Primary => "primary",
-            Role::Replica => "replica",
-        })
-    }
-}
 
 /// A backend in a [`Cluster`](super::Cluster): its pool, load model, breaker and admission gate.
 pub struct Node<C: Connector> {

@@ -54,8 +54,6 @@ use async_trait::async_trait;
 use crate::driver::Connector;
 use crate::error::{ConfigError, DriverError};
 
-pub(crate) mod monitor;
-
 /// How nodes are probed and judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -27,6 +27,9 @@ pub enum CheckoutTest {
     AfterIdle(Duration),
 }
 
+/// The shortest `max_lifetime` a pool accepts.
+const MIN_LIFETIME: Duration = Duration::from_secs(1);
+
 /// The settings of a pool. Built and validated by [`Builder`].
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -99,7 +102,14 @@ impl Config {
         nonzero("reset_timeout", self.reset_timeout)?;
         nonzero("maintenance_interval", self.maintenance_interval)?;
         if let Some(d) = self.max_lifetime {
-            nonzero("max_lifetime", d)?;
+            // Shorter, every connection is born (nearly) expired and replaced at once: the pool
+            // itself becomes a connect storm.
+            if d < MIN_LIFETIME {
+                return Err(ConfigError::new(
+                    "max_lifetime",
+                    format!("({d:?}) must be at least {MIN_LIFETIME:?} (or None)"),
+                ));
+            }
         }
         if let Some(d) = self.idle_timeout {
             nonzero("idle_timeout", d)?;
@@ -172,7 +182,11 @@ impl<C: Connector> Builder<C> {
         self
     }
 
-    /// Idle connections kept open in the background, at most `max_size`. Default 0.
+    /// Idle connections kept open in the background, at most `max_size`: with 3 of
+    /// `max_size(5).min_idle(2)` checked out, the other 2 are kept open and idle; `idle_timeout`
+    /// never closes those. A deficit (connections taken, closed or never opened) is filled by
+    /// the background task within a `maintenance_interval`, and at once when a caller waits.
+    /// Default 0.
     pub fn min_idle(mut self, n: usize) -> Self {
         self.config.min_idle = n;
         self
@@ -192,7 +206,7 @@ impl<C: Connector> Builder<C> {
     }
 
     /// Connections older than this are closed when next returned or found idle. `None` keeps
-    /// them forever. Default 30 min. Each connection's lifetime is shortened by a random share up
+    /// them forever. Default 30 min; at least 1 s. Each connection's lifetime is shortened by a random share up
     /// to [`Builder::lifetime_jitter`] so connections opened together do not expire together.
     pub fn max_lifetime(mut self, d: Option<Duration>) -> Self {
         self.config.max_lifetime = d;
@@ -239,7 +253,9 @@ impl<C: Connector> Builder<C> {
     }
 
     /// How often the background task reaps idle and expired connections, refills `min_idle` and
-    /// publishes gauges. Default 1 s.
+    /// publishes gauges. Default 1 s. Whatever it is, the pool's clock (which lifetimes, idle
+    /// times and `CheckoutTest::AfterIdle` are judged by) is read at least every second and at
+    /// least ten times per `idle_timeout`, `max_lifetime` and `AfterIdle` threshold.
     pub fn maintenance_interval(mut self, d: Duration) -> Self {
         self.config.maintenance_interval = d;
         self

@@ -4,25 +4,53 @@
 //! It holds only a weak reference, so dropping every handle to a pool ends it.
 
 use std::sync::Weak;
+use std::time::Duration;
 
 use crate::driver::Connector;
 
+use super::config::CheckoutTest;
 use super::shared::Shared;
 
 pub(crate) async fn run<C: Connector>(pool: Weak<Shared<C>>) {
+    let mut last_round = tokio::time::Instant::now();
     loop {
-        let interval = match pool.upgrade() {
-            Some(shared) => shared.config.maintenance_interval,
+        let (interval, clock_every) = match pool.upgrade() {
+            Some(shared) => (
+                shared.config.maintenance_interval,
+                clock_tick(&shared.config),
+            ),
             None => return,
         };
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep(interval.min(clock_every)).await;
         let Some(shared) = pool.upgrade() else {
             return;
         };
+        // The coarse clock must stay fresh whatever the interval: returns and checkouts judge
+        // lifetimes and idle times by it.
+        let now = shared.clock.refresh();
+        if now.duration_since(last_round) < interval {
+            continue;
+        }
+        last_round = now;
         if !tick(&shared) {
             return;
         }
     }
+}
+
+/// How often the coarse clock is moved: at least every second, and ten times per the shortest
+/// time limit judged by it.
+fn clock_tick(config: &super::config::Config) -> Duration {
+    let after_idle = match config.checkout_test {
+        CheckoutTest::AfterIdle(t) => Some(t),
+        CheckoutTest::Never | CheckoutTest::Always => None,
+    };
+    [config.idle_timeout, config.max_lifetime, after_idle]
+        .into_iter()
+        .flatten()
+        .map(|limit| limit / 10)
+        .fold(Duration::from_secs(1), Duration::min)
+        .max(Duration::from_millis(10))
 }
 
 /// One round. Returns false once the pool is closed.
@@ -36,7 +64,8 @@ pub(crate) fn tick<C: Connector>(shared: &std::sync::Arc<Shared<C>>) -> bool {
     // Oldest-returned connections sit at the bottom of the idle stack.
     let mut reaped = Vec::new();
     let mut keep = Vec::with_capacity(inner.idle.len());
-    let mut surplus = inner.size.saturating_sub(inner.min_idle);
+    // `min_idle` counts idle connections: only those beyond it may idle out.
+    let mut surplus = inner.idle.len().saturating_sub(inner.min_idle);
     for idle in inner.idle.drain(..) {
         let idle_out = idle_timeout.is_some_and(|t| now.saturating_sub(idle.since_ms) >= t);
         if idle.conn.expired(now) || (idle_out && surplus > 0) {

@@ -31,6 +31,7 @@
 
 mod config;
 mod maintenance;
+mod metrics;
 mod opener;
 mod pooled;
 mod shared;
@@ -129,6 +130,17 @@ impl<C: Connector> Pool<C> {
                 Take::Idle(idle) => (idle.conn, Some(idle.since_ms)),
                 Take::Closed => return Err(shared.closed_error()),
                 Take::Wait(waiter, now, open) => {
+                    if shared.runtime().is_none() {
+                        // No runtime, now or before: no connect could start and no timer could
+                        // end the wait. Leave the queue and say so.
+                        if let Some(conn) = shared.withdraw(&waiter) {
+                            shared.pass_on(conn);
+                        }
+                        shared.spawn_openers(open);
+                        return Err(Error::NoRuntime {
+                            pool: shared.name().clone(),
+                        });
+                    }
                     shared.ensure_maintenance();
                     shared.ensure_watcher();
                     shared.spawn_openers(open);
@@ -183,8 +195,16 @@ impl<C: Connector> Pool<C> {
         let now = shared.clock.now_ms();
         let broken = shared.connector.has_broken(&mut conn.raw);
         if broken || conn.expired(now) {
+            if !conn.reused {
+                // Broken (or expired) before its first use: the connect did not really work.
+                // Replacing it at once would be a connect storm; back off and say why.
+                shared.born_broken(crate::error::DriverError::new(BornBroken { broken }));
+            }
             shared.discard(conn, broken, true);
             return Err(None);
+        }
+        if !conn.reused {
+            shared.born_sound();
         }
         let idle_for = idle_since_ms.map(|since| Duration::from_millis(now.saturating_sub(since)));
         let ping = match (shared.config.checkout_test, idle_for) {
@@ -362,12 +382,15 @@ impl<C: Connector> Pool<C> {
         }
     }
 
-    /// Forgets the last connect failure: someone just reached the backend (the cluster's health
-    /// monitor readmitting the node).
-    pub(crate) fn clear_refusing(&self) {
-        self.shared
-            .refused_at_ms
-            .store(0, std::sync::atomic::Ordering::Relaxed);
+    /// Someone just reached the backend (the cluster's health probe): forgets the failure
+    /// streak and its backoff, so that waiting connects start now.
+    pub(crate) fn reached(&self) {
+        self.shared.reached();
+    }
+
+    /// Consecutive failed connects (0 once one succeeds or the backend is reached).
+    pub(crate) fn connect_failures(&self) -> u64 {
+        self.shared.connect_failures()
     }
 
     /// Whether [`Pool::close`] was called.
@@ -375,6 +398,25 @@ impl<C: Connector> Pool<C> {
         self.shared.inner.lock().closed
     }
 }
+
+/// A new connection that failed its first checkout check: the driver said it was broken, or it
+/// was already past its lifetime.
+#[derive(Debug)]
+struct BornBroken {
+    broken: bool,
+}
+
+impl std::fmt::Display for BornBroken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.broken {
+            f.write_str("a new connection was broken at its first checkout (Connector::has_broken)")
+        } else {
+            f.write_str("a new connection was past its max_lifetime at its first checkout")
+        }
+    }
+}
+
+impl std::error::Error for BornBroken {}
 
 /// Withdraws a waiter whose acquire future is dropped, passing on a connection that raced in.
 struct WaitGuard<'a, C: Connector> {

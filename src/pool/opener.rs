@@ -11,7 +11,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::backoff::Backoff;
 use crate::driver::Connector;
 use crate::error::DriverError;
 
@@ -30,37 +29,35 @@ impl std::fmt::Display for ConnectTimedOut {
 impl std::error::Error for ConnectTimedOut {}
 
 /// Opens one connection for a reservation already counted in `opening`.
+///
+/// After a failure the task waits out the pool's backoff and tries again while someone still
+/// needs a connection. The backoff is one schedule for the whole pool, anchored at the last
+/// failure: a task started later (for a new waiter) waits only what is left of it, never a
+/// fresh sleep sized by the failure count, and every waiting task goes at once when the
+/// backend is reached again (a connect of another task, or the cluster's health probe).
 pub(crate) async fn open<C: Connector>(pool: Weak<Shared<C>>) {
-    let mut backoff: Option<Backoff> = None;
-    // While the backend keeps refusing, a connect started for a new waiter continues the pool's
-    // backoff instead of hitting the backend at once: bursts of acquires do not become bursts
-    // of connects.
-    if let Some(shared) = pool.upgrade() {
-        let failures = shared.connect_failures();
-        if failures > 0 {
-            let b = backoff.insert(Backoff::new(shared.config.backoff, shared.next_seed()));
-            let delay = b.skip(failures - 1).next_delay();
-            drop(shared);
-            tokio::time::sleep(delay).await;
-            match pool.upgrade() {
-                Some(shared) if shared.still_wanted() => {}
-                _ => return,
-            }
-        }
-    }
     loop {
+        if !wait_turn(&pool).await {
+            return;
+        }
         let Some(shared) = pool.upgrade() else {
             return;
         };
         let timeout = shared.config.connect_timeout;
         let span = tracing::debug_span!("seawall.connect", pool = %shared.name());
         let started = Instant::now();
-        let result = tokio::time::timeout(timeout, shared.connector.connect())
+        let connector = &shared.connector;
+        let connect = async {
+            let mut raw = connector.connect().await?;
+            let cancel = connector.cancel_handle(&mut raw).await;
+            Ok::<_, C::Error>((raw, cancel))
+        };
+        let result = tokio::time::timeout(timeout, connect)
             .instrument(span)
             .await;
         let error = match result {
-            Ok(Ok(raw)) => {
-                shared.add_new(raw, started.elapsed());
+            Ok(Ok((raw, cancel))) => {
+                shared.add_new(raw, cancel, started.elapsed());
                 return;
             }
             Ok(Err(e)) => DriverError::new(e),
@@ -70,14 +67,33 @@ pub(crate) async fn open<C: Connector>(pool: Weak<Shared<C>>) {
         if !shared.connect_failed(error) {
             return;
         }
-        let delay = backoff
-            .get_or_insert_with(|| Backoff::new(shared.config.backoff, shared.next_seed()))
-            .next_delay();
+    }
+}
+
+/// Waits until the pool's backoff lets a connect start. `false`: the reserved connect is no
+/// longer wanted (its reservation is released) or the pool is gone.
+async fn wait_turn<C: Connector>(pool: &Weak<Shared<C>>) -> bool {
+    loop {
+        let Some(shared) = pool.upgrade() else {
+            return false;
+        };
+        let reachable = shared.reachable.clone();
+        let woken = reachable.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let due = match shared.retry_at() {
+            Some(at) if at > Instant::now() => at,
+            _ => return true,
+        };
+        // Hold the pool only weakly while sleeping: dropping it ends the task.
         drop(shared);
-        tokio::time::sleep(delay).await;
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => {}
+            _ = &mut woken => {}
+        }
         match pool.upgrade() {
             Some(shared) if shared.still_wanted() => {}
-            _ => return,
+            _ => return false,
         }
     }
 }

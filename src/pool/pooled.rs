@@ -21,6 +21,7 @@ pub struct Pooled<C: Connector> {
     conn: Option<Conn<C::Connection>>,
     shared: Arc<Shared<C>>,
     broken: bool,
+    interrupted: bool,
 }
 
 impl<C: Connector> Pooled<C> {
@@ -29,6 +30,7 @@ impl<C: Connector> Pooled<C> {
             conn: Some(conn),
             shared,
             broken: false,
+            interrupted: false,
         }
     }
 
@@ -58,6 +60,15 @@ impl<C: Connector> Pooled<C> {
     /// connection that saw a transport error the driver cannot detect by itself).
     pub fn mark_broken(&mut self) {
         self.broken = true;
+    }
+
+    /// Marks a statement on this connection as given up mid-way (a client-side timeout, a
+    /// dropped future): when dropped, its work on the server is cancelled through the driver's
+    /// [`Connector::cancel_handle`] before the connection is closed, and no replacement opens
+    /// until then. Implies [`Pooled::mark_broken`].
+    pub fn mark_interrupted(&mut self) {
+        self.broken = true;
+        self.interrupted = true;
     }
 
     /// Takes the connection out of the pool for good; the pool opens another when needed.
@@ -132,6 +143,10 @@ impl<C: Connector> Drop for Pooled<C> {
             return;
         };
         let shared = &self.shared;
+        if self.interrupted {
+            shared.discard_interrupted(conn);
+            return;
+        }
         if self.broken || shared.connector.has_broken(&mut conn.raw) {
             shared.discard(conn, true, false);
             return;

@@ -26,11 +26,12 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::driver::Connector;
+use crate::backoff::Backoff;
+use crate::driver::{Cancel, Connector};
 use crate::error::{DriverError, Error, WaitCause};
-use crate::metrics::PoolMetrics;
 
 use super::config::Config;
+use super::metrics::PoolMetrics;
 use super::state::{State, Totals, WaitHistogram};
 
 /// A connection with its bookkeeping.
@@ -39,6 +40,11 @@ pub(crate) struct Conn<T> {
     pub(crate) created: Instant,
     /// When the jittered max lifetime runs out, on the pool's coarse clock.
     pub(crate) expires_ms: u64,
+    /// It has been returned at least once (a new connection that fails its first checkout
+    /// check is a failed connect, not a worn-out connection).
+    pub(crate) reused: bool,
+    /// Stops the server's work on it from outside ([`Connector::cancel_handle`]).
+    pub(crate) cancel: Option<Arc<dyn Cancel>>,
 }
 
 impl<T> Conn<T> {
@@ -166,6 +172,8 @@ pub(crate) enum WaitEnd<T> {
 
 pub(crate) struct Waiter<T> {
     slot: Mutex<Slot<T>>,
+    /// When it started waiting: a connect failure before that is not this wait's cause.
+    since: Instant,
     deadline: Instant,
     /// Give up as soon as a connect fails while the pool has no connection that could come
     /// back (the router would rather try another node than wait out the deadline).
@@ -173,9 +181,10 @@ pub(crate) struct Waiter<T> {
 }
 
 impl<T> Waiter<T> {
-    fn new(deadline: Instant, waker: Waker, fail_fast: bool) -> Self {
+    fn new(since: Instant, deadline: Instant, waker: Waker, fail_fast: bool) -> Self {
         Waiter {
             slot: Mutex::new(Slot::Waiting(Some(waker))),
+            since,
             deadline,
             fail_fast,
         }
@@ -211,8 +220,22 @@ pub(crate) struct Inner<T> {
     pub(crate) closed: bool,
     pub(crate) connect_failures: u64,
     pub(crate) last_connect_error: Option<DriverError>,
+    /// When the last connect failed (`None` after a success).
+    last_failure_at: Option<Instant>,
+    /// No connect starts before this: the backoff after consecutive failures, one schedule for
+    /// every connect task of the pool, anchored at the failure (not at whoever asks next).
+    retry_at: Option<Instant>,
+    /// New connections found broken at their first checkout, in a row.
+    born_broken: u64,
     pub(crate) totals: Totals,
     rng: SmallRng,
+}
+
+impl<T> Inner<T> {
+    /// Idle connections missing to `min_idle`.
+    fn idle_deficit(&self) -> usize {
+        self.min_idle.saturating_sub(self.idle.len())
+    }
 }
 
 /// The pool's lock, with a hint of how many connections are idle beside it (same cache line).
@@ -264,6 +287,11 @@ pub(crate) struct Shared<C: Connector> {
     /// When the last connect failed (coarse ms + 1), 0 after a success: for lock-free reads
     /// by the router.
     pub(crate) refused_at_ms: AtomicU64,
+    /// Wakes connect tasks waiting out the backoff: the backend was just reached (a connect
+    /// succeeded, or a health probe got through).
+    pub(crate) reachable: Arc<Notify>,
+    /// Cancels of interrupted statements in flight.
+    cancels: AtomicUsize,
 }
 
 impl<C: Connector> Shared<C> {
@@ -282,6 +310,9 @@ impl<C: Connector> Shared<C> {
             closed: false,
             connect_failures: 0,
             last_connect_error: None,
+            last_failure_at: None,
+            retry_at: None,
+            born_broken: 0,
             totals: Totals::default(),
             rng: SmallRng::seed_from_u64(seed),
         };
@@ -296,6 +327,8 @@ impl<C: Connector> Shared<C> {
             watch: Arc::new(Notify::new()),
             watcher_alive: Arc::new(AtomicBool::new(false)),
             refused_at_ms: AtomicU64::new(0),
+            reachable: Arc::new(Notify::new()),
+            cancels: AtomicUsize::new(0),
             waits: WaitHistogram::default(),
             drained: Notify::new(),
             runtime: OnceLock::new(),
@@ -360,7 +393,7 @@ impl<C: Connector> Shared<C> {
         // hence the second look.
         let now = self.clock.refresh();
         let deadline = deadline_after(now, timeout);
-        let waiter = Arc::new(Waiter::new(deadline, waker.clone(), fail_fast));
+        let waiter = Arc::new(Waiter::new(now, deadline, waker.clone(), fail_fast));
         let mut inner = self.inner.lock();
         if let Some(take) = self.take_idle(&mut inner) {
             return take;
@@ -427,7 +460,7 @@ impl<C: Connector> Shared<C> {
                 continue;
             }
             let waiter = inner.waiters.remove(i).expect("index in range");
-            let cause = Self::wait_cause(&inner, inner.waiters.len() + 1);
+            let cause = Self::wait_cause(&inner, inner.waiters.len() + 1, waiter.since, now);
             let mut slot = waiter.slot.lock();
             if let Slot::Waiting(w) = std::mem::replace(&mut *slot, Slot::TimedOut(cause)) {
                 wakers.extend(w);
@@ -446,8 +479,7 @@ impl<C: Connector> Shared<C> {
     /// Reserves connects for waiters not yet covered by one in flight, within `max_size` and the
     /// storm guard. The caller spawns that many openers after unlocking.
     pub(crate) fn connects_needed(&self, inner: &mut Inner<C::Connection>) -> usize {
-        let wanted = (inner.waiters.len() + inner.min_idle.saturating_sub(inner.size))
-            .saturating_sub(inner.opening);
+        let wanted = (inner.waiters.len() + inner.idle_deficit()).saturating_sub(inner.opening);
         let room = inner.max_size.saturating_sub(inner.size + inner.opening);
         let storm = self.config.max_connecting.saturating_sub(inner.opening);
         let n = wanted.min(room).min(storm);
@@ -467,8 +499,8 @@ impl<C: Connector> Shared<C> {
                 }
             }
             None => {
-                // No runtime to connect on: give the reservations back; waiters fail at their
-                // deadline with the pool's state as the cause.
+                // No runtime to connect on: give the reservations back (the acquire that asked
+                // fails with `Error::NoRuntime`).
                 let mut inner = self.inner.lock();
                 inner.opening -= n;
             }
@@ -476,7 +508,8 @@ impl<C: Connector> Shared<C> {
     }
 
     /// A connection came back healthy and clean: hand it to the oldest waiter or make it idle.
-    pub(crate) fn put(self: &Arc<Self>, conn: Conn<C::Connection>) {
+    pub(crate) fn put(self: &Arc<Self>, mut conn: Conn<C::Connection>) {
+        conn.reused = true;
         let now = self.clock.now_ms();
         if conn.expired(now) {
             self.discard(conn, false, false);
@@ -529,13 +562,25 @@ impl<C: Connector> Shared<C> {
     }
 
     /// A new connection from a connect task.
-    pub(crate) fn add_new(self: &Arc<Self>, raw: C::Connection, connected_in: Duration) {
+    pub(crate) fn add_new(
+        self: &Arc<Self>,
+        raw: C::Connection,
+        cancel: Option<Arc<dyn Cancel>>,
+        connected_in: Duration,
+    ) {
         let created = self.clock.refresh();
         let created_ms = self.clock.to_ms(created);
         let mut inner = self.inner.lock();
         inner.opening -= 1;
+        let was_failing = inner.connect_failures > 0;
         inner.connect_failures = 0;
+        inner.last_failure_at = None;
+        inner.retry_at = None;
         self.refused_at_ms.store(0, Ordering::Relaxed);
+        if was_failing {
+            // Connect tasks still waiting out the backoff may go now.
+            self.reachable.notify_waiters();
+        }
         if inner.closed || inner.size >= inner.max_size {
             let drained = inner.closed && inner.size == 0 && inner.opening == 0;
             drop(inner);
@@ -558,6 +603,8 @@ impl<C: Connector> Shared<C> {
             raw,
             created,
             expires_ms,
+            reused: false,
+            cancel,
         };
         let waker = self.hand_over(&mut inner, conn, created_ms);
         // This connect's reservation is free again: waiters beyond `max_connecting` (or a
@@ -576,19 +623,8 @@ impl<C: Connector> Shared<C> {
     /// still needs a connection); otherwise its reservation is released.
     pub(crate) fn connect_failed(&self, error: DriverError) -> bool {
         let mut inner = self.inner.lock();
-        inner.connect_failures += 1;
-        inner.totals.connect_failures += 1;
-        let now_ms = self.clock.to_ms(self.clock.refresh());
-        self.refused_at_ms.store(now_ms + 1, Ordering::Relaxed);
-        inner.last_connect_error = Some(error);
-        self.metrics.connect_failures.increment(1);
-        // Nothing can come back to fail-fast waiters: tell them now.
-        let wakers = if inner.size == 0 {
-            self.fail_fast_waiters(&mut inner)
-        } else {
-            Vec::new()
-        };
-        let retry = !inner.closed && (!inner.waiters.is_empty() || inner.size < inner.min_idle);
+        let (_, wakers) = self.count_connect_failure(&mut inner, error);
+        let retry = !inner.closed && (!inner.waiters.is_empty() || inner.idle_deficit() > 0);
         if !retry {
             inner.opening -= 1;
             self.notify_if_drained(&inner);
@@ -600,8 +636,61 @@ impl<C: Connector> Shared<C> {
         retry
     }
 
+    /// A new connection failed its first checkout check (broken as soon as it was made): the
+    /// connect did not really succeed. Counted as a failed connect, so that the next one waits
+    /// out the backoff instead of replacing it at once, and waits name the cause.
+    pub(crate) fn born_broken(&self, error: DriverError) {
+        let mut inner = self.inner.lock();
+        // The connect itself reset the failure streak: carry on the streak of new connections
+        // found broken, so the backoff grows.
+        inner.born_broken += 1;
+        inner.connect_failures = inner.connect_failures.max(inner.born_broken - 1);
+        let (_, wakers) = self.count_connect_failure(&mut inner, error);
+        drop(inner);
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// A new connection passed its first checkout check: the streak of new connections found
+    /// broken is over.
+    pub(crate) fn born_sound(&self) {
+        let mut inner = self.inner.lock();
+        inner.born_broken = 0;
+    }
+
+    /// Counts a failed connect: failure streak, backoff schedule, last error, metrics; ends the
+    /// waits of fail-fast waiters if nothing could come back to them.
+    fn count_connect_failure(
+        &self,
+        inner: &mut Inner<C::Connection>,
+        error: DriverError,
+    ) -> (Instant, Vec<Waker>) {
+        let now = self.clock.refresh();
+        let seed = self.next_seed();
+        inner.connect_failures += 1;
+        inner.totals.connect_failures += 1;
+        self.refused_at_ms
+            .store(self.clock.to_ms(now) + 1, Ordering::Relaxed);
+        inner.last_connect_error = Some(error);
+        inner.last_failure_at = Some(now);
+        let delay = Backoff::new(self.config.backoff, seed)
+            .skip(inner.connect_failures - 1)
+            .next_delay();
+        let retry_at = now + delay;
+        inner.retry_at = Some(inner.retry_at.map_or(retry_at, |t| t.max(retry_at)));
+        self.metrics.connect_failures.increment(1);
+        // Nothing can come back to fail-fast waiters: tell them now.
+        let wakers = if inner.size == 0 {
+            self.fail_fast_waiters(inner, now)
+        } else {
+            Vec::new()
+        };
+        (now, wakers)
+    }
+
     /// Ends the waits of fail-fast waiters with the connect failure as their cause.
-    fn fail_fast_waiters(&self, inner: &mut Inner<C::Connection>) -> Vec<Waker> {
+    fn fail_fast_waiters(&self, inner: &mut Inner<C::Connection>, now: Instant) -> Vec<Waker> {
         let mut wakers = Vec::new();
         let mut i = 0;
         while i < inner.waiters.len() {
@@ -610,7 +699,7 @@ impl<C: Connector> Shared<C> {
                 continue;
             }
             let waiter = inner.waiters.remove(i).expect("index in range");
-            let cause = Self::wait_cause(inner, inner.waiters.len() + 1);
+            let cause = Self::wait_cause(inner, inner.waiters.len() + 1, waiter.since, now);
             let mut slot = waiter.slot.lock();
             if let Slot::Waiting(w) = std::mem::replace(&mut *slot, Slot::TimedOut(cause)) {
                 wakers.extend(w);
@@ -622,10 +711,28 @@ impl<C: Connector> Shared<C> {
         wakers
     }
 
+    /// When the next connect may start (`None`: now), as the backoff after consecutive
+    /// failures has it.
+    pub(crate) fn retry_at(&self) -> Option<Instant> {
+        self.inner.lock().retry_at
+    }
+
+    /// The backend was just reached by other means (the cluster's health probe): forget the
+    /// failure streak and let connect tasks waiting out the backoff go now.
+    pub(crate) fn reached(&self) {
+        let mut inner = self.inner.lock();
+        inner.connect_failures = 0;
+        inner.last_failure_at = None;
+        inner.retry_at = None;
+        self.refused_at_ms.store(0, Ordering::Relaxed);
+        drop(inner);
+        self.reachable.notify_waiters();
+    }
+
     /// After a backoff: is the reserved connect still needed? If not, releases the reservation.
     pub(crate) fn still_wanted(&self) -> bool {
         let mut inner = self.inner.lock();
-        let wanted = !inner.closed && (!inner.waiters.is_empty() || inner.size < inner.min_idle);
+        let wanted = !inner.closed && (!inner.waiters.is_empty() || inner.idle_deficit() > 0);
         if !wanted {
             inner.opening -= 1;
             self.notify_if_drained(&inner);
@@ -669,6 +776,46 @@ impl<C: Connector> Shared<C> {
         }
         drop(conn);
         self.spawn_openers(open);
+    }
+
+    /// A connection given up mid-statement: its work on the server is cancelled first (when the
+    /// driver gave a handle), then it is closed. It keeps its place in the pool meanwhile, so
+    /// no replacement opens while the server still works for it. At most `max_connecting`
+    /// cancels run at once; beyond that (a mass failure) connections are just closed.
+    pub(crate) fn discard_interrupted(self: &Arc<Self>, conn: Conn<C::Connection>) {
+        let (Some(cancel), Some(rt)) = (conn.cancel.clone(), self.runtime()) else {
+            self.discard(conn, true, false);
+            return;
+        };
+        let admitted = self
+            .cancels
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.config.max_connecting).then_some(n + 1)
+            })
+            .is_ok();
+        if !admitted {
+            self.discard(conn, true, false);
+            return;
+        }
+        let shared = self.clone();
+        rt.spawn(async move {
+            // Held: if the runtime shuts down mid-cancel, the connection is still closed.
+            let held = Held::new(conn, &shared, false);
+            let timeout = shared.config.connect_timeout;
+            match tokio::time::timeout(timeout, cancel.cancel()).await {
+                Ok(Ok(())) => {
+                    tracing::debug!(pool = %shared.name(), "interrupted statement cancelled on the server");
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(pool = %shared.name(), error = %e, "could not cancel an interrupted statement");
+                }
+                Err(_) => {
+                    tracing::warn!(pool = %shared.name(), ?timeout, "cancelling an interrupted statement timed out");
+                }
+            }
+            shared.cancels.fetch_sub(1, Ordering::AcqRel);
+            drop(held);
+        });
     }
 
     /// A connection leaves the pool's accounting without being closed (detached by the user);
@@ -721,13 +868,33 @@ impl<C: Connector> Shared<C> {
         self.put(conn);
     }
 
-    fn wait_cause(inner: &Inner<C::Connection>, waiters: usize) -> WaitCause {
+    /// Why a wait that began at `since` ends at `now` without a connection.
+    fn wait_cause(
+        inner: &Inner<C::Connection>,
+        waiters: usize,
+        since: Instant,
+        now: Instant,
+    ) -> WaitCause {
         let in_use = inner.size - inner.idle.len();
         if inner.connect_failures > 0 {
             if let Some(e) = &inner.last_connect_error {
-                return WaitCause::ConnectFailing {
-                    last_error: e.clone(),
-                    failures: inner.connect_failures,
+                let last_error = e.clone();
+                let failures = inner.connect_failures;
+                // Only a connect that failed while this caller waited is this wait's failure;
+                // otherwise the pool was still waiting out the backoff of earlier ones.
+                return if inner.last_failure_at.is_some_and(|t| t >= since) {
+                    WaitCause::ConnectFailing {
+                        last_error,
+                        failures,
+                    }
+                } else {
+                    WaitCause::BackingOff {
+                        last_error,
+                        failures,
+                        retry_in: inner
+                            .retry_at
+                            .map_or(Duration::ZERO, |t| t.saturating_duration_since(now)),
+                    }
                 };
             }
         }

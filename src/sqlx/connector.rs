@@ -2,13 +2,14 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use ::sqlx::postgres::{PgConnectOptions, PgConnection};
 use ::sqlx::{ConnectOptions, Connection};
 use async_trait::async_trait;
 
 use crate::breaker::Outcome;
-use crate::driver::{Connector, NodeStatus};
+use crate::driver::{Cancel, Connector, NodeStatus};
 
 /// Opens sqlx PostgreSQL connections for a seawall [`Pool`](crate::Pool), and cleans each
 /// session before the next borrower gets it.
@@ -43,6 +44,7 @@ use crate::driver::{Connector, NodeStatus};
 pub struct PgConnector {
     options: PgConnectOptions,
     reset: SessionReset,
+    cancel: bool,
 }
 
 /// When [`PgConnector`] resets a session returned to the pool.
@@ -55,9 +57,9 @@ pub enum SessionReset {
     /// `SET`, temporary tables, advisory locks or `LISTEN` leave no trace on the client side.
     ///
     /// The cost: the reset is one round trip of ten short statements, about two to three times
-    /// the time of a prepared `SELECT 1` on a local server (see the `measures_the_reset_cost`
-    /// test). It runs in a background task after the borrower has let go, so it delays the
-    /// next checkout of *that* connection only; a pool with spare connections hides it, a pool
+    /// the time of a prepared `SELECT 1` on a local server (see the `reset` bench:
+    /// `cargo bench --features sqlx,testbed --bench reset`). It runs in a background task
+    /// after the borrower has let go, so it delays the next checkout of *that* connection only; a pool with spare connections hides it, a pool
     /// of one connection cycled back to back does not. The round trip doubles as a liveness
     /// check: a connection that died while borrowed fails its reset and is discarded instead
     /// of being handed out.
@@ -80,6 +82,7 @@ impl PgConnector {
         PgConnector {
             options,
             reset: SessionReset::default(),
+            cancel: true,
         }
     }
 
@@ -97,6 +100,21 @@ impl PgConnector {
     /// Sets when returned sessions are reset (default [`SessionReset::Always`]).
     pub fn session_reset(mut self, reset: SessionReset) -> Self {
         self.reset = reset;
+        self
+    }
+
+    /// Whether a statement given up mid-way (deadline, dropped future, `mark_failed`) is
+    /// stopped on the server before its connection is closed. Default `true`: each new
+    /// connection asks its backend's pid and start time (one round trip per connect), and an
+    /// abandoned one is ended with `pg_terminate_backend` from a short-lived connection, which
+    /// rolls back its transaction (an insert waiting on a lock is not committed later behind
+    /// the caller's back) and frees its locks.
+    ///
+    /// Turn it off behind a PgBouncer in transaction or statement pooling mode: the backend a
+    /// client connection reaches there changes from one transaction to the next, so the pid is
+    /// not this client's to end.
+    pub fn cancel_abandoned(mut self, cancel: bool) -> Self {
+        self.cancel = cancel;
         self
     }
 
@@ -118,6 +136,7 @@ impl fmt::Debug for PgConnector {
         d.field("username", &o.get_username())
             .field("database", &o.get_database())
             .field("session_reset", &self.reset)
+            .field("cancel_abandoned", &self.cancel)
             .finish_non_exhaustive()
     }
 }
@@ -180,6 +199,25 @@ impl Connector for PgConnector {
     /// transaction is read-only, and the statement did nothing.
     fn is_read_only_error(&self, error: &::sqlx::Error) -> bool {
         matches!(error, ::sqlx::Error::Database(db) if db.code().as_deref() == Some("25006"))
+    }
+
+    /// The backend's pid and start time (see [`PgConnector::cancel_abandoned`]); `None` when
+    /// cancelling is off or the query fails.
+    async fn cancel_handle(&self, conn: &mut PgConnection) -> Option<Arc<dyn Cancel>> {
+        if !self.cancel {
+            return None;
+        }
+        let (pid, started): (i32, String) = ::sqlx::query_as(
+            "SELECT pid, backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+        )
+        .fetch_one(conn)
+        .await
+        .ok()?;
+        Some(Arc::new(PgCancel {
+            options: self.options.clone(),
+            pid,
+            started,
+        }))
     }
 
     /// One round trip ([`probe::status`](super::probe::status)). The lag is zero when the
@@ -247,6 +285,37 @@ fn password_of(url: &str) -> Option<&str> {
     let userinfo = &authority[..authority.rfind('@')?];
     let password = &userinfo[userinfo.find(':')? + 1..];
     (!password.is_empty()).then_some(password)
+}
+
+/// Ends one backend from another connection: `pg_terminate_backend`, matched on pid and start
+/// time so that a pid reused by a newer backend is never hit.
+struct PgCancel {
+    options: PgConnectOptions,
+    pid: i32,
+    started: String,
+}
+
+#[async_trait]
+impl Cancel for PgCancel {
+    async fn cancel(&self) -> Result<(), crate::DriverError> {
+        let mut conn = self
+            .options
+            .connect()
+            .await
+            .map_err(crate::DriverError::new)?;
+        let ended = ::sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE pid = $1 AND backend_start::text = $2",
+        )
+        .bind(self.pid)
+        .bind(&self.started)
+        .execute(&mut conn)
+        .await
+        .map(|_| ())
+        .map_err(crate::DriverError::new);
+        let _ = conn.close().await;
+        ended
+    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub use promote::PgPromoter;
 pub use wal::{ParseWalPositionError, WalPosition};
 
 pub use position::current_position;
-pub use wrap::{cluster_from_pools, pool_builder, PgPoolConnector};
+pub use wrap::{cluster_from_pools, pool_builder, PgPoolConnection, PgPoolConnector};
 
 use ::sqlx::postgres::PgConnection;
 use ::sqlx::Executor;

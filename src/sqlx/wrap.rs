@@ -22,8 +22,9 @@
 //! them. Code that still acquires from the `PgPool` directly then waits for seawall to give
 //! some back; route everything through seawall, or build the seawall pool smaller with
 //! [`pool_builder`] and [`Builder::max_size`](crate::pool::Builder::max_size). A cluster's health
-//! monitor keeps one probe connection per node, which in this mode also comes from the sqlx
-//! pool: give the sqlx pool one connection more than seawall's, or accept one less for queries.
+//! monitor keeps one probe connection per node of its own, opened directly with the sqlx pool's
+//! connect options and outside its `max_connections` ([`Connector::connect_probe`]): a probe
+//! never waits for a pool that seawall keeps busy, and a busy node is not taken for a dead one.
 //!
 //! Classification of errors, probes and session resets are exactly [`PgConnector`]'s.
 //!
@@ -40,7 +41,7 @@
 //! let cluster = seawall::sqlx::cluster_from_pools(primary, [("db-2", replica)])?.build()?;
 //!
 //! let mut conn = cluster.route("SELECT count(*) FROM orders").await?;
-//! // `conn` derefs to a `PoolConnection`, which derefs to the `PgConnection`: `&mut **conn`.
+//! // `conn` derefs to a `PgPoolConnection`, which derefs to the `PgConnection`: `&mut **conn`.
 //! let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
 //!     .fetch_one(&mut **conn)
 //!     .await?;
@@ -51,13 +52,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use ::sqlx::pool::PoolConnection;
-use ::sqlx::postgres::{PgPool, Postgres};
+use ::sqlx::postgres::{PgConnection, PgPool, Postgres};
 use ::sqlx::Connection;
 use async_trait::async_trait;
 
 use crate::breaker::Outcome;
 use crate::cluster::ClusterBuilder;
-use crate::driver::{Connector, NodeStatus};
+use crate::driver::{Cancel, Connector, NodeStatus};
 use crate::error::ConfigError;
 use crate::pool::{Builder, Pool};
 use crate::Cluster;
@@ -86,6 +87,13 @@ impl PgPoolConnector {
         self
     }
 
+    /// Whether abandoned statements are ended on the server (default `true`; see
+    /// [`PgConnector::cancel_abandoned`]).
+    pub fn cancel_abandoned(mut self, cancel: bool) -> Self {
+        self.direct = self.direct.cancel_abandoned(cancel);
+        self
+    }
+
     /// The wrapped sqlx pool.
     pub fn pg_pool(&self) -> &PgPool {
         &self.pool
@@ -107,17 +115,79 @@ impl fmt::Debug for PgPoolConnector {
     }
 }
 
+/// A connection of a wrapped pool: a `PoolConnection` lent by the sqlx pool, or the health
+/// monitor's own connection, opened outside the sqlx pool so that a probe never waits for a
+/// pool that seawall itself keeps busy. Derefs to the `PgConnection` either way, so
+/// `&mut **conn` on a cluster handle reaches sqlx's executor as before.
+pub struct PgPoolConnection(Lent);
+
+enum Lent {
+    Pooled(PoolConnection<Postgres>),
+    Own(PgConnection),
+}
+
+impl PgPoolConnection {
+    /// Whether it was lent by the sqlx pool (every connection a seawall pool hands out is).
+    pub fn is_pooled(&self) -> bool {
+        matches!(self.0, Lent::Pooled(_))
+    }
+
+    /// Never give it back to the sqlx pool: it is closed when dropped.
+    fn close_on_drop(&mut self) {
+        if let Lent::Pooled(conn) = &mut self.0 {
+            conn.close_on_drop();
+        }
+    }
+}
+
+impl std::ops::Deref for PgPoolConnection {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        match &self.0 {
+            Lent::Pooled(conn) => conn,
+            Lent::Own(conn) => conn,
+        }
+    }
+}
+
+impl std::ops::DerefMut for PgPoolConnection {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match &mut self.0 {
+            Lent::Pooled(conn) => conn,
+            Lent::Own(conn) => conn,
+        }
+    }
+}
+
+impl fmt::Debug for PgPoolConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgPoolConnection")
+            .field("pooled", &self.is_pooled())
+            .finish_non_exhaustive()
+    }
+}
+
 #[async_trait]
 impl Connector for PgPoolConnector {
-    type Connection = PoolConnection<Postgres>;
+    type Connection = PgPoolConnection;
     type Error = ::sqlx::Error;
 
     /// Acquires from the wrapped pool (within its own `acquire_timeout`).
-    async fn connect(&self) -> Result<PoolConnection<Postgres>, ::sqlx::Error> {
-        self.pool.acquire().await
+    async fn connect(&self) -> Result<PgPoolConnection, ::sqlx::Error> {
+        Ok(PgPoolConnection(Lent::Pooled(self.pool.acquire().await?)))
     }
 
-    async fn ping(&self, conn: &mut PoolConnection<Postgres>) -> Result<(), ::sqlx::Error> {
+    /// Connects directly with the wrapped pool's connect options, outside its
+    /// `max_connections`: the probe must not wait for the pool it judges.
+    async fn connect_probe(&self) -> Result<PgPoolConnection, ::sqlx::Error> {
+        let options = self.pool.connect_options();
+        Ok(PgPoolConnection(Lent::Own(
+            PgConnection::connect_with(&options).await?,
+        )))
+    }
+
+    async fn ping(&self, conn: &mut PgPoolConnection) -> Result<(), ::sqlx::Error> {
         let pinged = conn.ping().await;
         if pinged.is_err() {
             // seawall discards it: it must not go back to the sqlx pool.
@@ -126,16 +196,21 @@ impl Connector for PgPoolConnector {
         pinged
     }
 
-    fn needs_reset(&self, conn: &PoolConnection<Postgres>) -> bool {
+    fn needs_reset(&self, conn: &PgPoolConnection) -> bool {
         self.direct.needs_reset(conn)
     }
 
-    async fn reset(&self, conn: &mut PoolConnection<Postgres>) -> Result<(), ::sqlx::Error> {
+    async fn reset(&self, conn: &mut PgPoolConnection) -> Result<(), ::sqlx::Error> {
         let reset = self.direct.reset(conn).await;
         if reset.is_err() {
             conn.close_on_drop();
         }
         reset
+    }
+
+    /// As [`PgConnector`]: the backend's pid, ended from a connection of its own.
+    async fn cancel_handle(&self, conn: &mut PgPoolConnection) -> Option<Arc<dyn Cancel>> {
+        self.direct.cancel_handle(conn).await
     }
 
     /// As [`PgConnector`]: by SQLSTATE class.
@@ -150,7 +225,7 @@ impl Connector for PgPoolConnector {
     /// As [`PgConnector`]: role, replayed position and lag in one round trip.
     async fn probe(
         &self,
-        conn: &mut PoolConnection<Postgres>,
+        conn: &mut PgPoolConnection,
     ) -> Result<Option<NodeStatus>, ::sqlx::Error> {
         self.direct.probe(conn).await
     }

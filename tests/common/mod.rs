@@ -81,3 +81,12 @@ pub fn assert_quiescent(pool: &Pool<SimConnector>, db: &SimBackend) {
         "server's open connections differ from the pool's size: {state:?}"
     );
 }
+
+/// A current-thread runtime with the clock paused, for tests that are not `#[tokio::test]`.
+pub fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}

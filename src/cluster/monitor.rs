@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::cluster::{Node, Role, Shared};
+use super::{Node, Role, Shared};
 use crate::driver::{Connector, NodeStatus};
 
-use super::{ClusterEvent, Promoted};
+use crate::failover::{ClusterEvent, Promoted};
 
 /// What one probe found: the status (if the driver can tell) and the probe's round trip, or why
 /// it failed.
@@ -18,10 +18,18 @@ pub(crate) type ProbeResult = Result<(Option<NodeStatus>, Duration), String>;
 
 /// Probes `node` every interval until the node or the cluster is dropped.
 ///
-/// The probe runs on its own connection, not one from the node's pool: a saturated pool must
-/// not look like a dead node (that would fail over a primary for being busy).
+/// The probe runs on its own connection ([`Connector::connect_probe`]), not one from the node's
+/// pool: a saturated pool must not look like a dead node (that would fail over a primary for
+/// being busy). For the same reason a failed probe is not counted against a node that answered
+/// statements since the probe before it.
+///
+/// A down node that has just answered is probed again after a tenth of the interval: the
+/// confirmation `up_after` asks for then costs milliseconds, not whole intervals in which
+/// writes wait for a primary that is already back.
 pub(crate) async fn run<C: Connector>(cluster: Weak<Shared<C>>, node: Weak<Node<C>>) {
     let mut conn: Option<C::Connection> = None;
+    // Statements the node had answered at the last probe.
+    let mut served = node.upgrade().map_or(0, |n| n.load.served());
     loop {
         let (every, timeout) = match cluster.upgrade() {
             Some(shared) => match shared.settings.health.interval {
@@ -30,7 +38,15 @@ pub(crate) async fn run<C: Connector>(cluster: Weak<Shared<C>>, node: Weak<Node<
             },
             None => return,
         };
-        tokio::time::sleep(every).await;
+        let confirming = node
+            .upgrade()
+            .is_some_and(|n| !n.is_up() && n.health.lock().successes > 0);
+        let wait = if confirming {
+            (every / 10).max(Duration::from_millis(1))
+        } else {
+            every
+        };
+        tokio::time::sleep(wait).await;
         let (Some(shared), Some(node)) = (cluster.upgrade(), node.upgrade()) else {
             return;
         };
@@ -38,6 +54,15 @@ pub(crate) async fn run<C: Connector>(cluster: Weak<Shared<C>>, node: Weak<Node<
             return;
         }
         let result = probe_on(&node, &mut conn, timeout).await;
+        let served_before = std::mem::replace(&mut served, node.load.served());
+        if let Err(error) = &result {
+            if served > served_before {
+                // Statements completed on the node since the last probe, which failed (no
+                // connection to be had, or an answer stuck behind the load): busy, not down.
+                tracing::debug!(node = %node.name, %error, "probe failed while the node served statements; not counted");
+                continue;
+            }
+        }
         observe(&shared, &node, result);
     }
 }
@@ -56,7 +81,7 @@ async fn probe_on<C: Connector>(
     let connector = node.pool.connector();
     let attempt = async {
         if conn.is_none() {
-            *conn = Some(connector.connect().await.map_err(|e| e.to_string())?);
+            *conn = Some(connector.connect_probe().await.map_err(|e| e.to_string())?);
         }
         let c = conn.as_mut().expect("connected above");
         let sent = Instant::now();
@@ -82,20 +107,36 @@ pub(crate) fn observe<C: Connector>(
     let health = shared.settings.health;
     match result {
         Ok((status, round_trip)) => {
-            let came_up = {
+            let (came_up, probes_failed) = {
                 let mut h = node.health.lock();
+                let probes_failed = h.failures > 0;
                 h.failures = 0;
                 h.failing_since = None;
                 h.successes = h.successes.saturating_add(1);
-                !node.is_up() && h.successes >= health.up_after
+                (
+                    !node.is_up() && h.successes >= health.up_after,
+                    probes_failed,
+                )
             };
+            if !came_up && (probes_failed || node.pool.connect_failures() > 0) {
+                // Probes or the pool's connects failed, but this probe got through: the backend is
+                // back (a restart shorter than `down_after` probes). Connects waiting out their
+                // backoff go now, and a breaker those failures opened closes: otherwise it
+                // keeps every caller away from the pool, nothing reconnects, and a one-second
+                // restart costs the breaker's whole open interval, growing with each re-trip.
+                node.pool.reached();
+                if node.breaker.state() != crate::breaker::BreakerState::Closed {
+                    node.breaker.reset();
+                }
+                shared.topology_changed.notify_waiters();
+            }
             if came_up {
                 // Proven healthy again: take work at once, not after a breaker interval that
                 // grew while it was down, and without the failure penalties of the outage in
                 // its latency estimate (the balancer would avoid it for tens of seconds).
                 node.breaker.reset();
                 node.load.reset_latency();
-                node.pool.clear_refusing();
+                node.pool.reached();
                 // Connections opened before the outage are dead or stale (a restarted server
                 // dropped their sessions): handing them out would fail reads one by one.
                 node.pool.purge_idle();
