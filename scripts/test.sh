@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs PostgreSQL 15 from Debian's packages when its
 # server binaries are missing (the integration tests start their own primary and replicas), then
-# runs every test with every feature.
+# installs etcd and Patroni the same way (for the Patroni test), then runs every test with every
+# feature.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +29,8 @@ if ! command -v pgbouncer >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq pgbouncer >/dev/null 2>&1 || \
     echo "test.sh: pgbouncer not installed; the PgBouncer test will say so" >&2
 fi
+# etcd and Patroni for tests/patroni.rs (Debian's packages; quiet and quick when present).
+bash scripts/patroni-testbed.sh install
 echo "test.sh: PostgreSQL binaries in $(pg_bindir)" >&2
 
 cargo test --all-features "$@"

@@ -108,6 +108,7 @@ pub mod sqlx;
 pub mod statements;
 #[cfg(feature = "testbed")]
 pub mod testbed;
+pub mod topology;
 
 pub use admission::Priority;
 pub use cluster::{Cluster, ClusterConn};

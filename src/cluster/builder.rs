@@ -17,6 +17,7 @@ use crate::limit::{Aimd, AimdConfig, Fixed, Gradient, GradientConfig, Limiter};
 use crate::load::{LoadConfig, NodeLoad};
 use crate::pool::Pool;
 use crate::statements::StatementStats;
+use crate::topology::TopologySource;
 use tokio::sync::broadcast;
 
 use super::ledger::Ledger;
@@ -96,6 +97,9 @@ pub(crate) struct Settings {
     pub(crate) promotion: PromotionConfig,
     pub(crate) on_promoted: Option<PromotedHook>,
     pub(crate) classifier: Classifier,
+    /// The HA manager to follow, and how often to ask it.
+    pub(crate) topology_source: Option<Arc<dyn TopologySource>>,
+    pub(crate) topology_interval: Duration,
     /// Replaced by the built ledger in [`ClusterBuilder::build`].
     pub(crate) ledger: Arc<Ledger>,
 }
@@ -126,6 +130,8 @@ impl Default for Settings {
             promotion: PromotionConfig::default(),
             on_promoted: None,
             classifier: Classifier::default(),
+            topology_source: None,
+            topology_interval: Duration::from_millis(250),
             ledger: Arc::new(Ledger::default()),
         }
     }
@@ -304,6 +310,25 @@ impl<C: Connector> ClusterBuilder<C> {
         self
     }
 
+    /// Follows an HA manager (Patroni, ...): writes go only to the node it names leader (matched
+    /// by node name), once that node's own probe says it is writable; a writable node it does
+    /// not name is fenced in every instance of the application, whatever it answers. While it
+    /// names none (a failover in progress), writes wait up to their deadline. Until its first
+    /// answer, the primary given to the builder stands. Promotion is the HA manager's:
+    /// [`auto_failover`](Self::auto_failover) is refused with a source. See
+    /// [`topology`](crate::topology).
+    pub fn topology(mut self, source: impl TopologySource) -> Self {
+        self.settings.topology_source = Some(Arc::new(source));
+        self
+    }
+
+    /// How often the topology source is asked. Default 250 ms; while a newly named leader is
+    /// not yet writable, it is probed at every ask.
+    pub fn topology_interval(mut self, every: Duration) -> Self {
+        self.settings.topology_interval = every;
+        self
+    }
+
     /// Called after an automatic promotion, e.g. to repoint the other replicas. It runs inside
     /// the promotion task, on a runtime worker: spawn anything slow or blocking (such as
     /// `tokio::task::spawn_blocking` for an `ALTER SYSTEM` through another client) instead of
@@ -390,6 +415,28 @@ impl<C: Connector> ClusterBuilder<C> {
                 "probe_interval",
                 "must be set for automatic failover (it needs the health monitor)",
             ));
+        }
+        if settings.topology_source.is_some() {
+            if self.promoter.is_some() {
+                return Err(ConfigError::new(
+                    "auto_failover",
+                    "cannot be combined with a topology source: promotion belongs to the HA \
+                     manager it follows (two promoters would split the brain of a fleet)",
+                ));
+            }
+            if settings.topology_interval.is_zero() {
+                return Err(ConfigError::new(
+                    "topology_interval",
+                    "must be greater than zero",
+                ));
+            }
+            if settings.health.interval.is_none() {
+                return Err(ConfigError::new(
+                    "probe_interval",
+                    "must be set with a topology source (a named leader is used once its probe \
+                     says it is writable)",
+                ));
+            }
         }
         settings.load.validate()?;
         let Some((primary_name, primary_pool)) = self.primary else {

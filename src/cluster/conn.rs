@@ -280,6 +280,12 @@ impl<C: Connector> ClusterConn<C> {
     }
 
     /// A replica refused `error`'s statement because it writes.
+    /// The server ended this session and reported that the statement did not run
+    /// ([`Connector::is_session_ended_error`]).
+    pub(crate) fn is_session_lost(&self, error: &C::Error) -> bool {
+        self.node.pool.connector().is_session_ended_error(error)
+    }
+
     pub(crate) fn is_refused_write(&self, error: &C::Error) -> bool {
         self.role() == Role::Replica && self.node.pool.connector().is_read_only_error(error)
     }

@@ -99,25 +99,46 @@ impl<C: Connector> Cluster<C> {
             .timeout
             .map(|t| crate::pool::deadline_after(tokio::time::Instant::now(), t));
         let (route, known) = self.decide(sql)?;
-        let mut conn = match route {
-            Route::Replica => self.read_with(options).await?,
-            Route::Primary => self.write_with(options).await?,
+        let remaining = |options: AcquireOptions| match deadline {
+            Some(at) => options.timeout(at.saturating_duration_since(tokio::time::Instant::now())),
+            None => options,
         };
         // Fingerprint once, and only if statistics or the memory need it (or on failure).
         let ledger = &self.shared.settings.ledger;
         let fp = known.or_else(|| ledger.statements.is_some().then(|| fingerprint(sql)));
         let ledger_routes = &ledger.routes;
-        let (result, elapsed) = conn
-            .run(sql, fp, deadline, &mut f)
-            .await
-            .inspect_err(|e| ledger_routes.failed(e))?;
-        let error = match result {
-            Ok(value) => return Ok(value),
-            Err(error) => error,
+        let controls_transaction = transaction_control(sql).is_some();
+        let mut session_lost = false;
+        let (conn, error, elapsed) = loop {
+            let mut conn = match route {
+                Route::Replica => self.read_with(remaining(options)).await?,
+                Route::Primary => self.write_with(remaining(options)).await?,
+            };
+            let (result, elapsed) = conn
+                .run(sql, fp, deadline, &mut f)
+                .await
+                .inspect_err(|e| ledger_routes.failed(e))?;
+            let error = match result {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            // The server ended the session before the statement could take effect (a shutdown
+            // or crash reported to it: a switchover, a restart). Outside a transaction nothing
+            // happened: run it once more on a fresh connection, which waits for the node (or
+            // the new primary) within the deadline.
+            if !session_lost && !controls_transaction && conn.is_session_lost(&error) {
+                session_lost = true;
+                tracing::debug!(node = %conn.node().name, "session ended by the server; running the statement again");
+                // A shutdown ends every session: the node's idle connections are as dead as
+                // this one, and the retry must not meet one of them.
+                conn.node().pool.purge_idle();
+                drop(conn);
+                continue;
+            }
+            break (conn, error, elapsed);
         };
         let fp = fp.unwrap_or_else(|| fingerprint(sql));
         let routes = &ledger.routes;
-        let controls_transaction = transaction_control(sql).is_some();
         if !conn.is_refused_write(&error) || controls_transaction {
             let not_retried = controls_transaction.then_some(NotRetried::InTransaction);
             let e = conn.failure(sql, fp, elapsed, error, not_retried, None);
@@ -131,11 +152,7 @@ impl<C: Connector> Cluster<C> {
         drop(conn);
         tracing::debug!(node = %replica, fingerprint = %fp, "retrying a refused write on the primary");
         routes.retried_on_primary.add();
-        let mut options = options;
-        if let Some(at) = deadline {
-            options.timeout = Some(at.saturating_duration_since(tokio::time::Instant::now()));
-        }
-        let mut primary = self.write_with(options).await?;
+        let mut primary = self.write_with(remaining(options)).await?;
         let (result, elapsed) = primary
             .run(sql, Some(fp), deadline, &mut f)
             .await

@@ -49,6 +49,7 @@
 mod builder;
 mod conn;
 mod execute;
+mod follow;
 mod ledger;
 mod monitor;
 mod node;
@@ -162,6 +163,8 @@ pub(crate) struct Shared<C: Connector> {
     pub(crate) promoter: Option<Arc<dyn Promoter<C>>>,
     /// Single flight of automatic promotion.
     pub(crate) promoting: AtomicBool,
+    /// Who the topology source names leader.
+    pub(crate) leader: RwLock<follow::Leader>,
 }
 
 impl<C: Connector> Shared<C> {
@@ -261,6 +264,7 @@ impl<C: Connector> Cluster<C> {
                 events,
                 promoter,
                 promoting: AtomicBool::new(false),
+                leader: RwLock::new(follow::Leader::Unknown),
             }),
         };
         cluster.ensure_monitors();
@@ -280,6 +284,9 @@ impl<C: Connector> Cluster<C> {
         let nodes: Vec<_> = shared.topology.read().nodes().cloned().collect();
         for node in &nodes {
             self.spawn_monitor(node);
+        }
+        if shared.settings.topology_source.is_some() {
+            tokio::spawn(follow::run(Arc::downgrade(shared)));
         }
     }
 
@@ -417,10 +424,15 @@ impl<C: Connector> Cluster<C> {
         }
     }
 
-    /// The primary, if it is up and not fenced.
+    /// The primary, if it is up, not fenced, and (with a topology source) named leader.
     fn usable_primary(&self) -> Option<Arc<Node<C>>> {
         let topology = self.shared.topology.read();
-        topology.primary.as_ref().filter(|p| p.is_usable()).cloned()
+        let leader = self.shared.leader.read();
+        topology
+            .primary
+            .as_ref()
+            .filter(|p| p.is_usable() && leader.allows(&p.name))
+            .cloned()
     }
 
     /// A connection for a read, with options (read-your-writes position, timeout, priority,

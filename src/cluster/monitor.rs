@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::follow::Leader;
 use super::{Node, Role, Shared};
 use crate::driver::{Connector, NodeStatus};
 
@@ -197,7 +198,7 @@ pub(crate) fn observe<C: Connector>(
     maybe_promote(shared);
 }
 
-fn primary_lost<C: Connector>(shared: &Shared<C>, node: &Node<C>, reason: &str) {
+pub(crate) fn primary_lost<C: Connector>(shared: &Shared<C>, node: &Node<C>, reason: &str) {
     shared
         .primary_lost_at
         .lock()
@@ -221,6 +222,19 @@ fn writes_resumed<C: Connector>(shared: &Shared<C>, primary: &Node<C>) {
 
 /// Brings the topology in line with what `node` says it is.
 fn reconcile_role<C: Connector>(shared: &Shared<C>, node: &Arc<Node<C>>, reports_primary: bool) {
+    if reports_primary {
+        let leader = shared.leader.read().clone();
+        match leader {
+            Leader::Unknown => {}
+            // The HA manager's word decides who may write: a writable node it does not name
+            // is fenced, in every instance alike.
+            Leader::None => return fence_unnamed(shared, node, None),
+            Leader::Named(name) if *name != *node.name => {
+                return fence_unnamed(shared, node, Some(name));
+            }
+            Leader::Named(_) => return adopt(shared, node),
+        }
+    }
     let mut topology = shared.topology.write();
     let is_current = topology
         .primary
@@ -285,6 +299,63 @@ fn reconcile_role<C: Connector>(shared: &Shared<C>, node: &Arc<Node<C>>, reports
             }
         }
     }
+}
+
+/// A node that reports primary without being the named leader: fenced (once announced).
+fn fence_unnamed<C: Connector>(shared: &Shared<C>, node: &Arc<Node<C>>, leader: Option<Arc<str>>) {
+    let is_current = {
+        let topology = shared.topology.read();
+        topology
+            .primary
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, node))
+    };
+    if is_current {
+        // The watcher demotes it; nothing to add here.
+        return;
+    }
+    node.set_fenced(true);
+    if !node.split_brain_reported.swap(true, Ordering::AcqRel) {
+        shared.emit(ClusterEvent::SplitBrain {
+            node: node.name.clone(),
+            primary: leader.unwrap_or_else(|| Arc::from("(none named)")),
+        });
+    }
+}
+
+/// The named leader reports primary: it takes writes, whatever was primary or fenced before
+/// (the HA manager's leader key is the authority, not this process's history).
+fn adopt<C: Connector>(shared: &Shared<C>, node: &Arc<Node<C>>) {
+    if !node.is_up() {
+        return;
+    }
+    let mut topology = shared.topology.write();
+    if topology
+        .primary
+        .as_ref()
+        .is_some_and(|p| Arc::ptr_eq(p, node))
+    {
+        let resumed = node.is_fenced() || shared.primary_lost_at.lock().is_some();
+        node.set_fenced(false);
+        drop(topology);
+        if resumed {
+            writes_resumed(shared, node);
+        }
+        return;
+    }
+    topology.replicas.retain(|r| !Arc::ptr_eq(r, node));
+    if let Some(old) = topology.primary.take() {
+        old.set_role(Role::Replica);
+        old.set_fenced(true);
+        topology.replicas.push(old);
+    }
+    node.set_fenced(false);
+    node.split_brain_reported.store(false, Ordering::Release);
+    node.set_role(Role::Primary);
+    node.load.set_replication_lag(Some(Duration::ZERO));
+    topology.primary = Some(node.clone());
+    drop(topology);
+    writes_resumed(shared, node);
 }
 
 /// Starts an automatic promotion if one is configured, needed and allowed.

@@ -270,6 +270,12 @@ pub enum ClusterEvent {
         /// The node.
         node: Arc<str>,
     },
+    /// The topology source (the HA manager) names another leader, or none: writes go only to
+    /// the node it names, once that node's probe says it is writable.
+    LeaderChanged {
+        /// The leader now named; `None` while the HA manager names none (a failover).
+        leader: Option<Arc<str>>,
+    },
 }
 
 /// Publishes an event: to subscribers, as the `seawall_cluster_events_total{event}` metric, and
@@ -280,6 +286,7 @@ pub(crate) fn emit(events: &tokio::sync::broadcast::Sender<ClusterEvent>, event:
         ClusterEvent::NodeUp { .. }
         | ClusterEvent::WritesResumed { .. }
         | ClusterEvent::Unfenced { .. }
+        | ClusterEvent::LeaderChanged { .. }
         | ClusterEvent::PromotionStarted { .. }
         | ClusterEvent::Promoted(_) => tracing::info!(?event, "cluster event"),
         ClusterEvent::SplitBrain { .. } => tracing::error!(?event, "cluster event"),
@@ -303,6 +310,7 @@ impl ClusterEvent {
             ClusterEvent::WritesResumed { .. } => "writes_resumed",
             ClusterEvent::SplitBrain { .. } => "split_brain",
             ClusterEvent::Unfenced { .. } => "unfenced",
+            ClusterEvent::LeaderChanged { .. } => "leader_changed",
         }
     }
 }

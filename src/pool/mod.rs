@@ -195,7 +195,7 @@ impl<C: Connector> Pool<C> {
         let now = shared.clock.now_ms();
         let broken = shared.connector.has_broken(&mut conn.raw);
         if broken || conn.expired(now) {
-            if !conn.reused {
+            if !conn.extra.reused {
                 // Broken (or expired) before its first use: the connect did not really work.
                 // Replacing it at once would be a connect storm; back off and say why.
                 shared.born_broken(crate::error::DriverError::new(BornBroken { broken }));
@@ -203,7 +203,7 @@ impl<C: Connector> Pool<C> {
             shared.discard(conn, broken, true);
             return Err(None);
         }
-        if !conn.reused {
+        if !conn.extra.reused {
             shared.born_sound();
         }
         let idle_for = idle_since_ms.map(|since| Duration::from_millis(now.saturating_sub(since)));

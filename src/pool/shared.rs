@@ -40,6 +40,13 @@ pub(crate) struct Conn<T> {
     pub(crate) created: Instant,
     /// When the jittered max lifetime runs out, on the pool's coarse clock.
     pub(crate) expires_ms: u64,
+    /// The rest, out of line: a connection moves between the idle stack, waiters and guards
+    /// on every checkout, and those moves stay four words.
+    pub(crate) extra: Box<Extra>,
+}
+
+/// What a connection carries beside its hot fields.
+pub(crate) struct Extra {
     /// It has been returned at least once (a new connection that fails its first checkout
     /// check is a failed connect, not a worn-out connection).
     pub(crate) reused: bool,
@@ -509,7 +516,7 @@ impl<C: Connector> Shared<C> {
 
     /// A connection came back healthy and clean: hand it to the oldest waiter or make it idle.
     pub(crate) fn put(self: &Arc<Self>, mut conn: Conn<C::Connection>) {
-        conn.reused = true;
+        conn.extra.reused = true;
         let now = self.clock.now_ms();
         if conn.expired(now) {
             self.discard(conn, false, false);
@@ -603,8 +610,10 @@ impl<C: Connector> Shared<C> {
             raw,
             created,
             expires_ms,
-            reused: false,
-            cancel,
+            extra: Box::new(Extra {
+                reused: false,
+                cancel,
+            }),
         };
         let waker = self.hand_over(&mut inner, conn, created_ms);
         // This connect's reservation is free again: waiters beyond `max_connecting` (or a
@@ -639,6 +648,7 @@ impl<C: Connector> Shared<C> {
     /// A new connection failed its first checkout check (broken as soon as it was made): the
     /// connect did not really succeed. Counted as a failed connect, so that the next one waits
     /// out the backoff instead of replacing it at once, and waits name the cause.
+    #[cold]
     pub(crate) fn born_broken(&self, error: DriverError) {
         let mut inner = self.inner.lock();
         // The connect itself reset the failure streak: carry on the streak of new connections
@@ -654,6 +664,7 @@ impl<C: Connector> Shared<C> {
 
     /// A new connection passed its first checkout check: the streak of new connections found
     /// broken is over.
+    #[cold]
     pub(crate) fn born_sound(&self) {
         let mut inner = self.inner.lock();
         inner.born_broken = 0;
@@ -782,8 +793,10 @@ impl<C: Connector> Shared<C> {
     /// driver gave a handle), then it is closed. It keeps its place in the pool meanwhile, so
     /// no replacement opens while the server still works for it. At most `max_connecting`
     /// cancels run at once; beyond that (a mass failure) connections are just closed.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn discard_interrupted(self: &Arc<Self>, conn: Conn<C::Connection>) {
-        let (Some(cancel), Some(rt)) = (conn.cancel.clone(), self.runtime()) else {
+        let (Some(cancel), Some(rt)) = (conn.extra.cancel.clone(), self.runtime()) else {
             self.discard(conn, true, false);
             return;
         };

@@ -201,6 +201,13 @@ impl Connector for PgConnector {
         matches!(error, ::sqlx::Error::Database(db) if db.code().as_deref() == Some("25006"))
     }
 
+    /// SQLSTATE class 57P0x: `admin_shutdown` (57P01, a fast shutdown, a switchover,
+    /// `pg_terminate_backend`), `crash_shutdown` (57P02), `cannot_connect_now` (57P03).
+    fn is_session_ended_error(&self, error: &::sqlx::Error) -> bool {
+        matches!(error, ::sqlx::Error::Database(db)
+            if matches!(db.code().as_deref(), Some("57P01" | "57P02" | "57P03")))
+    }
+
     /// The backend's pid and start time (see [`PgConnector::cancel_abandoned`]); `None` when
     /// cancelling is off or the query fails.
     async fn cancel_handle(&self, conn: &mut PgConnection) -> Option<Arc<dyn Cancel>> {

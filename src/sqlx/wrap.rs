@@ -222,6 +222,10 @@ impl Connector for PgPoolConnector {
         self.direct.is_read_only_error(error)
     }
 
+    fn is_session_ended_error(&self, error: &::sqlx::Error) -> bool {
+        self.direct.is_session_ended_error(error)
+    }
+
     /// As [`PgConnector`]: role, replayed position and lag in one round trip.
     async fn probe(
         &self,

@@ -1,0 +1,231 @@
+//! Following an HA manager ([`seawall::topology`]) over simulated backends, under paused time:
+//! writes go only to the leader the source names, once it is writable; a writable node it does
+//! not name is fenced; every instance of the application follows the same leader.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use seawall::cluster::{AcquireOptions, Cluster};
+use seawall::failover::{HealthConfig, PromotionConfig};
+use seawall::pool::Pool;
+use seawall::sim::{SimBackend, SimConnector, SimPromoter};
+use seawall::topology::{Member, MemberRole, Static, Topology, TopologyError};
+use seawall::{ClusterEvent, Error};
+use tokio::time::sleep;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Members n0, n1, n2 with `leader` (if any) as leader.
+fn topology(leader: Option<&str>) -> Topology {
+    Topology::new(
+        ["n0", "n1", "n2"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let role = if Some(*name) == leader {
+                    MemberRole::Leader
+                } else {
+                    MemberRole::Replica
+                };
+                Member::new(*name, role, "127.0.0.1", 5432 + i as u16)
+            })
+            .collect(),
+    )
+}
+
+struct Bed {
+    dbs: Vec<Arc<SimBackend>>,
+    source: Static,
+}
+
+impl Bed {
+    fn new() -> Bed {
+        let dbs = (0..3)
+            .map(|i| {
+                SimBackend::builder(format!("n{i}"))
+                    .primary(i == 0)
+                    .seed(i as u64 + 1)
+                    .build()
+            })
+            .collect();
+        Bed {
+            dbs,
+            source: Static::new(topology(Some("n0"))),
+        }
+    }
+
+    /// One application instance: its own cluster and pools over the shared backends.
+    fn instance(&self) -> Cluster<SimConnector> {
+        let pool = |db: &Arc<SimBackend>| {
+            Pool::builder(db.connector())
+                .name(db.name())
+                .max_size(4)
+                .build()
+                .unwrap()
+        };
+        Cluster::builder()
+            .primary("n0", pool(&self.dbs[0]))
+            .replica("n1", pool(&self.dbs[1]))
+            .replica("n2", pool(&self.dbs[2]))
+            .health(
+                HealthConfig::default()
+                    .with_interval(Some(ms(100)))
+                    .with_timeout(ms(50)),
+            )
+            .topology(self.source.clone())
+            .topology_interval(ms(50))
+            .acquire_timeout(ms(500))
+            .build()
+            .unwrap()
+    }
+}
+
+/// Where one write lands (the node's name), or its error.
+async fn write(cluster: &Cluster<SimConnector>) -> Result<String, Error> {
+    let mut conn = cluster.write().await?;
+    conn.query("UPDATE t SET x = 1").await.unwrap();
+    Ok(conn.node_name().to_owned())
+}
+
+/// The HA manager promotes n1 while n0's agent is frozen and n0 stays writable: once the source
+/// names n1, no write goes to n0, and n0 is fenced.
+#[tokio::test(start_paused = true)]
+async fn writes_follow_the_named_leader_not_whoever_is_writable() {
+    let bed = Bed::new();
+    let cluster = bed.instance();
+    assert_eq!(write(&cluster).await.unwrap(), "n0");
+
+    // n1 promoted; n0 still writable (its HA agent is frozen); the leader key moves to n1.
+    bed.dbs[1].set_primary(true);
+    bed.source.set(Ok(topology(Some("n1"))));
+    let named_at = tokio::time::Instant::now();
+    let mut first_on_n1 = None;
+    for _ in 0..40 {
+        let node = write(&cluster).await.unwrap();
+        let at = named_at.elapsed();
+        if node == "n0" {
+            // Only before the watcher's next ask (50 ms).
+            assert!(at <= ms(60), "a write reached n0 {at:?} after n1 was named");
+        }
+        if node == "n1" && first_on_n1.is_none() {
+            first_on_n1 = Some(at);
+        }
+        sleep(ms(10)).await;
+    }
+    let followed = first_on_n1.expect("no write reached the named leader");
+    assert!(
+        followed <= ms(100),
+        "first write on n1 {followed:?} after it was named"
+    );
+    assert!(cluster.node("n0").unwrap().is_fenced());
+
+    // n0 demoted by its thawed agent: a replica again, unfenced, reads may use it.
+    bed.dbs[0].set_primary(false);
+    sleep(ms(300)).await;
+    assert!(!cluster.node("n0").unwrap().is_fenced());
+}
+
+/// A writable node the source does not name is fenced (split brain announced) and never takes
+/// writes; while the source names no leader, writes wait, then resume on the one it names.
+#[tokio::test(start_paused = true)]
+async fn an_unnamed_writable_node_is_fenced_and_no_leader_means_writes_wait() {
+    let bed = Bed::new();
+    let cluster = bed.instance();
+    let mut events = cluster.subscribe();
+    bed.dbs[2].set_primary(true);
+    sleep(ms(300)).await;
+    assert!(cluster.node("n2").unwrap().is_fenced());
+    for _ in 0..10 {
+        assert_eq!(write(&cluster).await.unwrap(), "n0");
+    }
+    let mut split = false;
+    while let Ok(e) = events.try_recv() {
+        split |= matches!(e, ClusterEvent::SplitBrain { ref node, .. } if &**node == "n2");
+    }
+    assert!(split, "the split brain was not announced");
+
+    // A failover in progress: no leader named. Writes wait (bounded by their deadline).
+    bed.source.set(Ok(topology(None)));
+    sleep(ms(100)).await;
+    let waited = cluster
+        .write_with(AcquireOptions::new().timeout(ms(200)))
+        .await
+        .map(|c| c.node_name().to_owned());
+    assert!(matches!(waited, Err(Error::NoPrimary { .. })), "{waited:?}");
+
+    // The manager settles on n2 (already writable): writes resume there at once.
+    bed.source.set(Ok(topology(Some("n2"))));
+    bed.dbs[0].set_primary(false);
+    let t = tokio::time::Instant::now();
+    let node = cluster
+        .write_with(AcquireOptions::new().timeout(ms(1000)))
+        .await
+        .unwrap()
+        .node_name()
+        .to_owned();
+    assert_eq!(node, "n2");
+    assert!(t.elapsed() <= ms(100), "resumed after {:?}", t.elapsed());
+}
+
+/// Every instance of the application follows the same leader: after the move, no instance
+/// writes anywhere else, whichever of them noticed first.
+#[tokio::test(start_paused = true)]
+async fn a_fleet_of_instances_follows_one_leader() {
+    let bed = Bed::new();
+    let fleet: Vec<_> = (0..5).map(|_| bed.instance()).collect();
+    for c in &fleet {
+        assert_eq!(write(c).await.unwrap(), "n0");
+    }
+    bed.dbs[1].set_primary(true);
+    bed.source.set(Ok(topology(Some("n1"))));
+    sleep(ms(200)).await;
+    let before = bed.dbs[0].stats().queries;
+    for _ in 0..5 {
+        for c in &fleet {
+            assert_eq!(write(c).await.unwrap(), "n1");
+        }
+    }
+    assert_eq!(
+        bed.dbs[0].stats().queries,
+        before,
+        "a write reached the old primary"
+    );
+}
+
+/// A source that stops answering changes nothing: the last leader it named stands.
+#[tokio::test(start_paused = true)]
+async fn a_failing_source_keeps_the_last_leader() {
+    let bed = Bed::new();
+    let cluster = bed.instance();
+    assert_eq!(write(&cluster).await.unwrap(), "n0");
+    bed.source.set(Err(TopologyError::Unreachable {
+        tried: vec![("http://127.0.0.1:1".into(), "connection refused".into())],
+    }));
+    sleep(ms(500)).await;
+    for _ in 0..5 {
+        assert_eq!(write(&cluster).await.unwrap(), "n0");
+    }
+}
+
+/// Promotion belongs to the HA manager: a cluster that would promote on its own beside it is
+/// refused at build time, naming the setting.
+#[tokio::test(start_paused = true)]
+async fn auto_failover_with_a_topology_source_is_refused() {
+    let bed = Bed::new();
+    let e = Cluster::builder()
+        .primary(
+            "n0",
+            Pool::builder(bed.dbs[0].connector())
+                .name("n0")
+                .build()
+                .unwrap(),
+        )
+        .topology(bed.source.clone())
+        .auto_failover(SimPromoter::new(ms(10)), PromotionConfig::default())
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field, "auto_failover");
+    assert!(e.to_string().contains("HA manager"), "{e}");
+}
