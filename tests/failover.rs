@@ -824,3 +824,69 @@ async fn a_node_that_refuses_probes_while_it_serves_stays_up() {
     sim.until(until + ms(500)).await;
     assert!(!sim.node_up("primary"));
 }
+
+/// The primary is demoted and a replica promoted behind the cluster's back, long before the next
+/// probe: the first write the old primary refuses as read-only (SQLSTATE 25006) triggers a
+/// rediscovery at once, and the write runs on the new primary (it did nothing on the old one).
+#[tokio::test(start_paused = true)]
+async fn a_write_the_primary_refuses_as_read_only_runs_on_the_new_primary() {
+    let sim = Sim::new(
+        1,
+        health().with_interval(Some(Duration::from_secs(30))),
+        |b| b,
+    );
+    sim.cluster
+        .execute("UPDATE t SET x = 1", seawall::sim::query)
+        .await
+        .unwrap();
+    sim.primary.set_primary(false);
+    sim.replica(1).set_primary(true);
+    let t = Instant::now();
+    sim.cluster
+        .execute("UPDATE t SET x = 2", seawall::sim::query)
+        .await
+        .expect("the write should have followed the new primary");
+    assert!(t.elapsed() <= ms(100), "took {:?}", t.elapsed());
+    let primary = sim.cluster.node("replica-1").unwrap();
+    assert_eq!(primary.role(), Role::Primary);
+    assert_eq!(sim.replica(1).stats().refused_writes, 0);
+    assert_eq!(sim.primary.stats().refused_writes, 1);
+    // And the next ones go straight there.
+    for _ in 0..5 {
+        sim.cluster
+            .execute("UPDATE t SET x = 3", seawall::sim::query)
+            .await
+            .unwrap();
+    }
+    assert_eq!(sim.primary.stats().refused_writes, 1);
+}
+
+/// The old primary comes back while its replacement is being promoted: the promoted replica is
+/// fenced on arrival (the old primary is healthy again). That is a split brain for an operator,
+/// not a promotion: no `Promoted` event and no hook naming the fenced node as the new primary
+/// (they used to, listing it among the replicas to repoint as well).
+#[tokio::test(start_paused = true)]
+async fn a_promoted_replica_fenced_on_arrival_is_not_announced_as_primary() {
+    let (hook, on_promoted) = hook_log();
+    let sim = Sim::new(2, HealthConfig::aggressive(), |b| {
+        b.auto_failover(SimPromoter::new(ms(2000)), PromotionConfig::aggressive())
+            .on_promoted(on_promoted)
+    });
+    sim.primary.set_down(true);
+    // Until the promotion has started (it takes 2 s), then the old primary is back.
+    while sim.count("promotion_started") == 0 {
+        sleep(ms(10)).await;
+    }
+    sim.primary.set_down(false);
+    sleep(ms(3000)).await;
+    assert_eq!(sim.count("promoted"), 0, "{:?}", sim.events(&["promoted"]));
+    assert!(hook.lock().is_empty(), "the hook was told of a fenced node");
+    let failed = sim.events(&["promotion_failed"]);
+    assert!(
+        failed.iter().any(
+            |e| matches!(e, ClusterEvent::PromotionFailed { error, .. } if error.contains("fenced"))
+        ),
+        "{failed:?}"
+    );
+    assert_eq!(sim.cluster.node("primary").unwrap().role(), Role::Primary);
+}

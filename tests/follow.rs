@@ -229,3 +229,81 @@ async fn auto_failover_with_a_topology_source_is_refused() {
     assert_eq!(e.field, "auto_failover");
     assert!(e.to_string().contains("HA manager"), "{e}");
 }
+
+/// Members the source adds get a pool (through `topology_members`) and take reads once their
+/// probes prove them healthy; a replica the source stops listing is removed and drained.
+#[tokio::test(start_paused = true)]
+async fn members_the_source_adds_take_reads_and_removed_ones_drain() {
+    let bed = Bed::new();
+    let two = |leader: &str| {
+        Topology::new(vec![
+            Member::new("n0", MemberRole::Leader, "127.0.0.1", 5432),
+            Member::new(
+                if leader == "n1" { "n1" } else { "n2" },
+                MemberRole::Replica,
+                "127.0.0.1",
+                5433,
+            ),
+        ])
+    };
+    bed.source.set(Ok(two("n1")));
+    let dbs = bed.dbs.clone();
+    let pool = move |name: &str| {
+        let db = dbs.iter().find(|d| d.name() == name).unwrap();
+        Pool::builder(db.connector())
+            .name(name)
+            .max_size(4)
+            .build()
+            .map_err(Into::into)
+    };
+    let open = pool.clone();
+    let cluster = Cluster::builder()
+        .primary("n0", pool("n0").unwrap())
+        .replica("n1", pool("n1").unwrap())
+        .health(
+            HealthConfig::default()
+                .with_interval(Some(ms(100)))
+                .with_timeout(ms(50)),
+        )
+        .topology(bed.source.clone())
+        .topology_interval(ms(50))
+        .topology_members(move |m| open(&m.name))
+        .acquire_timeout(ms(500))
+        .build()
+        .unwrap();
+    sleep(ms(200)).await;
+    assert_eq!(cluster.nodes().len(), 2);
+
+    // n2 joins the HA cluster.
+    bed.source.set(Ok(topology(Some("n0"))));
+    sleep(ms(60)).await;
+    assert!(
+        !cluster.node("n2").unwrap().is_up(),
+        "a new member took work before a probe"
+    );
+    sleep(ms(400)).await;
+    assert!(cluster.node("n2").unwrap().is_up());
+    let mut on_n2 = 0;
+    for _ in 0..40 {
+        let conn = cluster
+            .read_with(AcquireOptions::new().replica_only())
+            .await
+            .unwrap();
+        on_n2 += usize::from(conn.node_name() == "n2");
+    }
+    assert!(on_n2 > 0, "no read reached the new member");
+
+    // n1 leaves it: removed, and its pool drained.
+    let n1 = cluster.node("n1").unwrap();
+    bed.source.set(Ok(two("n2")));
+    sleep(ms(200)).await;
+    assert!(matches!(cluster.node("n1"), Err(Error::UnknownNode { .. })));
+    assert!(n1.pool().is_closed());
+    for _ in 0..10 {
+        let conn = cluster
+            .read_with(AcquireOptions::new().replica_only())
+            .await
+            .unwrap();
+        assert_eq!(conn.node_name(), "n2");
+    }
+}

@@ -957,3 +957,45 @@ async fn a_write_a_replica_refuses_is_retried_on_the_primary_and_learned() {
     drop(conn);
     assert_eq!(count(&mut admin, "touched").await, 1);
 }
+
+/// One libpq-style multi-host URL, replicas listed before the primary: `seawall::sqlx::connect`
+/// asks the servers their roles, so writes land on the primary and reads on the replicas,
+/// whatever the order; nodes are named `host:port`.
+#[tokio::test]
+async fn a_multi_host_url_finds_the_primary_whatever_the_order() {
+    let bed = shared_bed();
+    let host = |i: usize| format!("127.0.0.1:{}", bed.port(i).unwrap());
+    let mut hosts: Vec<String> = bed.replicas().into_iter().map(host).collect();
+    hosts.push(host(bed.primary()));
+    let url = format!(
+        "postgres://postgres@{}/postgres?target_session_attrs=read-write&application_name=multi",
+        hosts.join(",")
+    );
+    let cluster = seawall::sqlx::connect(&url, 2).await.unwrap();
+    assert_eq!(cluster.nodes().len(), 3);
+    let mut conn = cluster.write().await.unwrap();
+    assert_eq!(conn.node_name(), host(bed.primary()));
+    assert!(
+        !where_am_i(&mut conn).await.0,
+        "the write went to a replica"
+    );
+    let name: String = sqlx::query_scalar("SELECT current_setting('application_name')")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(name, "multi");
+    drop(conn);
+    let conn = cluster.read().await.unwrap();
+    assert!(
+        hosts[..2].iter().any(|h| h == conn.node_name()),
+        "{}",
+        conn.node_name()
+    );
+
+    // Bad input: a typed error that names the problem, never the password.
+    let e = seawall::sqlx::connect("postgres://u:Sup3rS3cret@h1,,h2/db", 2)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("empty host"), "{e}");
+    assert!(!e.to_string().contains("Sup3rS3cret"), "{e}");
+}

@@ -17,7 +17,14 @@ use crate::limit::{Aimd, AimdConfig, Fixed, Gradient, GradientConfig, Limiter};
 use crate::load::{LoadConfig, NodeLoad};
 use crate::pool::Pool;
 use crate::statements::StatementStats;
-use crate::topology::TopologySource;
+use crate::topology::{Member, TopologySource};
+
+/// Opens a pool for a member of the topology the cluster does not know yet
+/// ([`ClusterBuilder::topology_members`]).
+pub type MemberPool<C> = Arc<dyn Fn(&Member) -> Result<Pool<C>, BoxError> + Send + Sync>;
+
+/// Any error a [`MemberPool`] may return (a bad URL, a refused pool configuration).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 use tokio::sync::broadcast;
 
 use super::ledger::Ledger;
@@ -191,6 +198,7 @@ pub struct ClusterBuilder<C: Connector> {
     replicas: Vec<(Arc<str>, Pool<C>)>,
     balancer: Box<dyn Balancer>,
     promoter: Option<Arc<dyn Promoter<C>>>,
+    member_pool: Option<MemberPool<C>>,
     settings: Settings,
     memory: RouteMemory,
     statement_capacity: Option<usize>,
@@ -206,6 +214,7 @@ impl<C: Connector> Default for ClusterBuilder<C> {
             replicas: Vec::new(),
             balancer: Box::new(P2c::default()),
             promoter: None,
+            member_pool: None,
             settings: Settings::default(),
             memory: RouteMemory::default(),
             statement_capacity: Some(DEFAULT_STATEMENT_CAPACITY),
@@ -322,6 +331,36 @@ impl<C: Connector> ClusterBuilder<C> {
         self
     }
 
+    /// Opens a pool for a member the topology source lists that the cluster does not know (a
+    /// replica added to the HA cluster): it joins as a replica, down until `up_after` good
+    /// probes, then takes reads. A member the source stops listing is removed and its pool
+    /// closed once its handles are back (never the primary, and never on an empty list).
+    /// Without it the cluster keeps the nodes it was built with.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), seawall::cluster::BoxError> {
+    /// use seawall::sqlx::PgConnector;
+    /// use seawall::{Cluster, Pool};
+    ///
+    /// let pool = |host: &str, port: u16| -> Result<_, seawall::cluster::BoxError> {
+    ///     let connector = PgConnector::from_url(&format!("postgres://app@{host}:{port}/shop"))?;
+    ///     Ok(Pool::builder(connector).max_size(8).build()?)
+    /// };
+    /// let cluster = Cluster::builder()
+    ///     .primary("pg-1", pool("10.0.0.1", 5432)?)
+    ///     .topology(seawall::topology::Patroni::new(["http://10.0.0.1:8008"])?)
+    ///     .topology_members(move |m| pool(&m.host, m.port))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn topology_members(
+        mut self,
+        pool: impl Fn(&Member) -> Result<Pool<C>, BoxError> + Send + Sync + 'static,
+    ) -> Self {
+        self.member_pool = Some(Arc::new(pool));
+        self
+    }
+
     /// How often the topology source is asked. Default 250 ms; while a newly named leader is
     /// not yet writable, it is probed at every ask.
     pub fn topology_interval(mut self, every: Duration) -> Self {
@@ -416,6 +455,12 @@ impl<C: Connector> ClusterBuilder<C> {
                 "must be set for automatic failover (it needs the health monitor)",
             ));
         }
+        if self.member_pool.is_some() && settings.topology_source.is_none() {
+            return Err(ConfigError::new(
+                "topology_members",
+                "needs a topology source (`topology`) to list the members",
+            ));
+        }
         if settings.topology_source.is_some() {
             if self.promoter.is_some() {
                 return Err(ConfigError::new(
@@ -474,6 +519,7 @@ impl<C: Connector> ClusterBuilder<C> {
             replicas,
             self.balancer,
             self.promoter,
+            self.member_pool,
             settings,
             events,
         ))

@@ -87,6 +87,10 @@ impl<C: Connector> ClusterConn<C> {
         &self.node
     }
 
+    pub(crate) fn node_arc(&self) -> Arc<Node<C>> {
+        self.node.clone()
+    }
+
     /// Reports an error from work on this connection. The driver decides what it says about
     /// the node ([`Connector::classify_error`]): a transport failure counts against the node
     /// (breaker, load, limit) and the connection is closed instead of reused; the caller's own

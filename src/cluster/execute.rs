@@ -15,7 +15,7 @@ use crate::driver::Connector;
 use crate::error::{Error, NotRetried};
 use crate::statements::StatementStat;
 
-use super::{AcquireOptions, Cluster, ClusterConn, Route};
+use super::{AcquireOptions, Cluster, ClusterConn, Role, Route};
 
 /// The future a statement closure returns: boxed, because it borrows the connection it is given
 /// (as sqlx's `Connection::transaction` takes it).
@@ -109,6 +109,7 @@ impl<C: Connector> Cluster<C> {
         let ledger_routes = &ledger.routes;
         let controls_transaction = transaction_control(sql).is_some();
         let mut session_lost = false;
+        let mut primary_refused = false;
         let (conn, error, elapsed) = loop {
             let mut conn = match route {
                 Route::Replica => self.read_with(remaining(options)).await?,
@@ -133,6 +134,21 @@ impl<C: Connector> Cluster<C> {
                 // this one, and the retry must not meet one of them.
                 conn.node().pool.purge_idle();
                 drop(conn);
+                continue;
+            }
+            // The primary refused it as read-only: it was demoted (a switchover, a failover
+            // this process has not seen yet). Nothing happened; stop writing there, rediscover
+            // now, and run it once more where writes go (waiting for the new primary).
+            if !primary_refused
+                && !controls_transaction
+                && conn.role() == Role::Primary
+                && conn.node().pool.connector().is_read_only_error(&error)
+            {
+                primary_refused = true;
+                let node = conn.node_arc();
+                tracing::warn!(node = %node.name, "the primary refused a write as read-only: rediscovering");
+                drop(conn);
+                super::monitor::refused_write_on_primary(&self.shared, &node);
                 continue;
             }
             break (conn, error, elapsed);

@@ -62,6 +62,7 @@ pub(crate) async fn run<C: Connector>(cluster: Weak<Shared<C>>) {
                     tracing::info!("topology source answers again");
                     failing = false;
                 }
+                follow_members(&shared, &topology);
                 if let Some(leader) = apply(&shared, &topology) {
                     // Named but not yet adopted: probe it now rather than at the health
                     // monitor's next round; its role reconciliation adopts it once writable.
@@ -132,4 +133,58 @@ fn demote_unnamed<C: Connector>(shared: &Shared<C>, named: &Leader) {
     topology.replicas.push(primary.clone());
     drop(topology);
     monitor::primary_lost(shared, &primary, "the HA manager no longer names it leader");
+}
+
+/// Adds the members the cluster does not know (with
+/// [`topology_members`](super::ClusterBuilder::topology_members)) and removes the replicas the
+/// source no longer lists, closing their pools once their handles are back.
+fn follow_members<C: Connector>(shared: &Arc<Shared<C>>, topology: &Topology) {
+    let Some(open) = shared.member_pool.clone() else {
+        return;
+    };
+    if topology.members.is_empty() {
+        // No member at all is no answer: keep what we have.
+        return;
+    }
+    let cluster = super::Cluster {
+        shared: shared.clone(),
+    };
+    let known: Vec<Arc<str>> = cluster.nodes().iter().map(|n| n.name.clone()).collect();
+    for member in &topology.members {
+        if known.contains(&member.name) {
+            continue;
+        }
+        let added = open(member).and_then(|pool| {
+            cluster
+                .add_replica(member.name.clone(), pool)
+                .map_err(Into::into)
+        });
+        match added {
+            Ok(()) => {
+                if let Ok(node) = cluster.node(&member.name) {
+                    // Reads only once its probes prove it healthy.
+                    node.set_up(false);
+                }
+                tracing::info!(node = %member.name, "member added by the topology source");
+            }
+            Err(e) => {
+                tracing::warn!(node = %member.name, error = %e, "could not add a member");
+            }
+        }
+    }
+    let listed = |name: &str| topology.members.iter().any(|m| &*m.name == name);
+    let gone: Vec<Arc<str>> = {
+        let t = shared.topology.read();
+        t.replicas
+            .iter()
+            .filter(|r| !listed(&r.name))
+            .map(|r| r.name.clone())
+            .collect()
+    };
+    for name in gone {
+        if let Ok(node) = cluster.remove_replica(&name) {
+            tracing::info!(node = %name, "member removed by the topology source; draining");
+            tokio::spawn(async move { node.pool.close().await });
+        }
+    }
 }

@@ -73,7 +73,9 @@ use crate::failover::{ClusterEvent, Promoter};
 use crate::load::NodeLoad;
 use crate::pool::Pool;
 
-pub use builder::{ClusterBuilder, LimiterFactory, LimiterKind, DEFAULT_STATEMENT_CAPACITY};
+pub use builder::{
+    BoxError, ClusterBuilder, LimiterFactory, LimiterKind, MemberPool, DEFAULT_STATEMENT_CAPACITY,
+};
 pub use conn::ClusterConn;
 pub use execute::BoxFuture;
 pub use ledger::RouteCounts;
@@ -161,10 +163,14 @@ pub(crate) struct Shared<C: Connector> {
     pub(crate) primary_lost_at: Mutex<Option<Instant>>,
     pub(crate) events: broadcast::Sender<ClusterEvent>,
     pub(crate) promoter: Option<Arc<dyn Promoter<C>>>,
+    /// Opens pools for members the topology source adds.
+    pub(crate) member_pool: Option<MemberPool<C>>,
     /// Single flight of automatic promotion.
     pub(crate) promoting: AtomicBool,
     /// Who the topology source names leader.
     pub(crate) leader: RwLock<follow::Leader>,
+    /// A rediscovery after the primary refused a write is running.
+    pub(crate) rediscovering: AtomicBool,
 }
 
 impl<C: Connector> Shared<C> {
@@ -246,6 +252,7 @@ impl<C: Connector> Cluster<C> {
         replicas: Vec<Arc<Node<C>>>,
         balancer: Box<dyn Balancer>,
         promoter: Option<Arc<dyn Promoter<C>>>,
+        member_pool: Option<MemberPool<C>>,
         settings: Settings,
         events: broadcast::Sender<ClusterEvent>,
     ) -> Self {
@@ -263,8 +270,10 @@ impl<C: Connector> Cluster<C> {
                 primary_lost_at: Mutex::new(None),
                 events,
                 promoter,
+                member_pool,
                 promoting: AtomicBool::new(false),
                 leader: RwLock::new(follow::Leader::Unknown),
+                rediscovering: AtomicBool::new(false),
             }),
         };
         cluster.ensure_monitors();

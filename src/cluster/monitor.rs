@@ -301,6 +301,31 @@ fn reconcile_role<C: Connector>(shared: &Shared<C>, node: &Arc<Node<C>>, reports
     }
 }
 
+/// The primary refused a write as read-only (SQLSTATE 25006): it was demoted behind our back.
+/// Writes stop going there at once, and every node is probed now (one rediscovery at a time),
+/// instead of at the next probe round.
+pub(crate) fn refused_write_on_primary<C: Connector>(shared: &Arc<Shared<C>>, node: &Arc<Node<C>>) {
+    reconcile_role(shared, node, false);
+    if shared.rediscovering.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _done = Done(&shared.rediscovering);
+        let nodes: Vec<_> = shared.topology.read().nodes().cloned().collect();
+        for node in nodes {
+            let result = probe(&node, shared.settings.health.timeout).await;
+            observe(&shared, &node, result);
+        }
+    });
+}
+
 /// A node that reports primary without being the named leader: fenced (once announced).
 fn fence_unnamed<C: Connector>(shared: &Shared<C>, node: &Arc<Node<C>>, leader: Option<Arc<str>>) {
     let is_current = {
@@ -443,19 +468,39 @@ async fn promote<C: Connector>(shared: Arc<Shared<C>>, old: Arc<Node<C>>) {
     match promoter.promote(&candidate.pool).await {
         Ok(()) => {
             reconcile_role(&shared, &candidate, true);
+            let topology = shared.topology.read();
+            let adopted = topology
+                .primary
+                .as_ref()
+                .is_some_and(|p| Arc::ptr_eq(p, &candidate));
+            if !adopted {
+                // Promoted, but fenced here: another node claimed the role meanwhile (or the
+                // old primary came back). Not a promotion to announce or to repoint replicas to:
+                // two servers take writes, and an operator must choose.
+                let primary = topology.primary.as_ref().map(|p| p.name.clone());
+                drop(topology);
+                shared.emit(ClusterEvent::PromotionFailed {
+                    candidate: candidate.name.clone(),
+                    error: format!(
+                        "promoted, then fenced: {} is primary (split brain; an operator must \
+                         choose)",
+                        primary.as_deref().unwrap_or("no node")
+                    ),
+                });
+                return;
+            }
             let promoted = Promoted {
                 new_primary: candidate.name.clone(),
                 old_primary: old.name.clone(),
-                replicas: shared
-                    .topology
-                    .read()
+                replicas: topology
                     .replicas
                     .iter()
-                    .filter(|r| !Arc::ptr_eq(r, &old))
+                    .filter(|r| !Arc::ptr_eq(r, &old) && !Arc::ptr_eq(r, &candidate))
                     .map(|r| r.name.clone())
                     .collect(),
                 took: started.elapsed(),
             };
+            drop(topology);
             if let Some(hook) = &shared.settings.on_promoted {
                 hook(&promoted);
             }

@@ -268,6 +268,12 @@ pub struct InvalidUrl {
     reason: String,
 }
 
+impl InvalidUrl {
+    pub(crate) fn new(reason: String) -> Self {
+        InvalidUrl { reason }
+    }
+}
+
 impl fmt::Display for InvalidUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "invalid PostgreSQL connection URL: {}", self.reason)
@@ -278,7 +284,7 @@ impl std::error::Error for InvalidUrl {}
 
 /// Removes the URL's password (if one can be found) from `message`. sqlx's URL errors do not
 /// quote it today; this keeps it that way whatever a future version says.
-fn redact(message: &str, url: &str) -> String {
+pub(crate) fn redact(message: &str, url: &str) -> String {
     let Some(password) = password_of(url) else {
         return message.to_owned();
     };

@@ -9,6 +9,8 @@
 //!   token for read-your-writes; [`current_position`] takes it on the primary after a write.
 //! * [`PgPoolConnector`] and [`cluster_from_pools`] put seawall in front of existing
 //!   `sqlx::PgPool`s ([`wrap`]).
+//! * [`connect`] builds a cluster from one libpq-style multi-host URL
+//!   (`postgres://u:p@h1:5432,h2:5433/db`), which sqlx alone cannot parse ([`MultiHostUrl`]).
 //!
 //! (Inside seawall this module is `crate::sqlx`; the sqlx crate itself is `::sqlx`.)
 
@@ -16,12 +18,14 @@ mod connector;
 mod position;
 pub mod probe;
 mod promote;
+mod url;
 mod wal;
 pub mod wrap;
 
 pub use connector::{InvalidUrl, PgConnector, SessionReset};
 pub use probe::{NodeStatus, ProbeError, Role};
 pub use promote::PgPromoter;
+pub use url::{connect, MultiHostUrl};
 pub use wal::{ParseWalPositionError, WalPosition};
 
 pub use position::current_position;
