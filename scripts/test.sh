@@ -31,6 +31,16 @@ if ! command -v pgbouncer >/dev/null 2>&1; then
 fi
 # etcd and Patroni for tests/patroni.rs (Debian's packages; quiet and quick when present).
 bash scripts/patroni-testbed.sh install
+# promtool (Debian's prometheus package) checks the alerting rules in tests/dashboards.rs.
+if ! command -v promtool >/dev/null 2>&1; then
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  echo "test.sh: installing prometheus (promtool)" >&2
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  # The package's own server is not needed.
+  $sudo_cmd pkill -x prometheus >/dev/null 2>&1 || true
+fi
 echo "test.sh: PostgreSQL binaries in $(pg_bindir)" >&2
 
 cargo test --all-features "$@"
