@@ -307,3 +307,52 @@ async fn members_the_source_adds_take_reads_and_removed_ones_drain() {
         assert_eq!(conn.node_name(), "n2");
     }
 }
+
+/// A source that lies: it names a leader that answers as a replica, then one the cluster does
+/// not know. No write goes to a node that is not both named and writable; writes wait (and fail
+/// at their deadline, typed), and resume once the source names the real primary.
+#[tokio::test(start_paused = true)]
+async fn a_lying_source_never_gets_a_write_onto_a_non_leader() {
+    let bed = Bed::new();
+    let cluster = bed.instance();
+    assert_eq!(write(&cluster).await.unwrap(), "n0");
+    let queries = |i: usize| bed.dbs[i].stats().queries;
+
+    // n1 named, but n1 is a replica (its probe says so): nothing is adopted.
+    bed.source.set(Ok(topology(Some("n1"))));
+    sleep(ms(200)).await;
+    let before = (queries(0), queries(1));
+    let e = cluster
+        .write_with(AcquireOptions::new().timeout(ms(200)))
+        .await
+        .map(|c| c.node_name().to_owned());
+    assert!(matches!(e, Err(Error::NoPrimary { .. })), "{e:?}");
+    assert_eq!(
+        (queries(0), queries(1)),
+        before,
+        "a write reached a non-leader"
+    );
+
+    // A leader the cluster does not know.
+    let mut ghost = topology(None);
+    ghost
+        .members
+        .push(Member::new("ghost", MemberRole::Leader, "10.9.9.9", 5432));
+    bed.source.set(Ok(ghost));
+    sleep(ms(200)).await;
+    let e = cluster
+        .write_with(AcquireOptions::new().timeout(ms(200)))
+        .await
+        .map(|c| c.node_name().to_owned());
+    assert!(matches!(e, Err(Error::NoPrimary { .. })), "{e:?}");
+
+    // The truth again: n0 leads and is writable.
+    bed.source.set(Ok(topology(Some("n0"))));
+    let node = cluster
+        .write_with(AcquireOptions::new().timeout(ms(1000)))
+        .await
+        .unwrap()
+        .node_name()
+        .to_owned();
+    assert_eq!(node, "n0");
+}
