@@ -115,10 +115,10 @@ pub trait Connector: Send + Sync + 'static {
     /// `true` if `error` is the server telling that it ended the session before the statement
     /// could take effect: an administrator's or a crash shutdown, a switchover (PostgreSQL
     /// SQLSTATE 57P01, 57P02, 57P03). The server answered, so an autocommit statement did not
-    /// commit; [`Cluster::execute`](crate::Cluster::execute) runs such a statement once more on a
-    /// fresh connection (never inside a transaction). An error without an answer (a connection
-    /// that just dropped) is not one: whether the statement committed is unknown. The default
-    /// says `false`.
+    /// commit; [`Cluster::execute`](crate::Cluster::execute) runs such a statement again on a
+    /// fresh connection, up to three times (never inside a transaction). An error without an
+    /// answer (a connection that just dropped) is not one: whether the statement committed is
+    /// unknown. The default says `false`.
     fn is_session_ended_error(&self, _error: &Self::Error) -> bool {
         false
     }

@@ -296,6 +296,24 @@ async fn seawall_follows_patroni() {
             .await
             .unwrap();
     }
+    // Every replica has the table before reads may land there.
+    for url in bed.urls.clone() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            let there: Option<String> = sqlx::query_scalar("SELECT to_regclass('follow')::text")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            if there.is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the table never reached {url}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     let cluster = cluster(&bed, &leader);
     let load = Arc::new(Load::default());
     let tasks = start_load(&cluster, &load);

@@ -19,6 +19,8 @@ use crate::pool::Pool;
 use crate::statements::StatementStats;
 use crate::topology::{Member, TopologySource};
 
+use super::recorder::RecorderConfig;
+
 /// Opens a pool for a member of the topology the cluster does not know yet
 /// ([`ClusterBuilder::topology_members`]).
 pub type MemberPool<C> = Arc<dyn Fn(&Member) -> Result<Pool<C>, BoxError> + Send + Sync>;
@@ -107,6 +109,8 @@ pub(crate) struct Settings {
     /// The HA manager to follow, and how often to ask it.
     pub(crate) topology_source: Option<Arc<dyn TopologySource>>,
     pub(crate) topology_interval: Duration,
+    /// The flight recorder's settings; `None` turns it off.
+    pub(crate) recorder: Option<RecorderConfig>,
     /// Replaced by the built ledger in [`ClusterBuilder::build`].
     pub(crate) ledger: Arc<Ledger>,
 }
@@ -139,6 +143,7 @@ impl Default for Settings {
             classifier: Classifier::default(),
             topology_source: None,
             topology_interval: Duration::from_millis(250),
+            recorder: Some(RecorderConfig::default()),
             ledger: Arc::new(Ledger::default()),
         }
     }
@@ -361,6 +366,14 @@ impl<C: Connector> ClusterBuilder<C> {
         self
     }
 
+    /// The flight recorder ([`Cluster::history`]): how often it samples every node's figures
+    /// and how many samples it keeps; `None` turns it off. Default on: every second, 15
+    /// minutes (about 0.5 MB for three nodes). It adds nothing to the query path.
+    pub fn flight_recorder(mut self, config: Option<RecorderConfig>) -> Self {
+        self.settings.recorder = config;
+        self
+    }
+
     /// How often the topology source is asked. Default 250 ms; while a newly named leader is
     /// not yet writable, it is probed at every ask.
     pub fn topology_interval(mut self, every: Duration) -> Self {
@@ -480,6 +493,14 @@ impl<C: Connector> ClusterBuilder<C> {
                     "probe_interval",
                     "must be set with a topology source (a named leader is used once its probe \
                      says it is writable)",
+                ));
+            }
+        }
+        if let Some(r) = settings.recorder {
+            if r.every.is_zero() || r.keep == 0 {
+                return Err(ConfigError::new(
+                    "flight_recorder",
+                    "needs an interval above zero and at least one sample kept",
                 ));
             }
         }

@@ -17,6 +17,9 @@ use crate::statements::StatementStat;
 
 use super::{AcquireOptions, Cluster, ClusterConn, Role, Route};
 
+/// Reruns of a statement whose session the server ended (each one refused, so none ran).
+const MAX_SESSION_RERUNS: u32 = 3;
+
 /// The future a statement closure returns: boxed, because it borrows the connection it is given
 /// (as sqlx's `Connection::transaction` takes it).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -108,7 +111,8 @@ impl<C: Connector> Cluster<C> {
         let fp = known.or_else(|| ledger.statements.is_some().then(|| fingerprint(sql)));
         let ledger_routes = &ledger.routes;
         let controls_transaction = transaction_control(sql).is_some();
-        let mut session_lost = false;
+        // Statements rerun because the server ended their session (each attempt was refused).
+        let mut session_lost = 0;
         let mut primary_refused = false;
         let (conn, error, elapsed) = loop {
             let mut conn = match route {
@@ -125,10 +129,15 @@ impl<C: Connector> Cluster<C> {
             };
             // The server ended the session before the statement could take effect (a shutdown
             // or crash reported to it: a switchover, a restart). Outside a transaction nothing
-            // happened: run it once more on a fresh connection, which waits for the node (or
-            // the new primary) within the deadline.
-            if !session_lost && !controls_transaction && conn.is_session_lost(&error) {
-                session_lost = true;
+            // happened: run it again on a fresh connection, which waits for the node (or the new
+            // primary) within the deadline. A connection that was out when the server shut down
+            // may come back looking healthy and meet the next attempt: a few reruns, each
+            // refused by the server, are still safe.
+            if session_lost < MAX_SESSION_RERUNS
+                && !controls_transaction
+                && conn.is_session_lost(&error)
+            {
+                session_lost += 1;
                 tracing::debug!(node = %conn.node().name, "session ended by the server; running the statement again");
                 // A shutdown ends every session: the node's idle connections are as dead as
                 // this one, and the retry must not meet one of them.

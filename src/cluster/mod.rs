@@ -53,6 +53,7 @@ mod follow;
 mod ledger;
 mod monitor;
 mod node;
+mod recorder;
 mod snapshot;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -80,6 +81,7 @@ pub use conn::ClusterConn;
 pub use execute::BoxFuture;
 pub use ledger::RouteCounts;
 pub use node::{Node, NodeSnapshot, Role};
+pub use recorder::{NodeSample, RecorderConfig, Recording};
 pub use snapshot::ClusterSnapshot;
 
 use builder::Settings;
@@ -171,6 +173,8 @@ pub(crate) struct Shared<C: Connector> {
     pub(crate) leader: RwLock<follow::Leader>,
     /// A rediscovery after the primary refused a write is running.
     pub(crate) rediscovering: AtomicBool,
+    /// The flight recorder, when on.
+    pub(crate) recorder: Option<recorder::Recorder>,
 }
 
 impl<C: Connector> Shared<C> {
@@ -263,6 +267,7 @@ impl<C: Connector> Cluster<C> {
                     replicas,
                 }),
                 balancer,
+                recorder: settings.recorder.map(recorder::Recorder::new),
                 settings,
                 fallback_reads: Arc::new(AtomicUsize::new(0)),
                 monitors_started: AtomicBool::new(false),
@@ -296,6 +301,9 @@ impl<C: Connector> Cluster<C> {
         }
         if shared.settings.topology_source.is_some() {
             tokio::spawn(follow::run(Arc::downgrade(shared)));
+        }
+        if shared.recorder.is_some() {
+            tokio::spawn(recorder::run(Arc::downgrade(shared)));
         }
     }
 
@@ -699,6 +707,18 @@ impl<C: Connector> Cluster<C> {
     /// Every node, primary first.
     pub fn nodes(&self) -> Vec<Arc<Node<C>>> {
         self.shared.topology.read().nodes().cloned().collect()
+    }
+
+    /// What the flight recorder kept: one [`Recording`] per interval (every second by default),
+    /// oldest first, up to its limit (15 minutes by default); empty when it is off
+    /// ([`ClusterBuilder::flight_recorder`]) or before the first sample. Sampling starts with
+    /// the health monitors (the first acquire inside a Tokio runtime; not without a probe
+    /// interval).
+    pub fn history(&self) -> Vec<Recording> {
+        self.shared
+            .recorder
+            .as_ref()
+            .map_or_else(Vec::new, |r| r.history())
     }
 
     /// Every node's figures, the route counts and what the router remembers; its `Display` is

@@ -297,8 +297,8 @@ pub(crate) struct Shared<C: Connector> {
     /// Wakes connect tasks waiting out the backoff: the backend was just reached (a connect
     /// succeeded, or a health probe got through).
     pub(crate) reachable: Arc<Notify>,
-    /// Cancels of interrupted statements in flight.
-    cancels: AtomicUsize,
+    /// Turns for cancels of interrupted statements (`max_connecting` at once).
+    cancel_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl<C: Connector> Shared<C> {
@@ -335,7 +335,7 @@ impl<C: Connector> Shared<C> {
             watcher_alive: Arc::new(AtomicBool::new(false)),
             refused_at_ms: AtomicU64::new(0),
             reachable: Arc::new(Notify::new()),
-            cancels: AtomicUsize::new(0),
+            cancel_slots: Arc::new(tokio::sync::Semaphore::new(config.max_connecting)),
             waits: WaitHistogram::default(),
             drained: Notify::new(),
             runtime: OnceLock::new(),
@@ -792,7 +792,8 @@ impl<C: Connector> Shared<C> {
     /// A connection given up mid-statement: its work on the server is cancelled first (when the
     /// driver gave a handle), then it is closed. It keeps its place in the pool meanwhile, so
     /// no replacement opens while the server still works for it. At most `max_connecting`
-    /// cancels run at once; beyond that (a mass failure) connections are just closed.
+    /// cancels run at once (each opens a short connection of its own); the others wait their
+    /// turn, still holding their places.
     #[cold]
     #[inline(never)]
     pub(crate) fn discard_interrupted(self: &Arc<Self>, conn: Conn<C::Connection>) {
@@ -800,20 +801,13 @@ impl<C: Connector> Shared<C> {
             self.discard(conn, true, false);
             return;
         };
-        let admitted = self
-            .cancels
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.config.max_connecting).then_some(n + 1)
-            })
-            .is_ok();
-        if !admitted {
-            self.discard(conn, true, false);
-            return;
-        }
         let shared = self.clone();
         rt.spawn(async move {
             // Held: if the runtime shuts down mid-cancel, the connection is still closed.
             let held = Held::new(conn, &shared, false);
+            let Ok(_turn) = shared.cancel_slots.clone().acquire_owned().await else {
+                return;
+            };
             let timeout = shared.config.connect_timeout;
             match tokio::time::timeout(timeout, cancel.cancel()).await {
                 Ok(Ok(())) => {
@@ -826,7 +820,6 @@ impl<C: Connector> Shared<C> {
                     tracing::warn!(pool = %shared.name(), ?timeout, "cancelling an interrupted statement timed out");
                 }
             }
-            shared.cancels.fetch_sub(1, Ordering::AcqRel);
             drop(held);
         });
     }

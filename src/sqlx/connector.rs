@@ -221,7 +221,8 @@ impl Connector for PgConnector {
         .await
         .ok()?;
         Some(Arc::new(PgCancel {
-            options: self.options.clone(),
+            // Named so that operators (and session counts) tell it from the pool's sessions.
+            options: self.options.clone().application_name("seawall-cancel"),
             pid,
             started,
         }))
