@@ -267,16 +267,7 @@ fn reconcile_role<C: Connector>(shared: &Shared<C>, node: &Arc<Node<C>>, reports
             }
             // The primary is gone and this node is primary now (promoted by us, an operator or
             // an HA tool): writes follow it.
-            topology.replicas.retain(|r| !Arc::ptr_eq(r, node));
-            if let Some(old) = topology.primary.take() {
-                old.set_role(Role::Replica);
-                // Until it proves it rejoined as a replica, it must not take anything.
-                old.set_fenced(true);
-                topology.replicas.push(old);
-            }
-            node.set_role(Role::Primary);
-            node.load.set_replication_lag(Some(Duration::ZERO));
-            topology.primary = Some(node.clone());
+            make_primary(&mut topology, node);
             drop(topology);
             writes_resumed(shared, node);
         }
@@ -326,6 +317,20 @@ pub(crate) fn refused_write_on_primary<C: Connector>(shared: &Arc<Shared<C>>, no
     });
 }
 
+/// `node` takes the primary's place; the old primary becomes a replica, fenced until it proves
+/// it rejoined as one.
+fn make_primary<C: Connector>(topology: &mut super::Topology<C>, node: &Arc<Node<C>>) {
+    topology.replicas.retain(|r| !Arc::ptr_eq(r, node));
+    if let Some(old) = topology.primary.take() {
+        old.set_role(Role::Replica);
+        old.set_fenced(true);
+        topology.replicas.push(old);
+    }
+    node.set_role(Role::Primary);
+    node.load.set_replication_lag(Some(Duration::ZERO));
+    topology.primary = Some(node.clone());
+}
+
 /// A node that reports primary without being the named leader: fenced (once announced).
 fn fence_unnamed<C: Connector>(shared: &Shared<C>, node: &Arc<Node<C>>, leader: Option<Arc<str>>) {
     let is_current = {
@@ -368,17 +373,9 @@ fn adopt<C: Connector>(shared: &Shared<C>, node: &Arc<Node<C>>) {
         }
         return;
     }
-    topology.replicas.retain(|r| !Arc::ptr_eq(r, node));
-    if let Some(old) = topology.primary.take() {
-        old.set_role(Role::Replica);
-        old.set_fenced(true);
-        topology.replicas.push(old);
-    }
     node.set_fenced(false);
     node.split_brain_reported.store(false, Ordering::Release);
-    node.set_role(Role::Primary);
-    node.load.set_replication_lag(Some(Duration::ZERO));
-    topology.primary = Some(node.clone());
+    make_primary(&mut topology, node);
     drop(topology);
     writes_resumed(shared, node);
 }
