@@ -89,6 +89,15 @@ async fn write(cluster: &Cluster<SimConnector>) -> Result<String, Error> {
     Ok(conn.node_name().to_owned())
 }
 
+/// A write with a 200 ms deadline finds no primary and fails with `NoPrimary`.
+async fn assert_writes_wait(cluster: &Cluster<SimConnector>) {
+    let waited = cluster
+        .write_with(AcquireOptions::new().timeout(ms(200)))
+        .await
+        .map(|c| c.node_name().to_owned());
+    assert!(matches!(waited, Err(Error::NoPrimary { .. })), "{waited:?}");
+}
+
 /// The HA manager promotes n1 while n0's agent is frozen and n0 stays writable: once the source
 /// names n1, no write goes to n0, and n0 is fenced.
 #[tokio::test(start_paused = true)]
@@ -149,11 +158,7 @@ async fn an_unnamed_writable_node_is_fenced_and_no_leader_means_writes_wait() {
     // A failover in progress: no leader named. Writes wait (bounded by their deadline).
     bed.source.set(Ok(topology(None)));
     sleep(ms(100)).await;
-    let waited = cluster
-        .write_with(AcquireOptions::new().timeout(ms(200)))
-        .await
-        .map(|c| c.node_name().to_owned());
-    assert!(matches!(waited, Err(Error::NoPrimary { .. })), "{waited:?}");
+    assert_writes_wait(&cluster).await;
 
     // The manager settles on n2 (already writable): writes resume there at once.
     bed.source.set(Ok(topology(Some("n2"))));
@@ -322,11 +327,7 @@ async fn a_lying_source_never_gets_a_write_onto_a_non_leader() {
     bed.source.set(Ok(topology(Some("n1"))));
     sleep(ms(200)).await;
     let before = (queries(0), queries(1));
-    let e = cluster
-        .write_with(AcquireOptions::new().timeout(ms(200)))
-        .await
-        .map(|c| c.node_name().to_owned());
-    assert!(matches!(e, Err(Error::NoPrimary { .. })), "{e:?}");
+    assert_writes_wait(&cluster).await;
     assert_eq!(
         (queries(0), queries(1)),
         before,
@@ -340,11 +341,7 @@ async fn a_lying_source_never_gets_a_write_onto_a_non_leader() {
         .push(Member::new("ghost", MemberRole::Leader, "10.9.9.9", 5432));
     bed.source.set(Ok(ghost));
     sleep(ms(200)).await;
-    let e = cluster
-        .write_with(AcquireOptions::new().timeout(ms(200)))
-        .await
-        .map(|c| c.node_name().to_owned());
-    assert!(matches!(e, Err(Error::NoPrimary { .. })), "{e:?}");
+    assert_writes_wait(&cluster).await;
 
     // The truth again: n0 leads and is writable.
     bed.source.set(Ok(topology(Some("n0"))));

@@ -165,6 +165,12 @@ impl Load {
         self.failed_writes.load(Ordering::Relaxed) + self.failed_reads.load(Ordering::Relaxed)
     }
 
+    /// The five most recent errors, newest first.
+    fn last_errors(&self) -> Vec<String> {
+        let errors = self.errors.lock().unwrap();
+        errors.iter().rev().take(5).cloned().collect()
+    }
+
     fn first_ack_on(&self, node: &str, after: Instant) -> Option<Instant> {
         let acks = self.acks.lock().unwrap();
         acks.iter()
@@ -359,13 +365,7 @@ async fn seawall_follows_patroni() {
         assert!(
             named_at.elapsed() < Duration::from_secs(15),
             "no write on {new_leader} 15 s after Patroni named it; errors {:?}",
-            load.errors
-                .lock()
-                .unwrap()
-                .iter()
-                .rev()
-                .take(5)
-                .collect::<Vec<_>>()
+            load.last_errors()
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
@@ -417,13 +417,7 @@ async fn seawall_follows_patroni() {
         load.failed_writes.load(Ordering::Relaxed),
         load.reads.load(Ordering::Relaxed),
         load.failed_reads.load(Ordering::Relaxed),
-        load.errors
-            .lock()
-            .unwrap()
-            .iter()
-            .rev()
-            .take(5)
-            .collect::<Vec<_>>()
+        load.last_errors()
     );
     assert_eq!(
         switchover_failed, 0,
