@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use seawall::cluster::{AcquireOptions, Cluster};
+use seawall::cluster::{AcquireOptions, Cluster, ClusterBuilder};
 use seawall::failover::{HealthConfig, PromotionConfig};
 use seawall::pool::Pool;
 use seawall::sim::{SimBackend, SimConnector, SimPromoter};
@@ -58,17 +58,24 @@ impl Bed {
 
     /// One application instance: its own cluster and pools over the shared backends.
     fn instance(&self) -> Cluster<SimConnector> {
-        let pool = |db: &Arc<SimBackend>| {
-            Pool::builder(db.connector())
-                .name(db.name())
-                .max_size(4)
-                .build()
-                .unwrap()
-        };
-        Cluster::builder()
-            .primary("n0", pool(&self.dbs[0]))
-            .replica("n1", pool(&self.dbs[1]))
-            .replica("n2", pool(&self.dbs[2]))
+        self.follower(&["n0", "n1", "n2"]).build().unwrap()
+    }
+
+    /// A pool of 4 over the backend called `name`.
+    fn pool(dbs: &[Arc<SimBackend>], name: &str) -> Pool<SimConnector> {
+        let db = dbs.iter().find(|d| d.name() == name).unwrap();
+        Pool::builder(db.connector())
+            .name(name)
+            .max_size(4)
+            .build()
+            .unwrap()
+    }
+
+    /// A cluster builder over `nodes` (the first as primary) following the bed's source:
+    /// probes every 100 ms, the source asked every 50 ms, 500 ms deadlines.
+    fn follower(&self, nodes: &[&str]) -> ClusterBuilder<SimConnector> {
+        let mut builder = Cluster::builder()
+            .primary(nodes[0], Bed::pool(&self.dbs, nodes[0]))
             .health(
                 HealthConfig::default()
                     .with_interval(Some(ms(100)))
@@ -76,9 +83,11 @@ impl Bed {
             )
             .topology(self.source.clone())
             .topology_interval(ms(50))
-            .acquire_timeout(ms(500))
-            .build()
-            .unwrap()
+            .acquire_timeout(ms(500));
+        for name in &nodes[1..] {
+            builder = builder.replica(*name, Bed::pool(&self.dbs, name));
+        }
+        builder
     }
 }
 
@@ -87,6 +96,15 @@ async fn write(cluster: &Cluster<SimConnector>) -> Result<String, Error> {
     let mut conn = cluster.write().await?;
     conn.query("UPDATE t SET x = 1").await.unwrap();
     Ok(conn.node_name().to_owned())
+}
+
+/// Where a write with this deadline lands.
+async fn write_within(cluster: &Cluster<SimConnector>, deadline: Duration) -> String {
+    let conn = cluster
+        .write_with(AcquireOptions::new().timeout(deadline))
+        .await
+        .unwrap();
+    conn.node_name().to_owned()
 }
 
 /// A write with a 200 ms deadline finds no primary and fails with `NoPrimary`.
@@ -164,12 +182,7 @@ async fn an_unnamed_writable_node_is_fenced_and_no_leader_means_writes_wait() {
     bed.source.set(Ok(topology(Some("n2"))));
     bed.dbs[0].set_primary(false);
     let t = tokio::time::Instant::now();
-    let node = cluster
-        .write_with(AcquireOptions::new().timeout(ms(1000)))
-        .await
-        .unwrap()
-        .node_name()
-        .to_owned();
+    let node = write_within(&cluster, ms(1000)).await;
     assert_eq!(node, "n2");
     assert!(t.elapsed() <= ms(100), "resumed after {:?}", t.elapsed());
 }
@@ -253,27 +266,9 @@ async fn members_the_source_adds_take_reads_and_removed_ones_drain() {
     };
     bed.source.set(Ok(two("n1")));
     let dbs = bed.dbs.clone();
-    let pool = move |name: &str| {
-        let db = dbs.iter().find(|d| d.name() == name).unwrap();
-        Pool::builder(db.connector())
-            .name(name)
-            .max_size(4)
-            .build()
-            .map_err(Into::into)
-    };
-    let open = pool.clone();
-    let cluster = Cluster::builder()
-        .primary("n0", pool("n0").unwrap())
-        .replica("n1", pool("n1").unwrap())
-        .health(
-            HealthConfig::default()
-                .with_interval(Some(ms(100)))
-                .with_timeout(ms(50)),
-        )
-        .topology(bed.source.clone())
-        .topology_interval(ms(50))
-        .topology_members(move |m| open(&m.name))
-        .acquire_timeout(ms(500))
+    let cluster = bed
+        .follower(&["n0", "n1"])
+        .topology_members(move |m| Ok(Bed::pool(&dbs, &m.name)))
         .build()
         .unwrap();
     sleep(ms(200)).await;
@@ -345,11 +340,6 @@ async fn a_lying_source_never_gets_a_write_onto_a_non_leader() {
 
     // The truth again: n0 leads and is writable.
     bed.source.set(Ok(topology(Some("n0"))));
-    let node = cluster
-        .write_with(AcquireOptions::new().timeout(ms(1000)))
-        .await
-        .unwrap()
-        .node_name()
-        .to_owned();
+    let node = write_within(&cluster, ms(1000)).await;
     assert_eq!(node, "n0");
 }
