@@ -1,26 +1,39 @@
 //! `SELECT 1` through seawall and through sqlx's own pool, against a real PostgreSQL primary
-//! started by the test bed: 32 tasks over 8 connections on a two-worker runtime.
+//! started by the test bed: 32 tasks over 8 connections on a two-worker runtime. Then a mixed
+//! read/write workload over a primary and two replicas.
 //!
-//! Modes:
-//! * `seawall`: a seawall `Pool<PgConnector>` with default settings (ping only after 10 s
-//!   idle; session reset on every return).
-//! * `seawall_noreset`: the same with `SessionReset::Never`, to show what the reset costs.
-//! * `wrapped`: a seawall pool over a `PgPool` (`PgPoolConnector`, default settings).
+//! Modes of `select1` (each one checkout and one `SELECT 1`):
+//! * `seawall`: `sqlx::query("SELECT 1").fetch_one(&cluster)` through seawall's
+//!   `sqlx::Executor`, on a `Cluster` of the primary with default options (pool of 8, no ping
+//!   before use, sessions reset only when a statement dirtied them: never here).
+//! * `wrapped`: the same on a cluster over a `PgPool` (`cluster_from_pools`, defaults).
+//! * `pool`: a bare seawall `Pool<PgConnector>` used as before the Executor existed
+//!   (`fetch_one(&mut *pool.get().await?)`): the borrower reaches the connection itself, so the
+//!   session gets the full reset on every return.
 //! * `sqlx`: a `PgPool` with its defaults (`test_before_acquire = true`).
 //! * `sqlx_noping`: the same with `test_before_acquire(false)`.
 //!
 //! After the criterion groups, the modes run interleaved round by round (same machine phase
 //! for every mode of a round) and the bench prints the medians of per-round ratios of time
 //! per query: `ratio select1 seawall/sqlx=<x> seawall/sqlx_noping=<y>`, then the same for the
-//! wrapped and no-reset modes, and each mode's median throughput and p99 latency.
+//! other modes, and each mode's median throughput and p99 latency.
+//!
+//! `mixed`: 32 tasks, each query a point read (90%) or a one-row update (10%) of a 1,000-row
+//! table, through seawall's Executor on a cluster of the primary and two replicas (pools of 8)
+//! vs a `PgPool` of 8 on the primary alone (defaults); interleaved rounds, printed as
+//! `ratio mixed seawall/sqlx throughput=<t>` (above 1: seawall serves more). All servers share
+//! this machine's cores, so the replicas add connections and sessions, not hardware.
+//!
 //! `SEAWALL_BENCH_QUICK=1` skips criterion and runs fewer rounds.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
+use seawall::cluster::Cluster;
 use seawall::pool::Pool;
-use seawall::sqlx::{PgConnector, PgPoolConnector, SessionReset};
+use seawall::sqlx::{PgConnector, PgPoolConnector};
 use seawall::testbed::PgCluster;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::runtime::Runtime;
@@ -30,47 +43,49 @@ use common::median;
 
 const TASKS: usize = 32;
 const CONNECTIONS: usize = 8;
-const NAMES: [&str; 5] = [
-    "seawall",
-    "seawall_noreset",
-    "wrapped",
-    "sqlx",
-    "sqlx_noping",
-];
+const NAMES: [&str; 5] = ["seawall", "wrapped", "pool", "sqlx", "sqlx_noping"];
 
 enum Mode {
-    Seawall(Pool<PgConnector>),
-    Wrapped(Pool<PgPoolConnector>),
+    Seawall(Cluster<PgConnector>),
+    Wrapped(Cluster<PgPoolConnector>),
+    Pool(Pool<PgConnector>),
     Sqlx(PgPool),
+}
+
+fn sqlx_pool(url: &str, test_before_acquire: bool) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(CONNECTIONS as u32)
+        .test_before_acquire(test_before_acquire)
+        .connect_lazy(url)
+        .unwrap()
+}
+
+fn seawall_pool(name: &str, url: &str) -> Pool<PgConnector> {
+    Pool::builder(PgConnector::from_url(url).unwrap())
+        .name(name)
+        .max_size(CONNECTIONS)
+        .build()
+        .unwrap()
 }
 
 impl Mode {
     async fn new(name: &str, url: &str) -> Mode {
-        let sqlx_pool = |test_before_acquire: bool| {
-            PgPoolOptions::new()
-                .max_connections(CONNECTIONS as u32)
-                .test_before_acquire(test_before_acquire)
-                .connect_lazy(url)
-                .unwrap()
-        };
-        let seawall = |reset: SessionReset| {
-            let connector = PgConnector::from_url(url).unwrap().session_reset(reset);
-            Pool::builder(connector)
-                .name(name)
-                .max_size(CONNECTIONS)
-                .build()
-                .unwrap()
-        };
         match name {
-            "seawall" => Mode::Seawall(seawall(SessionReset::Always)),
-            "seawall_noreset" => Mode::Seawall(seawall(SessionReset::Never)),
-            "wrapped" => Mode::Wrapped(
-                seawall::sqlx::pool_builder(name, sqlx_pool(true))
+            "seawall" => Mode::Seawall(
+                Cluster::builder()
+                    .primary("primary", seawall_pool("primary", url))
                     .build()
                     .unwrap(),
             ),
-            "sqlx" => Mode::Sqlx(sqlx_pool(true)),
-            "sqlx_noping" => Mode::Sqlx(sqlx_pool(false)),
+            "wrapped" => Mode::Wrapped(
+                seawall::sqlx::cluster_from_pools(sqlx_pool(url, true), Vec::<(String, _)>::new())
+                    .unwrap()
+                    .build()
+                    .unwrap(),
+            ),
+            "pool" => Mode::Pool(seawall_pool(name, url)),
+            "sqlx" => Mode::Sqlx(sqlx_pool(url, true)),
+            "sqlx_noping" => Mode::Sqlx(sqlx_pool(url, false)),
             other => panic!("unknown mode {other}"),
         }
     }
@@ -79,8 +94,9 @@ impl Mode {
     async fn select1(&self) {
         let query = || sqlx::query_scalar::<_, i32>("SELECT 1");
         let one = match self {
-            Mode::Seawall(pool) => query().fetch_one(&mut *pool.get().await.unwrap()).await,
-            Mode::Wrapped(pool) => query().fetch_one(&mut **pool.get().await.unwrap()).await,
+            Mode::Seawall(cluster) => query().fetch_one(cluster).await,
+            Mode::Wrapped(cluster) => query().fetch_one(cluster).await,
+            Mode::Pool(pool) => query().fetch_one(&mut *pool.get().await.unwrap()).await,
             Mode::Sqlx(pool) => query().fetch_one(pool).await,
         };
         assert_eq!(one.unwrap(), 1);
@@ -170,22 +186,119 @@ fn interleaved(rt: &Runtime, modes: &[Arc<Mode>], rounds: usize, per_task: usize
             median(tails[i].clone()) / 1e3
         );
     }
-    let (seawall, noreset, wrapped, sqlx, noping) = (0, 1, 2, 3, 4);
-    println!(
-        "ratio select1 seawall/sqlx={:.3} seawall/sqlx_noping={:.3}",
-        ratio(seawall, sqlx),
-        ratio(seawall, noping)
+    let (seawall, wrapped, pool, sqlx, noping) = (0, 1, 2, 3, 4);
+    for (name, mode) in [("seawall", seawall), ("wrapped", wrapped), ("pool", pool)] {
+        println!(
+            "ratio select1 {name}/sqlx={:.3} {name}/sqlx_noping={:.3}",
+            ratio(mode, sqlx),
+            ratio(mode, noping)
+        );
+    }
+}
+
+/// The mixed workload's two sides.
+enum Mixed {
+    Seawall(Cluster<PgConnector>),
+    Sqlx(PgPool),
+}
+
+const ROWS: i32 = 1000;
+
+impl Mixed {
+    /// One query: every tenth an update, the rest point reads.
+    async fn query(&self, i: u64) {
+        let id = (i.wrapping_mul(2_654_435_761) % ROWS as u64) as i32 + 1;
+        if i % 10 == 0 {
+            let update = sqlx::query("UPDATE mixed SET n = n + 1 WHERE id = $1").bind(id);
+            let done = match self {
+                Mixed::Seawall(cluster) => update.execute(cluster).await,
+                Mixed::Sqlx(pool) => update.execute(pool).await,
+            };
+            assert_eq!(done.unwrap().rows_affected(), 1);
+        } else {
+            let read = sqlx::query_scalar::<_, i64>("SELECT n FROM mixed WHERE id = $1").bind(id);
+            let n = match self {
+                Mixed::Seawall(cluster) => read.fetch_optional(cluster).await,
+                Mixed::Sqlx(pool) => read.fetch_optional(pool).await,
+            };
+            assert!(n.unwrap().is_some());
+        }
+    }
+}
+
+/// `TASKS` tasks doing `per_task` mixed queries each: queries per second.
+fn run_mixed(rt: &Runtime, side: &Arc<Mixed>, per_task: usize) -> f64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    rt.block_on(async {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let side = side.clone();
+                tokio::spawn(async move {
+                    for _ in 0..per_task {
+                        side.query(NEXT.fetch_add(1, Ordering::Relaxed)).await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        (TASKS * per_task) as f64 / start.elapsed().as_secs_f64()
+    })
+}
+
+fn mixed(rt: &Runtime, rounds: usize) {
+    let bed = PgCluster::start(2).expect("start a primary and two replicas (test bed)");
+    bed.query(
+        bed.primary(),
+        &format!(
+            "CREATE TABLE mixed (id int PRIMARY KEY, n bigint NOT NULL); \
+             INSERT INTO mixed SELECT g, 0 FROM generate_series(1, {ROWS}) g"
+        ),
+    )
+    .expect("create the table");
+    for replica in bed.replicas() {
+        bed.wait_for_value(replica, "SELECT count(*) FROM mixed", &ROWS.to_string())
+            .expect("the table reaches the replica");
+    }
+    let seawall = rt.block_on(async {
+        let mut builder =
+            Cluster::builder().primary("primary", seawall_pool("primary", &bed.primary_url()));
+        for i in bed.replicas() {
+            let name = format!("replica-{i}");
+            builder = builder.replica(name.clone(), seawall_pool(&name, &bed.url(i).unwrap()));
+        }
+        builder.build().unwrap()
+    });
+    let sqlx = rt.block_on(async { sqlx_pool(&bed.primary_url(), true) });
+    let sides = [
+        Arc::new(Mixed::Seawall(seawall)),
+        Arc::new(Mixed::Sqlx(sqlx)),
+    ];
+    for side in &sides {
+        run_mixed(rt, side, 50); // connect and warm up
+    }
+    let mut throughput = [Vec::new(), Vec::new()];
+    for _ in 0..rounds {
+        for (i, side) in sides.iter().enumerate() {
+            throughput[i].push(run_mixed(rt, side, 100));
+        }
+    }
+    let ratio = median(
+        throughput[0]
+            .iter()
+            .zip(&throughput[1])
+            .map(|(a, b)| a / b)
+            .collect(),
     );
     println!(
-        "ratio select1 wrapped/sqlx={:.3} wrapped/sqlx_noping={:.3}",
-        ratio(wrapped, sqlx),
-        ratio(wrapped, noping)
+        "interleaved mixed: seawall (primary + 2 replicas) median {:.0} queries/s, sqlx (primary) {:.0} queries/s over {rounds} rounds",
+        median(throughput[0].clone()),
+        median(throughput[1].clone())
     );
-    println!(
-        "ratio select1 seawall_noreset/sqlx={:.3} seawall_noreset/sqlx_noping={:.3}",
-        ratio(noreset, sqlx),
-        ratio(noreset, noping)
-    );
+    println!("ratio mixed seawall/sqlx throughput={ratio:.3}");
+    rt.block_on(async move { drop(sides) });
 }
 
 fn main() {
@@ -213,4 +326,6 @@ fn main() {
     // A dropped `PoolConnection` (held by the wrapped pool) spawns its return: drop in the
     // runtime.
     rt.block_on(async move { drop(modes) });
+    drop(bed);
+    mixed(&rt, rounds);
 }

@@ -50,7 +50,7 @@ async fn main() {
     let with_defaults = replay_seawall(&defaults).await;
     let surge = with_defaults.phase(1);
     println!(
-        "   with the library's defaults (primary read share {}): \
+        "   with the library's defaults (no load shedding, primary read share {}): \
          surge goodput {:.0}/s ({:.1}% of capacity), {:.1}% success, {} shed",
         defaults.tuning.primary_read_share,
         surge.ok as f64 / config.phase_durations[1].as_secs_f64(),

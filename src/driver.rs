@@ -16,6 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::breaker::Outcome;
+use crate::session::SessionState;
 
 /// Opens, checks and resets the connections of one backend.
 ///
@@ -90,6 +91,21 @@ pub trait Connector: Send + Sync + 'static {
     /// before the connection is reused. An error discards the connection.
     async fn reset(&self, _conn: &mut Self::Connection) -> Result<(), Self::Error> {
         Ok(())
+    }
+
+    /// Undoes only `state`: what a borrower is known to have left in the session, recorded by
+    /// an integration that sees every statement ([`crate::session`]; seawall's
+    /// `sqlx::Executor`). Called instead of [`Connector::needs_reset`] and
+    /// [`Connector::reset`] for a tracked connection that is not clean; never with
+    /// [`SessionState::UNKNOWN`] (that gets `reset`) or [`SessionState::UNRESETTABLE`] (that
+    /// connection is closed). An error discards the connection. The default runs the full
+    /// [`Connector::reset`].
+    async fn reset_session(
+        &self,
+        conn: &mut Self::Connection,
+        _state: SessionState,
+    ) -> Result<(), Self::Error> {
+        self.reset(conn).await
     }
 
     /// What an error says about the node's health, for its circuit breaker and load model:

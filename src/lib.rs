@@ -102,6 +102,7 @@ pub mod load;
 pub mod metrics;
 pub mod pool;
 mod role;
+pub mod session;
 pub mod sim;
 #[cfg(feature = "sqlx")]
 pub mod sqlx;
@@ -119,3 +120,4 @@ pub use error::{
 };
 pub use failover::ClusterEvent;
 pub use pool::{Pool, Pooled};
+pub use session::SessionState;

@@ -236,9 +236,33 @@ async fn a_pinned_handle_runs_a_sequence_on_one_connection() {
 // ---- Falling back to the primary, within its budget ----
 
 #[tokio::test(start_paused = true)]
-async fn without_replicas_reads_use_the_primary_within_its_read_share() {
-    // Pool of 4 and a share of 0.5: two fallback reads at once.
-    let sim = Sim::new(0, 4, |b| b.primary_read_share(0.5));
+async fn a_primary_alone_takes_every_read_like_a_pool() {
+    let sim = Sim::new(0, 2, |b| b);
+    let reads = [
+        sim.cluster.read().await.unwrap(),
+        sim.cluster.read().await.unwrap(),
+    ];
+    assert!(reads.iter().all(|r| r.role() == Role::Primary));
+    // The pool is full: the third waits its turn instead of failing.
+    let third = tokio::spawn({
+        let cluster = sim.cluster.clone();
+        async move { cluster.read().await.map(|c| c.role()) }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!third.is_finished());
+    drop(reads);
+    assert_eq!(third.await.unwrap().unwrap(), Role::Primary);
+    assert_eq!(sim.cluster.snapshot().fallback_reads_in_flight, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_no_replica_can_serve_reads_use_the_primary_within_its_read_share() {
+    // Pool of 4 and a share of 0.5: two fallback reads at once. The one replica's lag is
+    // unknown (no probe yet), so it may not serve.
+    let sim = Sim::new(1, 4, |b| {
+        b.primary_read_share(0.5)
+            .max_replica_lag(Some(Duration::from_secs(1)))
+    });
     let first = sim.cluster.read().await.unwrap();
     let second = sim.cluster.route("SELECT 1").await.unwrap();
     assert_eq!(first.role(), Role::Primary);
@@ -252,12 +276,12 @@ async fn without_replicas_reads_use_the_primary_within_its_read_share() {
         before,
         "past the budget a read fails at once"
     );
-    assert_eq!(why.replicas, 0);
+    assert_eq!((why.replicas, why.lagging), (1, 1));
     assert!(why.fallback_allowed);
     assert_eq!(why.fallback_in_flight, 2);
     assert_eq!(why.fallback_budget, 2);
     let text = Error::NoReplica(why).to_string();
-    assert!(text.contains("0 configured"), "{text}");
+    assert!(text.contains("1 configured"), "{text}");
     assert!(text.contains("2/2 fallback reads"), "{text}");
 
     // Writes are not limited by the read budget.

@@ -92,6 +92,7 @@
 //! # Ok::<(), seawall::classify::ClassifyError>(())
 //! ```
 
+mod effects;
 mod fast;
 mod fingerprint;
 mod lexer;
@@ -102,6 +103,7 @@ mod tests;
 
 use std::fmt;
 
+pub use effects::session_effects;
 pub use fingerprint::{fingerprint, normalize, Fingerprint, ParseFingerprintError};
 pub(crate) use memory::{truncate, FingerprintMap};
 pub use memory::{Origin, ParseRememberedError, Remembered, RouteMemory};

@@ -99,8 +99,10 @@ pub(crate) struct Settings {
     pub(crate) acquire_timeout: Duration,
     pub(crate) load: LoadConfig,
     pub(crate) breaker: BreakerConfig,
-    /// `None`: each node's queue is as deep as its pool (see [`ClusterBuilder::admission`]).
+    /// `None`: derived per node (see [`ClusterBuilder::admission`], [`ClusterBuilder::shed_load`]).
     pub(crate) admission: Option<AdmissionConfig>,
+    /// Shed excess work early: queues as deep as the pools, CoDel.
+    pub(crate) shed_load: bool,
     pub(crate) limiter: LimiterKind,
     pub(crate) health: HealthConfig,
     pub(crate) promotion: PromotionConfig,
@@ -136,6 +138,7 @@ impl Default for Settings {
             load: LoadConfig::default(),
             breaker: BreakerConfig::default(),
             admission: None,
+            shed_load: false,
             limiter: LimiterKind::Gradient,
             health: HealthConfig::default(),
             promotion: PromotionConfig::default(),
@@ -159,10 +162,18 @@ impl Settings {
     ) -> Result<Node<C>, ConfigError> {
         let size = pool.max_size();
         let limiter = self.limiter.build(&name, size)?;
-        let config = self.admission.clone().unwrap_or(AdmissionConfig {
-            max_queue: size,
-            ..AdmissionConfig::default()
-        });
+        let config = match (&self.admission, self.shed_load) {
+            (Some(config), _) => config.clone(),
+            (None, true) => AdmissionConfig {
+                max_queue: size,
+                ..AdmissionConfig::default()
+            },
+            // Like a pool: every caller waits its turn, in priority order, until its deadline.
+            (None, false) => AdmissionConfig {
+                max_queue: usize::MAX,
+                codel: None,
+            },
+        };
         let admission = Admission::new(name.clone(), limiter, config)?;
         let breaker = CircuitBreaker::new(name.clone(), self.breaker.clone());
         let load = NodeLoad::with_config(self.load)?;
@@ -257,7 +268,9 @@ impl<C: Connector> ClusterBuilder<C> {
     /// Share of the primary's pool, in `[0, 1]`, that reads may use when no replica can serve
     /// them (the primary's protection budget). Past it such reads fail fast with
     /// [`Error::NoReplica`](crate::Error::NoReplica). Default 0.5; any share above 0 allows at
-    /// least one such read; 0 never sends reads to the primary.
+    /// least one such read; 0 never sends reads to the primary. Above 0, a cluster without any
+    /// replica (a primary alone, as a plain pool would be) sends every read to the primary,
+    /// outside this budget.
     pub fn primary_read_share(mut self, share: f64) -> Self {
         self.settings.primary_read_share = share;
         self
@@ -281,11 +294,27 @@ impl<C: Connector> ClusterBuilder<C> {
         self
     }
 
-    /// The admission queue of every node. Default: CoDel shedding and a queue as deep as the
-    /// node's pool, so a node that is full turns work away while another node can still take
-    /// it (a read goes to the next replica) instead of holding it.
+    /// The admission queue of every node, in full (overrides [`ClusterBuilder::shed_load`]).
+    ///
+    /// Default: a queue like a pool's. Work past a node's concurrency limit waits, writes
+    /// before reads, and fails only at its own deadline ([`ShedReason::Deadline`]); nothing is
+    /// shed while waiting can still succeed. An application that moves from a plain pool to
+    /// seawall gets no new errors at its usual load.
+    ///
+    /// [`ShedReason::Deadline`]: crate::admission::ShedReason::Deadline
     pub fn admission(mut self, config: AdmissionConfig) -> Self {
         self.settings.admission = Some(config);
+        self
+    }
+
+    /// Sheds excess work early instead of queueing it until its deadline: each node's queue is
+    /// only as deep as its pool (a full node turns a read away to the next replica at once),
+    /// and CoDel with adaptive LIFO fails waiters of a standing queue after 10 ms
+    /// ([`admission`](crate::admission)). For a service under surges it cannot absorb, where a
+    /// fast `Overloaded` that the caller can retry or degrade on is worth more than a late
+    /// answer (the outage replay runs with it). Off by default.
+    pub fn shed_load(mut self) -> Self {
+        self.settings.shed_load = true;
         self
     }
 

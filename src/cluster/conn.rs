@@ -195,10 +195,14 @@ impl<C: Connector> ClusterConn<C> {
             } else {
                 NotRetried::Pinned
             };
-            let fp = fp.unwrap_or_else(|| fingerprint(sql));
-            let e = self.failure(sql, fp, elapsed, error, Some(not_retried), None);
-            self.node.ledger.routes.failed(&e);
-            e
+            self.failure(StatementFailure {
+                sql,
+                fp: fp.unwrap_or_else(|| fingerprint(sql)),
+                elapsed,
+                error,
+                not_retried: Some(not_retried),
+                retried_from: None,
+            })
         })
     }
 
@@ -294,23 +298,21 @@ impl<C: Connector> ClusterConn<C> {
         self.role() == Role::Replica && self.node.pool.connector().is_read_only_error(error)
     }
 
-    /// The error for a failed statement. A write refused by a replica is learned, and becomes
-    /// [`Error::WriteOnReplica`] when `not_retried` says why it will not be retried.
-    pub(crate) fn failure(
-        &self,
-        sql: &str,
-        fp: Fingerprint,
-        elapsed: Duration,
-        error: C::Error,
-        not_retried: Option<NotRetried>,
-        retried_from: Option<Arc<str>>,
-    ) -> Error {
-        let refused_write = self.is_refused_write(&error);
-        if refused_write {
-            self.learn_write(fp, sql);
-        }
+    /// The error for a failed statement, counted in the route figures. A write refused by a
+    /// replica is learned, and becomes [`Error::WriteOnReplica`] when `not_retried` says why it
+    /// will not be retried.
+    pub(crate) fn failure(&self, failed: StatementFailure<'_, C::Error>) -> Error {
+        let on_replica = self.note_failure(&failed);
+        let StatementFailure {
+            fp,
+            elapsed,
+            error,
+            not_retried,
+            retried_from,
+            ..
+        } = failed;
         match not_retried {
-            Some(not_retried) if refused_write => Error::WriteOnReplica(WriteOnReplica {
+            Some(not_retried) if on_replica => Error::WriteOnReplica(WriteOnReplica {
                 node: self.node.name.clone(),
                 fingerprint: fp,
                 not_retried,
@@ -326,6 +328,31 @@ impl<C: Connector> ClusterConn<C> {
                 error: DriverError::new(error),
             }),
         }
+    }
+
+    /// The driver's own error for a failed statement, accounted as [`ClusterConn::failure`]
+    /// accounts it (learned if a replica refused it as a write, counted in the route figures):
+    /// for integrations that must hand their callers the driver's error type.
+    pub(crate) fn driver_failure(&self, failed: StatementFailure<'_, C::Error>) -> C::Error {
+        self.note_failure(&failed);
+        failed.error
+    }
+
+    /// Learns a write refused by a replica and counts the failure; `true` if it is a write
+    /// refused by a replica and not retried.
+    fn note_failure(&self, failed: &StatementFailure<'_, C::Error>) -> bool {
+        let refused_write = self.is_refused_write(&failed.error);
+        if refused_write {
+            self.learn_write(failed.fp, failed.sql);
+        }
+        let on_replica = refused_write && failed.not_retried.is_some();
+        let routes = &self.node.ledger.routes;
+        if on_replica {
+            routes.write_on_replica.add();
+        } else {
+            routes.statement.add();
+        }
+        on_replica
     }
 
     /// Remembers that `sql` writes; counts and announces it the first time.
@@ -399,6 +426,18 @@ impl<C: Connector> fmt::Debug for ClusterConn<C> {
             .field("outcome", &self.outcome)
             .finish_non_exhaustive()
     }
+}
+
+/// A statement that failed, with what its error needs to say.
+pub(crate) struct StatementFailure<'a, E> {
+    pub(crate) sql: &'a str,
+    pub(crate) fp: Fingerprint,
+    pub(crate) elapsed: Duration,
+    pub(crate) error: E,
+    /// Why it was not retried, when it is not.
+    pub(crate) not_retried: Option<NotRetried>,
+    /// The replica it ran on first, when this is its retry on the primary.
+    pub(crate) retried_from: Option<Arc<str>>,
 }
 
 /// A read that fell back to the primary, counted against the primary's read budget while it

@@ -15,6 +15,7 @@ use crate::driver::Connector;
 use crate::error::{Error, NotRetried};
 use crate::statements::StatementStat;
 
+use super::conn::StatementFailure;
 use super::{AcquireOptions, Cluster, ClusterConn, Role, Route};
 
 /// Reruns of a statement whose session the server ended (each one refused, so none ran).
@@ -91,8 +92,26 @@ impl<C: Connector> Cluster<C> {
         &self,
         sql: &str,
         options: AcquireOptions,
-        mut f: F,
+        f: F,
     ) -> Result<T, Error>
+    where
+        F: for<'c> FnMut(&'c mut ClusterConn<C>, &'c str) -> BoxFuture<'c, Result<T, C::Error>>,
+    {
+        self.run_routed(sql, options, f, ClusterConn::failure, |e| e)
+            .await
+    }
+
+    /// The engine of [`Cluster::execute_with`], with the caller's error type: `failed` turns a
+    /// statement's failure into it (after accounting), `lift` turns seawall's own errors
+    /// (acquire, deadline) into it. The sqlx `Executor` hands its callers sqlx's errors.
+    pub(crate) async fn run_routed<T, X, F>(
+        &self,
+        sql: &str,
+        options: AcquireOptions,
+        mut f: F,
+        failed: impl Fn(&ClusterConn<C>, StatementFailure<'_, C::Error>) -> X,
+        lift: impl Fn(Error) -> X,
+    ) -> Result<T, X>
     where
         F: for<'c> FnMut(&'c mut ClusterConn<C>, &'c str) -> BoxFuture<'c, Result<T, C::Error>>,
     {
@@ -101,7 +120,7 @@ impl<C: Connector> Cluster<C> {
         let deadline = options
             .timeout
             .map(|t| crate::pool::deadline_after(tokio::time::Instant::now(), t));
-        let (route, known) = self.decide(sql)?;
+        let (route, known) = self.decide(sql).map_err(&lift)?;
         let remaining = |options: AcquireOptions| match deadline {
             Some(at) => options.timeout(at.saturating_duration_since(tokio::time::Instant::now())),
             None => options,
@@ -109,20 +128,21 @@ impl<C: Connector> Cluster<C> {
         // Fingerprint once, and only if statistics or the memory need it (or on failure).
         let ledger = &self.shared.settings.ledger;
         let fp = known.or_else(|| ledger.statements.is_some().then(|| fingerprint(sql)));
-        let ledger_routes = &ledger.routes;
+        let routes = &ledger.routes;
         let controls_transaction = transaction_control(sql).is_some();
         // Statements rerun because the server ended their session (each attempt was refused).
         let mut session_lost = 0;
         let mut primary_refused = false;
         let (conn, error, elapsed) = loop {
             let mut conn = match route {
-                Route::Replica => self.read_with(remaining(options)).await?,
-                Route::Primary => self.write_with(remaining(options)).await?,
-            };
-            let (result, elapsed) = conn
-                .run(sql, fp, deadline, &mut f)
-                .await
-                .inspect_err(|e| ledger_routes.failed(e))?;
+                Route::Replica => self.read_with(remaining(options)).await,
+                Route::Primary => self.write_with(remaining(options)).await,
+            }
+            .map_err(&lift)?;
+            let (result, elapsed) = conn.run(sql, fp, deadline, &mut f).await.map_err(|e| {
+                routes.failed(&e);
+                lift(e)
+            })?;
             let error = match result {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
@@ -163,12 +183,18 @@ impl<C: Connector> Cluster<C> {
             break (conn, error, elapsed);
         };
         let fp = fp.unwrap_or_else(|| fingerprint(sql));
-        let routes = &ledger.routes;
         if !conn.is_refused_write(&error) || controls_transaction {
-            let not_retried = controls_transaction.then_some(NotRetried::InTransaction);
-            let e = conn.failure(sql, fp, elapsed, error, not_retried, None);
-            routes.failed(&e);
-            return Err(e);
+            return Err(failed(
+                &conn,
+                StatementFailure {
+                    sql,
+                    fp,
+                    elapsed,
+                    error,
+                    not_retried: controls_transaction.then_some(NotRetried::InTransaction),
+                    retried_from: None,
+                },
+            ));
         }
         // Nothing happened on the replica: learn, give its connection back, and run the
         // statement where it belongs.
@@ -177,15 +203,27 @@ impl<C: Connector> Cluster<C> {
         drop(conn);
         tracing::debug!(node = %replica, fingerprint = %fp, "retrying a refused write on the primary");
         routes.retried_on_primary.add();
-        let mut primary = self.write_with(remaining(options)).await?;
-        let (result, elapsed) = primary
-            .run(sql, Some(fp), deadline, &mut f)
-            .await
-            .inspect_err(|e| routes.failed(e))?;
+        let mut primary = self.write_with(remaining(options)).await.map_err(&lift)?;
+        let (result, elapsed) =
+            primary
+                .run(sql, Some(fp), deadline, &mut f)
+                .await
+                .map_err(|e| {
+                    routes.failed(&e);
+                    lift(e)
+                })?;
         result.map_err(|error| {
-            let e = primary.failure(sql, fp, elapsed, error, None, Some(replica));
-            routes.failed(&e);
-            e
+            failed(
+                &primary,
+                StatementFailure {
+                    sql,
+                    fp,
+                    elapsed,
+                    error,
+                    not_retried: None,
+                    retried_from: Some(replica),
+                },
+            )
         })
     }
 

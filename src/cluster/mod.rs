@@ -78,6 +78,7 @@ pub use builder::{
     BoxError, ClusterBuilder, LimiterFactory, LimiterKind, MemberPool, DEFAULT_STATEMENT_CAPACITY,
 };
 pub use conn::ClusterConn;
+pub(crate) use conn::StatementFailure;
 pub use execute::BoxFuture;
 pub use ledger::RouteCounts;
 pub use node::{Node, NodeSnapshot, Role};
@@ -629,6 +630,11 @@ impl<C: Connector> Cluster<C> {
             return Err(Error::NoReplica(why));
         };
         let share = self.shared.settings.primary_read_share;
+        if why.replicas == 0 && share > 0.0 {
+            // No replica at all: reads are the primary's ordinary work (the budget protects a
+            // primary whose replicas cannot serve, not one that never had any).
+            return acquire_on(&primary, priority, deadline, None, false).await;
+        }
         // Any share above zero lets at least one read through: a primary of one connection
         // with the default share would otherwise refuse every fallback read.
         let budget = match (primary.pool.max_size() as f64 * share).floor() as usize {

@@ -9,19 +9,28 @@ use tracing::Instrument;
 
 use crate::driver::Connector;
 use crate::error::{DriverError, Error};
+use crate::session::SessionState;
 
 use super::shared::{Conn, Held, Shared};
 
 /// A connection checked out of a [`Pool`](super::Pool).
 ///
 /// Dropping it returns the connection: broken ones (per [`Connector::has_broken`]) are closed,
-/// dirty ones (per [`Connector::needs_reset`]) are reset in a background task first, expired ones
-/// are closed, and the rest go to the oldest waiter or back to the idle set.
+/// dirty ones are reset in a background task first, expired ones are closed, and the rest go to
+/// the oldest waiter or back to the idle set.
+///
+/// Dirty means: per the [session state](crate::session) recorded by an integration that saw
+/// every statement of this checkout (only that state is undone, by
+/// [`Connector::reset_session`]); otherwise, or once the borrower reached the connection
+/// mutably (`&mut *conn`), per [`Connector::needs_reset`], since it may have done anything.
 pub struct Pooled<C: Connector> {
     conn: Option<Conn<C::Connection>>,
     shared: Arc<Shared<C>>,
     broken: bool,
     interrupted: bool,
+    /// What a tracking integration recorded; `None`: nobody tracked this borrower, who may
+    /// have done anything (many drivers run statements through `&Connection`).
+    session: Option<SessionState>,
 }
 
 impl<C: Connector> Pooled<C> {
@@ -31,7 +40,36 @@ impl<C: Connector> Pooled<C> {
             shared,
             broken: false,
             interrupted: false,
+            session: None,
         }
+    }
+
+    /// What this borrower is known to have left in the session: [`SessionState::UNKNOWN`]
+    /// unless every use of it went through a tracking integration (and then not once it
+    /// reached the connection mutably).
+    pub fn session(&self) -> SessionState {
+        self.session.unwrap_or(SessionState::UNKNOWN)
+    }
+
+    /// What a tracking integration is to start from: clean for a connection it is the first to
+    /// use in this checkout.
+    pub(crate) fn tracked_session(&self) -> SessionState {
+        self.session.unwrap_or(SessionState::CLEAN)
+    }
+
+    /// Records what a statement left in the session (the integration that ran it knows).
+    pub(crate) fn set_session(&mut self, state: SessionState) {
+        self.session = Some(state);
+    }
+
+    /// The connection, for an integration that records what it does to the session itself
+    /// ([`Pooled::set_session`]): unlike `DerefMut`, it does not make the session unknown.
+    pub(crate) fn tracked_mut(&mut self) -> &mut C::Connection {
+        &mut self
+            .conn
+            .as_mut()
+            .expect("connection present until drop")
+            .raw
     }
 
     fn conn(&self) -> &Conn<C::Connection> {
@@ -92,12 +130,19 @@ impl<C: Connector> Pooled<C> {
             shared.discard(conn, true, false);
             return Ok(());
         }
-        if !shared.connector.needs_reset(&conn.raw) {
-            shared.put(conn);
-            return Ok(());
-        }
+        let session = match recycle(&shared, &conn.raw, self.session()) {
+            Recycle::Close => {
+                shared.discard(conn, false, false);
+                return Ok(());
+            }
+            Recycle::Reuse => {
+                shared.put(conn);
+                return Ok(());
+            }
+            Recycle::Reset(session) => session,
+        };
         let mut held = Held::new(conn, &shared, false);
-        reset(&shared, held.raw_mut())
+        reset(&shared, held.raw_mut(), session)
             .await
             .map_err(|error| Error::Driver {
                 pool: shared.name().clone(),
@@ -108,17 +153,53 @@ impl<C: Connector> Pooled<C> {
     }
 }
 
-/// Runs the driver's session reset within `reset_timeout`.
+/// What a returned connection needs.
+enum Recycle {
+    Reuse,
+    /// A reset of this state ([`SessionState::UNKNOWN`]: the driver's full reset).
+    Reset(SessionState),
+    /// Closed, not counted as broken: its session cannot be cleaned in place.
+    Close,
+}
+
+fn recycle<C: Connector>(
+    shared: &Shared<C>,
+    raw: &C::Connection,
+    session: SessionState,
+) -> Recycle {
+    if session.contains(SessionState::UNRESETTABLE) {
+        Recycle::Close
+    } else if session.contains(SessionState::UNKNOWN) {
+        if shared.connector.needs_reset(raw) {
+            Recycle::Reset(SessionState::UNKNOWN)
+        } else {
+            Recycle::Reuse
+        }
+    } else if session.is_clean() {
+        Recycle::Reuse
+    } else {
+        Recycle::Reset(session)
+    }
+}
+
+/// Runs the driver's session reset (of `session` only, unless it is unknown) within
+/// `reset_timeout`.
 async fn reset<C: Connector>(
     shared: &Arc<Shared<C>>,
     raw: &mut C::Connection,
+    session: SessionState,
 ) -> Result<(), DriverError> {
+    shared.inner.lock().totals.resets += 1;
     let span = tracing::debug_span!("seawall.recycle", pool = %shared.name(), step = "reset");
     let timeout = shared.config.reset_timeout;
-    match tokio::time::timeout(timeout, shared.connector.reset(raw))
-        .instrument(span)
-        .await
-    {
+    let reset = async {
+        if session.contains(SessionState::UNKNOWN) {
+            shared.connector.reset(raw).await
+        } else {
+            shared.connector.reset_session(raw, session).await
+        }
+    };
+    match tokio::time::timeout(timeout, reset).instrument(span).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(DriverError::new(e)),
         Err(_) => Err(DriverError::new(ResetTimedOut(timeout))),
@@ -151,10 +232,17 @@ impl<C: Connector> Drop for Pooled<C> {
             shared.discard(conn, true, false);
             return;
         }
-        if !shared.connector.needs_reset(&conn.raw) {
-            shared.put(conn);
-            return;
-        }
+        let session = match recycle(shared, &conn.raw, self.session()) {
+            Recycle::Close => {
+                shared.discard(conn, false, false);
+                return;
+            }
+            Recycle::Reuse => {
+                shared.put(conn);
+                return;
+            }
+            Recycle::Reset(session) => session,
+        };
         // The reset is a round trip: run it off the dropping task. Without a runtime the
         // session cannot be cleaned, so the connection is closed rather than reused dirty.
         match shared.runtime() {
@@ -163,7 +251,7 @@ impl<C: Connector> Drop for Pooled<C> {
                 rt.spawn(async move {
                     // Held: if the runtime shuts down mid-reset, the connection is closed.
                     let mut held = Held::new(conn, &shared, false);
-                    match reset(&shared, held.raw_mut()).await {
+                    match reset(&shared, held.raw_mut(), session).await {
                         Ok(()) => shared.put(held.keep()),
                         Err(e) => {
                             tracing::warn!(pool = %shared.name(), error = %e, "session reset failed; closing connection");
@@ -184,8 +272,11 @@ impl<C: Connector> Deref for Pooled<C> {
     }
 }
 
+/// Reaching the connection mutably makes its session state unknown: the borrower may have
+/// done anything, so it gets the driver's reset policy on return.
 impl<C: Connector> DerefMut for Pooled<C> {
     fn deref_mut(&mut self) -> &mut C::Connection {
+        self.session = Some(SessionState::UNKNOWN);
         &mut self
             .conn
             .as_mut()

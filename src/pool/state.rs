@@ -50,6 +50,10 @@ pub struct Totals {
     pub closed: u64,
     /// Failed connect attempts.
     pub connect_failures: u64,
+    /// Session resets run on returned connections (the driver's full reset, or only the
+    /// [state](crate::session) a borrower is known to have left). A connection used only
+    /// through a tracking integration and left clean needs none.
+    pub resets: u64,
 }
 
 /// Summary of acquire waits. Quantiles are bucket upper bounds and the mean uses bucket

@@ -78,9 +78,12 @@ pub const PHASES: [&str; 3] = ["normal", "surge", "recovery"];
 /// The seawall set-up's settings that differ from the library's defaults.
 #[derive(Debug, Clone)]
 pub struct SeawallTuning {
-    /// The admission gate of every node; `None` is the cluster's default (CoDel, a queue as deep
-    /// as the node's pool).
+    /// The admission gate of every node; `None` is the cluster's default
+    /// ([`ClusterBuilder::admission`](crate::cluster::ClusterBuilder::admission)).
     pub admission: Option<AdmissionConfig>,
+    /// Early load shedding ([`ClusterBuilder::shed_load`](crate::cluster::ClusterBuilder::shed_load)):
+    /// queues as deep as the pools, CoDel.
+    pub shed_load: bool,
     /// Share of the primary's pool that reads may use when no replica can take them.
     pub primary_read_share: f64,
     /// How each node's concurrency limit adapts.
@@ -88,11 +91,12 @@ pub struct SeawallTuning {
 }
 
 impl SeawallTuning {
-    /// The library's defaults: admission queues as deep as the pools with CoDel, a primary read
-    /// share of 0.5, gradient limits.
+    /// The library's defaults: admission queues that hold work until its deadline, a primary
+    /// read share of 0.5, gradient limits.
     pub fn library_defaults() -> Self {
         SeawallTuning {
             admission: None,
+            shed_load: false,
             primary_read_share: 0.5,
             limiter: LimiterKind::Gradient,
         }
@@ -100,8 +104,11 @@ impl SeawallTuning {
 }
 
 impl Default for SeawallTuning {
-    /// The replay's settings: the library's defaults but for one.
+    /// The replay's settings: the library's defaults but for two.
     ///
+    /// * **Load shedding on** ([`ClusterBuilder::shed_load`](crate::cluster::ClusterBuilder::shed_load)):
+    ///   queues as deep as the pools and CoDel, so that work the primary cannot take is turned
+    ///   away at once rather than held until the clients give up.
     /// * **A primary read share of 0.75** instead of 0.5: the primary has room for reads beyond
     ///   its writes (10% of the surge), and writes still pass reads in its admission queue. The
     ///   default keeps half of the primary for writes, which is the safer choice when the write
@@ -109,6 +116,7 @@ impl Default for SeawallTuning {
     fn default() -> Self {
         SeawallTuning {
             admission: None,
+            shed_load: true,
             primary_read_share: 0.75,
             limiter: LimiterKind::Gradient,
         }
@@ -477,6 +485,11 @@ async fn run_seawall(config: &OutageConfig, arrivals: &[workload::Arrival]) -> S
     let builder = match &config.tuning.admission {
         Some(admission) => builder.admission(admission.clone()),
         None => builder,
+    };
+    let builder = if config.tuning.shed_load {
+        builder.shed_load()
+    } else {
+        builder
     };
     let mut builder = builder
         .primary_read_share(config.tuning.primary_read_share)

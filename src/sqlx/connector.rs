@@ -10,6 +10,7 @@ use async_trait::async_trait;
 
 use crate::breaker::Outcome;
 use crate::driver::{Cancel, Connector, NodeStatus};
+use crate::session::SessionState;
 
 /// Opens sqlx PostgreSQL connections for a seawall [`Pool`](crate::Pool), and cleans each
 /// session before the next borrower gets it.
@@ -160,6 +161,23 @@ impl Connector for PgConnector {
 
     async fn reset(&self, conn: &mut PgConnection) -> Result<(), ::sqlx::Error> {
         super::reset_session(conn).await
+    }
+
+    /// [`reset_tracked`](super::reset_tracked): only what the borrower left. With
+    /// [`SessionReset::Never`] only an open transaction is rolled back.
+    async fn reset_session(
+        &self,
+        conn: &mut PgConnection,
+        state: SessionState,
+    ) -> Result<(), ::sqlx::Error> {
+        let state = match self.reset {
+            SessionReset::Always => state,
+            SessionReset::Never if state.contains(SessionState::TRANSACTION) => {
+                SessionState::TRANSACTION
+            }
+            SessionReset::Never => return Ok(()),
+        };
+        super::reset_tracked(conn, state).await
     }
 
     /// Transport, I/O and protocol errors, and server errors of the classes that mean the

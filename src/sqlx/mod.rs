@@ -4,7 +4,8 @@
 //! * [`PgConnector`] implements [`Connector`](crate::Connector) for `sqlx::PgConnection`; a
 //!   [`Pooled`](crate::Pooled) connection derefs to it, so `&mut *conn` is a sqlx executor.
 //! * [`reset_session`] cleans a session for its next borrower without dropping sqlx's
-//!   prepared statements.
+//!   prepared statements; [`reset_tracked`] undoes only the [session state](crate::session)
+//!   a borrower is known to have left.
 //! * [`probe`] asks a server its role and WAL position; [`WalPosition`] is the comparable
 //!   token for read-your-writes; [`current_position`] takes it on the primary after a write.
 //! * [`PgPoolConnector`] and [`cluster_from_pools`] put seawall in front of existing
@@ -15,6 +16,7 @@
 //! (Inside seawall this module is `crate::sqlx`; the sqlx crate itself is `::sqlx`.)
 
 mod connector;
+mod executor;
 mod position;
 pub mod probe;
 mod promote;
@@ -23,6 +25,7 @@ mod wal;
 pub mod wrap;
 
 pub use connector::{InvalidUrl, PgConnector, SessionReset};
+pub use executor::{cause, PgDriver, Transaction};
 pub use probe::{NodeStatus, ProbeError, Role};
 pub use promote::PgPromoter;
 pub use url::{connect, MultiHostUrl};
@@ -82,8 +85,74 @@ pub async fn reset_session(conn: &mut PgConnection) -> Result<(), ::sqlx::Error>
     }
 }
 
+/// Undoes only `state` (see [`crate::session`]), in one round trip: `ROLLBACK` first when a
+/// transaction may be open (it also ends a failed one), then only the resets `state` names.
+/// Nothing to undo, nothing sent. [`SessionState::UNKNOWN`] gets the full [`reset_session`];
+/// [`SessionState::UNRESETTABLE`] is refused (the pool closes such a connection instead).
+pub async fn reset_tracked(
+    conn: &mut PgConnection,
+    state: crate::SessionState,
+) -> Result<(), ::sqlx::Error> {
+    use crate::SessionState as S;
+    if state.contains(S::UNKNOWN) {
+        return reset_session(conn).await;
+    }
+    if state.contains(S::UNRESETTABLE) {
+        return Err(::sqlx::Error::Protocol(
+            "the session holds state that cannot be reset in place; close the connection".into(),
+        ));
+    }
+    let sql = tracked_reset_sql(state);
+    if sql.is_empty() {
+        return Ok(());
+    }
+    conn.execute(::sqlx::raw_sql(::sqlx::AssertSqlSafe(sql)))
+        .await
+        .map(drop)
+}
+
+/// The statements that undo `state` (empty when clean).
+fn tracked_reset_sql(state: crate::SessionState) -> String {
+    use crate::SessionState as S;
+    let parts: [(S, &str); 7] = [
+        (S::TRANSACTION, "ROLLBACK"),
+        (S::CURSORS, "CLOSE ALL"),
+        (S::ROLE, "SET SESSION AUTHORIZATION DEFAULT; RESET ROLE"),
+        (S::SETTINGS, "RESET ALL"),
+        (S::LISTEN, "UNLISTEN *"),
+        (S::ADVISORY_LOCKS, "SELECT pg_advisory_unlock_all()"),
+        (S::TEMP_TABLES, "DISCARD TEMP"),
+    ];
+    let mut sql = String::new();
+    for (kind, statement) in parts {
+        if state.contains(kind) {
+            if !sql.is_empty() {
+                sql.push_str("; ");
+            }
+            sql.push_str(statement);
+        }
+    }
+    sql
+}
+
 fn sqlstate(e: &::sqlx::Error) -> Option<String> {
     e.as_database_error()
         .and_then(|d| d.code())
         .map(|c| c.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tracked_reset_sql;
+    use crate::SessionState as S;
+
+    #[test]
+    fn tracked_resets_send_only_what_is_needed() {
+        assert_eq!(tracked_reset_sql(S::CLEAN), "");
+        assert_eq!(tracked_reset_sql(S::TRANSACTION), "ROLLBACK");
+        assert_eq!(
+            tracked_reset_sql(S::LISTEN | S::TRANSACTION | S::SETTINGS),
+            "ROLLBACK; RESET ALL; UNLISTEN *"
+        );
+    }
 }

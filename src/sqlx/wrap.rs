@@ -61,6 +61,7 @@ use crate::cluster::ClusterBuilder;
 use crate::driver::{Cancel, Connector, NodeStatus};
 use crate::error::ConfigError;
 use crate::pool::{Builder, Pool};
+use crate::session::SessionState;
 use crate::Cluster;
 
 use super::{PgConnector, SessionReset};
@@ -133,7 +134,7 @@ impl PgPoolConnection {
     }
 
     /// Never give it back to the sqlx pool: it is closed when dropped.
-    fn close_on_drop(&mut self) {
+    pub(super) fn close_on_drop(&mut self) {
         if let Lent::Pooled(conn) = &mut self.0 {
             conn.close_on_drop();
         }
@@ -202,6 +203,18 @@ impl Connector for PgPoolConnector {
 
     async fn reset(&self, conn: &mut PgPoolConnection) -> Result<(), ::sqlx::Error> {
         let reset = self.direct.reset(conn).await;
+        if reset.is_err() {
+            conn.close_on_drop();
+        }
+        reset
+    }
+
+    async fn reset_session(
+        &self,
+        conn: &mut PgPoolConnection,
+        state: SessionState,
+    ) -> Result<(), ::sqlx::Error> {
+        let reset = self.direct.reset_session(conn, state).await;
         if reset.is_err() {
             conn.close_on_drop();
         }
