@@ -10,7 +10,7 @@ use seawall::admission::{AdmissionConfig, ShedReason};
 use seawall::balance::{P2c, RoundRobin};
 use seawall::breaker::{BreakerConfig, BreakerState, SlidingWindow};
 use seawall::classify::Route;
-use seawall::cluster::{AcquireOptions, Cluster, ClusterBuilder, LimiterKind, Role};
+use seawall::cluster::{AcquireOptions, Cluster, ClusterBuilder, LimiterKind, NotReady, Role};
 use seawall::limit::Fixed;
 use seawall::pool::Pool;
 use seawall::sim::{ServiceTime, SimBackend, SimConnector};
@@ -1047,4 +1047,29 @@ async fn a_connection_whose_work_failed_on_transport_is_closed_not_reused() {
     drop(conn);
     let state = primary.pool().state();
     assert_eq!((state.size, state.idle), (1, 1), "{state:?}");
+}
+
+// ---- Readiness ----
+
+#[tokio::test(start_paused = true)]
+async fn ready_says_what_is_missing() {
+    let sim = Sim::new(1, 2, |b| b);
+    assert_eq!(sim.cluster.ready(), Ok(()));
+    // Three failed probes in a row mark a node down.
+    sim.primary.set_down(true);
+    for _ in 0..3 {
+        sim.cluster.probe_now().await;
+    }
+    assert_eq!(sim.cluster.ready(), Err(NotReady::NoPrimary));
+    sim.primary.set_down(false);
+    for _ in 0..3 {
+        sim.cluster.probe_now().await;
+    }
+    assert_eq!(sim.cluster.ready(), Ok(()));
+    sim.cluster.close().await;
+    assert_eq!(sim.cluster.ready(), Err(NotReady::Closed));
+    assert!(matches!(
+        sim.cluster.write().await,
+        Err(Error::Closed { .. })
+    ));
 }

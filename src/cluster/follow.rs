@@ -42,6 +42,10 @@ impl Leader {
 
 /// Asks the source every `topology_interval` until the cluster is dropped.
 pub(crate) async fn run<C: Connector>(cluster: Weak<Shared<C>>) {
+    let Some(stop) = cluster.upgrade().map(|s| s.stop.clone()) else {
+        return;
+    };
+    let _running = stop.running();
     let mut failing = false;
     loop {
         let Some(shared) = cluster.upgrade() else {
@@ -80,7 +84,9 @@ pub(crate) async fn run<C: Connector>(cluster: Weak<Shared<C>>) {
             }
         }
         drop(shared);
-        tokio::time::sleep(every).await;
+        if !stop.sleep(every).await {
+            return;
+        }
     }
 }
 

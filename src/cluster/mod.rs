@@ -51,6 +51,7 @@ mod conn;
 mod execute;
 mod follow;
 mod ledger;
+mod lifecycle;
 mod monitor;
 mod node;
 mod recorder;
@@ -81,6 +82,7 @@ pub use conn::ClusterConn;
 pub(crate) use conn::StatementFailure;
 pub use execute::BoxFuture;
 pub use ledger::RouteCounts;
+pub use lifecycle::NotReady;
 pub use node::{Node, NodeSnapshot, Role};
 pub use recorder::{NodeSample, RecorderConfig, Recording};
 pub use snapshot::ClusterSnapshot;
@@ -176,6 +178,8 @@ pub(crate) struct Shared<C: Connector> {
     pub(crate) rediscovering: AtomicBool,
     /// The flight recorder, when on.
     pub(crate) recorder: Option<recorder::Recorder>,
+    /// Stops the background tasks ([`Cluster::close`]).
+    pub(crate) stop: Arc<lifecycle::Stop>,
 }
 
 impl<C: Connector> Shared<C> {
@@ -280,6 +284,7 @@ impl<C: Connector> Cluster<C> {
                 promoting: AtomicBool::new(false),
                 leader: RwLock::new(follow::Leader::Unknown),
                 rediscovering: AtomicBool::new(false),
+                stop: Arc::default(),
             }),
         };
         cluster.ensure_monitors();
@@ -290,6 +295,7 @@ impl<C: Connector> Cluster<C> {
     fn ensure_monitors(&self) {
         let shared = &self.shared;
         if shared.settings.health.interval.is_none()
+            || shared.stop.is_stopped()
             || shared.monitors_started.load(Ordering::Relaxed)
             || tokio::runtime::Handle::try_current().is_err()
             || shared.monitors_started.swap(true, Ordering::AcqRel)
@@ -404,6 +410,16 @@ impl<C: Connector> Cluster<C> {
             let changed = self.shared.topology_changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
+            if self.shared.stop.is_stopped() {
+                let pool = self
+                    .shared
+                    .topology
+                    .read()
+                    .primary
+                    .as_ref()
+                    .map_or_else(|| Arc::from("primary"), |p| Arc::from(p.pool.name()));
+                return Err(Error::Closed { pool });
+            }
             if let Some(primary) = self.usable_primary() {
                 match acquire_on(&primary, priority, deadline, None, true).await {
                     // The primary refuses connections and has none left: it is probably gone.

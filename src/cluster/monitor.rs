@@ -28,6 +28,10 @@ pub(crate) type ProbeResult = Result<(Option<NodeStatus>, Duration), String>;
 /// confirmation `up_after` asks for then costs milliseconds, not whole intervals in which
 /// writes wait for a primary that is already back.
 pub(crate) async fn run<C: Connector>(cluster: Weak<Shared<C>>, node: Weak<Node<C>>) {
+    let Some(stop) = cluster.upgrade().map(|s| s.stop.clone()) else {
+        return;
+    };
+    let _running = stop.running();
     let mut conn: Option<C::Connection> = None;
     // Statements the node had answered at the last probe.
     let mut served = node.upgrade().map_or(0, |n| n.load.served());
@@ -47,7 +51,9 @@ pub(crate) async fn run<C: Connector>(cluster: Weak<Shared<C>>, node: Weak<Node<
         } else {
             every
         };
-        tokio::time::sleep(wait).await;
+        if !stop.sleep(wait).await {
+            return;
+        }
         let (Some(shared), Some(node)) = (cluster.upgrade(), node.upgrade()) else {
             return;
         };

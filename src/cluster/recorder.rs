@@ -121,6 +121,10 @@ impl Recorder {
 
 /// Samples every `every` until the cluster is dropped.
 pub(crate) async fn run<C: Connector>(cluster: Weak<Shared<C>>) {
+    let Some(stop) = cluster.upgrade().map(|s| s.stop.clone()) else {
+        return;
+    };
+    let _running = stop.running();
     loop {
         let Some(every) = cluster
             .upgrade()
@@ -128,7 +132,9 @@ pub(crate) async fn run<C: Connector>(cluster: Weak<Shared<C>>) {
         else {
             return;
         };
-        tokio::time::sleep(every).await;
+        if !stop.sleep(every).await {
+            return;
+        }
         let Some(shared) = cluster.upgrade() else {
             return;
         };

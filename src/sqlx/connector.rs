@@ -46,7 +46,17 @@ pub struct PgConnector {
     options: PgConnectOptions,
     reset: SessionReset,
     cancel: bool,
+    password: Option<PasswordProvider>,
+    /// The password the last connect used (for the cancel connection).
+    last_password: Arc<parking_lot::Mutex<Option<String>>>,
 }
+
+/// Gives the password for each new connection.
+type PasswordProvider = Arc<
+    dyn Fn() -> futures_core::future::BoxFuture<'static, Result<String, ::sqlx::error::BoxDynError>>
+        + Send
+        + Sync,
+>;
 
 /// When [`PgConnector`] resets a session returned to the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,6 +94,8 @@ impl PgConnector {
             options,
             reset: SessionReset::default(),
             cancel: true,
+            password: None,
+            last_password: Arc::default(),
         }
     }
 
@@ -119,9 +131,49 @@ impl PgConnector {
         self
     }
 
+    /// Asks `provider` for the password of every new connection (and of nothing else): for
+    /// passwords that rotate and for cloud IAM tokens that expire (RDS, Cloud SQL, Azure), so a
+    /// rotation never needs a restart. It overrides the URL's password. A provider that fails
+    /// fails that connect (`sqlx::Error::Configuration` with its error), which the pool counts
+    /// and retries like any failed connect.
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlx")] {
+    /// use seawall::sqlx::PgConnector;
+    ///
+    /// let connector = PgConnector::from_url("postgres://app@db-1/shop")
+    ///     .unwrap()
+    ///     .password_provider(|| async {
+    ///         // e.g. read a file a secrets agent rotates, or ask the cloud for a token
+    ///         Ok(std::fs::read_to_string("/run/secrets/db-password")?.trim().to_owned())
+    ///     });
+    /// # let _ = connector; }
+    /// ```
+    pub fn password_provider<F, Fut>(mut self, provider: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<String, ::sqlx::error::BoxDynError>>
+            + Send
+            + 'static,
+    {
+        self.password = Some(Arc::new(move || Box::pin(provider())));
+        self
+    }
+
     /// The connect options (hold the password: print them with care, their `Debug` shows it).
     pub fn options(&self) -> &PgConnectOptions {
         &self.options
+    }
+
+    /// The options of a new connection: with the provider's password when there is one.
+    async fn options_now(&self) -> Result<std::borrow::Cow<'_, PgConnectOptions>, ::sqlx::Error> {
+        let Some(provider) = &self.password else {
+            return Ok(std::borrow::Cow::Borrowed(&self.options));
+        };
+        let password = provider().await.map_err(::sqlx::Error::Configuration)?;
+        let options = self.options.clone().password(&password);
+        *self.last_password.lock() = Some(password);
+        Ok(std::borrow::Cow::Owned(options))
     }
 }
 
@@ -138,6 +190,7 @@ impl fmt::Debug for PgConnector {
             .field("database", &o.get_database())
             .field("session_reset", &self.reset)
             .field("cancel_abandoned", &self.cancel)
+            .field("password_provider", &self.password.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -148,7 +201,7 @@ impl Connector for PgConnector {
     type Error = ::sqlx::Error;
 
     async fn connect(&self) -> Result<PgConnection, ::sqlx::Error> {
-        self.options.connect().await
+        self.options_now().await?.connect().await
     }
 
     async fn ping(&self, conn: &mut PgConnection) -> Result<(), ::sqlx::Error> {
@@ -238,9 +291,13 @@ impl Connector for PgConnector {
         .fetch_one(conn)
         .await
         .ok()?;
+        let mut options = self.options.clone().application_name("seawall-cancel");
+        if let Some(password) = self.last_password.lock().as_deref() {
+            options = options.password(password);
+        }
         Some(Arc::new(PgCancel {
             // Named so that operators (and session counts) tell it from the pool's sessions.
-            options: self.options.clone().application_name("seawall-cancel"),
+            options,
             pid,
             started,
         }))
