@@ -97,6 +97,8 @@ mod fingerprint;
 mod lexer;
 mod memory;
 mod names;
+#[rustfmt::skip]
+mod pg_catalog;
 #[cfg(test)]
 mod tests;
 
@@ -396,12 +398,20 @@ impl Classifier {
                 let kw = match token.kind {
                     Kind::Word => names::query_keyword(&src[token.start..token.end]),
                     Kind::Punct(b'(' | b')') => Kw::Other,
+                    Kind::Quoted if stmt.after_dot() => {
+                        stmt.field_or_method(token, src);
+                        stmt.remember(token);
+                        continue;
+                    }
                     _ => {
                         stmt.remember(token);
                         continue;
                     }
                 };
                 if token.kind == Kind::Word && kw == Kw::Other {
+                    if stmt.after_dot() {
+                        stmt.field_or_method(token, src);
+                    }
                     stmt.remember(token);
                     continue;
                 }
@@ -700,6 +710,20 @@ impl Statement {
                 self.option_start = false;
             }
             Kind::Number if self.analyze_value && text == b"0" => self.analyze = false,
+            // `("analyze")`: option names may be quoted. A `U&"..."` name may spell anything, so
+            // it counts as ANALYZE (the statement is then judged as if it ran).
+            Kind::Quoted if self.option_start => {
+                let analyze = match text.strip_prefix(b"\"").and_then(|t| t.strip_suffix(b"\"")) {
+                    Some(inner) => {
+                        inner.eq_ignore_ascii_case(b"analyze")
+                            || inner.eq_ignore_ascii_case(b"analyse")
+                    }
+                    None => true,
+                };
+                self.analyze |= analyze;
+                self.analyze_value = analyze;
+                self.option_start = false;
+            }
             _ => self.option_start = false,
         }
     }
@@ -711,6 +735,10 @@ impl Statement {
             Kind::Punct(b'(') => {
                 match self.prev(0).map(|t| t.kind) {
                     Some(Kind::Word | Kind::Quoted) => self.call_site(classifier, src),
+                    // `U&"..." UESCAPE '!' (`: a call of a name written with escapes.
+                    Some(Kind::Str) if self.prev_keyword(src, 1) == Kw::Uescape => {
+                        self.raise(Verdict::Unprovable, reason::UNKNOWN_FUNCTION)
+                    }
                     // `WITH a AS (...) (SELECT ...)`: the CTE list is over.
                     Some(Kind::Punct(b')')) => self.set_cte_list(false),
                     _ => {}
@@ -721,27 +749,63 @@ impl Statement {
                 self.set_cte_list(false);
                 self.depth = self.depth.saturating_sub(1);
             }
-            Kind::Word => match kw {
-                Kw::Into => self.raise(Verdict::Writes, reason::SELECT_INTO),
-                Kw::Insert | Kw::Update | Kw::Delete | Kw::Merge => {
-                    let reason = if self.prev_keyword(src, 0) == Kw::For {
-                        reason::LOCKING
-                    } else {
-                        reason::NESTED_WRITE
-                    };
-                    self.raise(Verdict::Writes, reason)
+            Kind::Quoted if self.after_dot() => self.field_or_method(token, src),
+            Kind::Word => {
+                if self.after_dot() {
+                    self.field_or_method(token, src);
                 }
-                Kw::Share | Kw::Key | Kw::No if self.prev_keyword(src, 0) == Kw::For => {
-                    self.raise(Verdict::Writes, reason::LOCKING)
-                }
-                // A nested query's WITH follows `(`; `WITH ORDINALITY` and `WITH TIME ZONE`
-                // start no CTE list.
-                Kw::With if matches!(self.prev(0).map(|t| t.kind), Some(Kind::Punct(b'('))) => {
-                    self.set_cte_list(true)
-                }
-                Kw::Select | Kw::Values | Kw::Table => self.set_cte_list(false),
-                _ => {}
-            },
+                self.query_keyword(kw, src)
+            }
+            _ => {}
+        }
+    }
+
+    /// A keyword inside a query (after [`Statement::query_token`] has seen its token).
+    fn query_keyword(&mut self, kw: Kw, src: &[u8]) {
+        match kw {
+            Kw::Into => self.raise(Verdict::Writes, reason::SELECT_INTO),
+            Kw::Insert | Kw::Update | Kw::Delete | Kw::Merge => {
+                let reason = if self.prev_keyword(src, 0) == Kw::For {
+                    reason::LOCKING
+                } else {
+                    reason::NESTED_WRITE
+                };
+                self.raise(Verdict::Writes, reason)
+            }
+            Kw::Share | Kw::Key | Kw::No if self.prev_keyword(src, 0) == Kw::For => {
+                self.raise(Verdict::Writes, reason::LOCKING)
+            }
+            // A nested query's WITH follows `(`; `WITH ORDINALITY` and `WITH TIME ZONE`
+            // start no CTE list.
+            Kw::With if matches!(self.prev(0).map(|t| t.kind), Some(Kind::Punct(b'('))) => {
+                self.set_cte_list(true)
+            }
+            Kw::Select | Kw::Values | Kw::Table => self.set_cte_list(false),
+            _ => {}
+        }
+    }
+
+    /// The previous token is a `.`.
+    #[inline]
+    fn after_dot(&self) -> bool {
+        matches!(self.prev(0).map(|t| t.kind), Some(Kind::Punct(b'.')))
+    }
+
+    /// A name after a `.`: a column, a field, or a function called with attribute notation
+    /// (`g.pg_advisory_lock` with `g` a scalar alias, `(0.5).setseed`). A writer's name is a
+    /// write wherever it appears; after `).` (a field of an expression) any other name not
+    /// known to be a read-only built-in may be a user's function. (`t.my_fn` after a table
+    /// name is not checked: see the module docs.)
+    #[inline(never)]
+    fn field_or_method(&mut self, token: Token, src: &[u8]) {
+        let after_expression = matches!(self.prev(1).map(|t| t.kind), Some(Kind::Punct(b')')));
+        let mut buf = [0u8; 64];
+        match ident(token, src, &mut buf) {
+            Some(name) if names::is_writer(name) => {
+                self.raise(Verdict::Writes, reason::WRITER_FUNCTION)
+            }
+            Some(name) if !after_expression || names::is_known_read_only(name) => {}
+            _ if after_expression => self.raise(Verdict::Unprovable, reason::UNKNOWN_FUNCTION),
             _ => {}
         }
     }
@@ -760,11 +824,9 @@ impl Statement {
         let Some(name_token) = self.prev(0) else {
             return;
         };
-        let qualified = matches!(self.prev(1).map(|t| t.kind), Some(Kind::Punct(b'.')))
-            && matches!(
-                self.prev(2).map(|t| t.kind),
-                Some(Kind::Word | Kind::Quoted)
-            );
+        // Any `x.name(` is qualified; a schema that is not a plain or quoted name (`U&"..."
+        // UESCAPE '!'.name(`) is one the classifier cannot read, so the call is unknown.
+        let qualified = matches!(self.prev(1).map(|t| t.kind), Some(Kind::Punct(b'.')));
         let mut name_buf = [0u8; 64];
         let Some(name) = ident(name_token, src, &mut name_buf) else {
             // Too long or `U&"..."`: cannot be checked.
@@ -777,7 +839,9 @@ impl Statement {
         }
         let mut schema_buf = [0u8; 64];
         let schema = if qualified {
-            self.prev(2).and_then(|t| ident(t, src, &mut schema_buf))
+            self.prev(2)
+                .filter(|t| matches!(t.kind, Kind::Word | Kind::Quoted))
+                .and_then(|t| ident(t, src, &mut schema_buf))
         } else {
             None
         };
@@ -791,7 +855,7 @@ impl Statement {
                 || schema.is_some_and(|s| classifier.user_allows(Some(s), name))
         } else {
             (!quoted && names::is_known_read_only(name))
-                || self.not_a_call(name_token, src)
+                || self.not_a_call(name_token, name, src)
                 || classifier.user_allows(None, name)
         };
         if !allowed {
@@ -799,8 +863,8 @@ impl Statement {
         }
     }
 
-    /// Positions where `name (` is not a function call.
-    fn not_a_call(&self, name_token: Token, src: &[u8]) -> bool {
+    /// Positions where `name (` is not a function call; `name` is the lowercased name.
+    fn not_a_call(&self, name_token: Token, name: &[u8], src: &[u8]) -> bool {
         let name_kw = match name_token.kind {
             Kind::Word => names::keyword(&src[name_token.start..name_token.end]),
             _ => Kw::Other,
@@ -820,11 +884,25 @@ impl Statement {
                     // Alias column list (`AS t(a, b)`) or a type in `CAST(x AS numeric(10, 2))`.
                     (Kw::As | Kw::Ordinality, _) => true,
                     (Kw::With | Kw::Recursive, _) => self.in_cte_list(),
-                    (Kw::Grouping, Kw::Sets) | (Kw::By, Kw::Rollup | Kw::Cube) => true,
-                    (Kw::Not, Kw::Materialized) => true,
-                    (Kw::Tablesample, _) => false,
-                    // `t JOIN (`, `x LIKE (`: a clause unless an expression starts here.
-                    (kw, Kw::ClauseOrCall) => !starts_expression(kw),
+                    (Kw::Grouping, Kw::Sets) => true,
+                    // `ORDER BY (`, `GROUP BY (`, `PARTITION BY (`.
+                    (Kw::Group | Kw::OrderOrPartition, Kw::By) => true,
+                    // `character varying(3)`, `bit varying(8)`: a type.
+                    (Kw::CharacterType, Kw::Varying) => true,
+                    // `GROUP BY ROLLUP (`; elsewhere (`ORDER BY rollup(1)`) a call.
+                    (Kw::By, Kw::Rollup | Kw::Cube) => self.prev_keyword(src, 2) == Kw::Group,
+                    // `AS NOT MATERIALIZED (`; `SELECT NOT materialized(1)` is a call.
+                    (Kw::Not, Kw::Materialized) => self.prev_keyword(src, 2) == Kw::As,
+                    // `TABLESAMPLE system (` names a sampling method, not a function.
+                    (Kw::Tablesample, _) => {
+                        name_token.kind == Kind::Word && names::is_tablesample_method(name)
+                    }
+                    // `t JOIN (`, `LEFT JOIN (`.
+                    (Kw::JoinModifier, Kw::ClauseOrCall) if name_kw_is_join(name) => true,
+                    // `x LIKE (`: an operator only after something that ends an expression (a
+                    // plain name, `NULL`, ...). After any other keyword (`FETCH FIRST like(`,
+                    // `SIMILAR TO like(`) an expression may start, so it is a call.
+                    (_, Kw::ClauseOrCall) => ends_expression(&src[before.start..before.end]),
                     _ => false,
                 }
             }
@@ -834,12 +912,36 @@ impl Statement {
     }
 }
 
-/// Keywords after which an expression, and so a function call, may start.
-fn starts_expression(kw: Kw) -> bool {
-    matches!(
-        kw,
-        Kw::ExprStart | Kw::Select | Kw::Not | Kw::By | Kw::Values | Kw::ClauseOrCall
-    )
+/// `true` if `name` (lowercase) is `join`.
+fn name_kw_is_join(name: &[u8]) -> bool {
+    name == b"join"
+}
+
+/// `true` if the word `word` ends an expression, so that a following `LIKE (` is an operator: a
+/// name that is no keyword of the server (a column or alias), or a keyword that is a complete
+/// value. Any other keyword may be followed by an expression.
+fn ends_expression(word: &[u8]) -> bool {
+    let mut buf = [0u8; 64];
+    let Some(word) = names::lowercase(word, &mut buf) else {
+        return true;
+    };
+    !names::is_sql_keyword(word)
+        || matches!(
+            word,
+            b"null"
+                | b"true"
+                | b"false"
+                | b"current_date"
+                | b"current_time"
+                | b"current_timestamp"
+                | b"localtime"
+                | b"localtimestamp"
+                | b"current_user"
+                | b"current_role"
+                | b"current_catalog"
+                | b"session_user"
+                | b"user"
+        )
 }
 
 /// The name an identifier token stands for: lowercased if unquoted, verbatim if quoted. `None`
