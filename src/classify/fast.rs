@@ -196,10 +196,10 @@ fn dotted_name_is_plain(s: &[u8], dot: usize) -> bool {
     }
     let name = match s.get(j) {
         Some(&b'"') => {
-            let Some(end) = skip_quoted(s, j + 1, b'"') else {
+            let Some(len) = s[j + 1..].iter().position(|&c| c == b'"') else {
                 return false;
             };
-            &s[j + 1..end - 1]
+            &s[j + 1..j + 1 + len]
         }
         Some(&c) if lexer::is_ident_start(c) => {
             let mut k = j + 1;
@@ -210,6 +210,10 @@ fn dotted_name_is_plain(s: &[u8], dot: usize) -> bool {
         }
         _ => return true,
     };
+    // Most names (`id`, `email`) have no writer's first letter and length: decided here.
+    if !names::may_be_writer(name) {
+        return true;
+    }
     let mut buf = [0u8; 64];
     match names::lowercase(name, &mut buf) {
         // A quoted name keeps its case: compare it as written.

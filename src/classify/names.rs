@@ -344,24 +344,52 @@ pub(super) fn is_writer(name: &[u8]) -> bool {
         || lookup(name) == Some(FunctionKind::Writer)
 }
 
-/// For each first byte, bit `n` (`n < 64`) is set if a writer's name of length `n` starts with
-/// it (every length from a prefix's on, for the prefixes); bit 63 stands for 63 and longer.
+/// For each first byte (in either case), bit `n` (`n < 64`) is set if a writer's name of length
+/// `n` starts with it (every length from a prefix's on, for the prefixes); bit 63 stands for 63 and longer.
 const WRITER_SHAPES: [u64; 256] = {
     let mut t = [0u64; 256];
     let mut i = 0;
     while i < WRITERS.len() {
         let w = WRITERS[i].as_bytes();
         t[w[0] as usize] |= 1 << shape_len(w.len());
+        t[w[0].to_ascii_uppercase() as usize] |= 1 << shape_len(w.len());
         i += 1;
     }
     let mut i = 0;
     while i < WRITER_PREFIXES.len() {
         let p = WRITER_PREFIXES[i].as_bytes();
         t[p[0] as usize] |= !0u64 << shape_len(p.len());
+        t[p[0].to_ascii_uppercase() as usize] |= !0u64 << shape_len(p.len());
         i += 1;
     }
     t
 };
+
+/// For each first byte (in either case), the second bytes of writers' names that start with it:
+/// bit `c - b'a'` for a letter `c` (either case), bit 26 for `_`, bit 27 for anything else.
+const WRITER_SECOND: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < WRITERS.len() + WRITER_PREFIXES.len() {
+        let w = if i < WRITERS.len() {
+            WRITERS[i].as_bytes()
+        } else {
+            WRITER_PREFIXES[i - WRITERS.len()].as_bytes()
+        };
+        t[w[0] as usize] |= second_bit(w[1]);
+        t[w[0].to_ascii_uppercase() as usize] |= second_bit(w[1]);
+        i += 1;
+    }
+    t
+};
+
+const fn second_bit(c: u8) -> u32 {
+    match c.to_ascii_lowercase() {
+        l @ b'a'..=b'z' => 1 << (l - b'a'),
+        b'_' => 1 << 26,
+        _ => 1 << 27,
+    }
+}
 
 const fn shape_len(len: usize) -> u32 {
     if len > 63 {
@@ -371,13 +399,16 @@ const fn shape_len(len: usize) -> u32 {
     }
 }
 
-/// `false` if `name` (lowercase) is certainly not a writer: one table lookup, no hashing.
+/// `false` if `name` (in any case) is certainly not a writer: one table lookup, no hashing.
 #[inline]
-fn may_be_writer(name: &[u8]) -> bool {
+pub(super) fn may_be_writer(name: &[u8]) -> bool {
     let Some(&first) = name.first() else {
         return false;
     };
     WRITER_SHAPES[usize::from(first)] & (1 << shape_len(name.len())) != 0
+        && name
+            .get(1)
+            .is_some_and(|&c| WRITER_SECOND[usize::from(first)] & second_bit(c) != 0)
 }
 
 /// `true` if `name` (lowercase) is a built-in known not to write, or a reserved or column-name
