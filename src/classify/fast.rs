@@ -184,8 +184,8 @@ fn call_is_read_only(before: &[u8]) -> bool {
 
 /// `s[dot]` is a `.`. `true` if what follows is a name that cannot call a function the full
 /// analysis cares about: not after `)` (`(x).f` may call `f`), and not a writer's name
-/// (`g.pg_advisory_lock` calls it when `g` is a scalar).
-#[inline]
+/// (`g.pg_advisory_lock` calls it when `g` is a scalar). Out of line, to keep the loop small.
+#[inline(never)]
 fn dotted_name_is_plain(s: &[u8], dot: usize) -> bool {
     if trim_end_space(&s[..dot]).last() == Some(&b')') {
         return false;
