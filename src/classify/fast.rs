@@ -85,7 +85,8 @@ pub(super) fn classify(src: &[u8], start: usize) -> Option<(Verdict, &'static st
                 after_for = was_for;
                 i + 1
             }
-            DOT => i + 1,
+            DOT if dotted_name_is_plain(s, i) => i + 1,
+            DOT => return None,
             // `, ` and `= `: skip the space too.
             OTHER if s.get(i + 1) == Some(&b' ') => i + 2,
             OTHER => i + 1,
@@ -178,6 +179,47 @@ fn call_is_read_only(before: &[u8]) -> bool {
         _ if names::is_writer(name) => false,
         Some(b')') => true,
         _ => names::is_known_read_only(name),
+    }
+}
+
+/// `s[dot]` is a `.`. `true` if what follows is a name that cannot call a function the full
+/// analysis cares about: not after `)` (`(x).f` may call `f`), and not a writer's name
+/// (`g.pg_advisory_lock` calls it when `g` is a scalar). Out of line, to keep the loop small.
+#[inline(never)]
+fn dotted_name_is_plain(s: &[u8], dot: usize) -> bool {
+    if trim_end_space(&s[..dot]).last() == Some(&b')') {
+        return false;
+    }
+    let mut j = dot + 1;
+    while s.get(j).is_some_and(|&c| lexer::is_space(c)) {
+        j += 1;
+    }
+    let name = match s.get(j) {
+        Some(&b'"') => {
+            let Some(len) = s[j + 1..].iter().position(|&c| c == b'"') else {
+                return false;
+            };
+            &s[j + 1..j + 1 + len]
+        }
+        Some(&c) if lexer::is_ident_start(c) => {
+            let mut k = j + 1;
+            while s.get(k).is_some_and(|&c| lexer::is_ident_cont(c)) {
+                k += 1;
+            }
+            &s[j..k]
+        }
+        _ => return true,
+    };
+    // Most names (`id`, `email`) have no writer's first letter and length: decided here.
+    if !names::may_be_writer(name) {
+        return true;
+    }
+    let mut buf = [0u8; 64];
+    match names::lowercase(name, &mut buf) {
+        // A quoted name keeps its case: compare it as written.
+        Some(lower) if s[j] != b'"' => !names::is_writer(lower),
+        Some(_) => !names::is_writer(name),
+        None => false,
     }
 }
 

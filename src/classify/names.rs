@@ -2,7 +2,10 @@
 //!
 //! Keywords are matched by folding a word of up to 16 bytes into a `u128` (ASCII letters
 //! lowercased) and comparing integers, so recognising a keyword costs a handful of instructions
-//! and no allocation. Function names are looked up by binary search in sorted tables.
+//! and no allocation. Function names are looked up in a hash table built at compile time from
+//! the generated [`pg_catalog`] tables and the hand-kept writer lists below.
+
+use super::pg_catalog;
 
 /// The keywords that matter for routing. Everything else is [`Kw::Other`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,10 +47,19 @@ pub(super) enum Kw {
     Materialized,
     Ordinality,
     Tablesample,
+    Group,
+    /// `ORDER`, `PARTITION`: `BY (` after them (or after `GROUP`) is a clause.
+    OrderOrPartition,
+    /// `CHARACTER`, `CHAR`, `NCHAR`, `BIT`: `varying(` after them is a type.
+    CharacterType,
+    Varying,
+    /// `UESCAPE`, after a `U&"..."` name or `U&'...'` string.
+    Uescape,
     /// Type/function-name keywords (`JOIN`, `LIKE`, ...) that are a function call only where an
     /// expression starts.
     ClauseOrCall,
-    /// `CROSS`, `INNER`, `OUTER`, `FULL`, `NATURAL`: after them `JOIN (` is a clause.
+    /// `CROSS`, `INNER`, `OUTER`, `FULL`, `NATURAL`, `LEFT`, `RIGHT`: after them `JOIN (` is a
+    /// clause.
     JoinModifier,
     /// Keywords after which an expression (and so a function call) may start.
     ExprStart,
@@ -168,6 +180,17 @@ pub(super) fn keyword(word: &[u8]) -> Kw {
         K_MATERIALIZED = "materialized" => Kw::Materialized,
         K_ORDINALITY = "ordinality" => Kw::Ordinality,
         K_TABLESAMPLE = "tablesample" => Kw::Tablesample,
+        K_GROUP = "group" => Kw::Group,
+        K_ORDER = "order" => Kw::OrderOrPartition,
+        K_PARTITION = "partition" => Kw::OrderOrPartition,
+        K_CHARACTER = "character" => Kw::CharacterType,
+        K_CHAR = "char" => Kw::CharacterType,
+        K_NCHAR = "nchar" => Kw::CharacterType,
+        K_BIT = "bit" => Kw::CharacterType,
+        K_VARYING = "varying" => Kw::Varying,
+        K_UESCAPE = "uescape" => Kw::Uescape,
+        K_LEFT = "left" => Kw::JoinModifier,
+        K_RIGHT = "right" => Kw::JoinModifier,
         K_JOIN = "join" => Kw::ClauseOrCall,
         K_LIKE = "like" => Kw::ClauseOrCall,
         K_ILIKE = "ilike" => Kw::ClauseOrCall,
@@ -310,18 +333,108 @@ pub(super) fn lowercase<'b>(name: &[u8], buf: &'b mut [u8; 64]) -> Option<&'b [u
 /// `true` if `name` (lowercase) is a function that writes, takes locks, changes session state,
 /// needs a transaction id or acts on the server: it must run on the primary, hint or not.
 pub(super) fn is_writer(name: &[u8]) -> bool {
+    if !may_be_writer(name) {
+        return false;
+    }
     // All prefixes start with one of these: skip the loop for most names.
-    matches!(name.first(), Some(b'd' | b'l' | b'p'))
+    matches!(name.first(), Some(b'b' | b'd' | b'l' | b'p'))
         && WRITER_PREFIXES
             .iter()
             .any(|p| bytes_eq(name.get(..p.len()), p.as_bytes()))
         || lookup(name) == Some(FunctionKind::Writer)
 }
 
+/// For each first byte (in either case), bit `n` (`n < 64`) is set if a writer's name of length
+/// `n` starts with it (every length from a prefix's on, for the prefixes); bit 63 stands for 63 and longer.
+const WRITER_SHAPES: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut i = 0;
+    while i < WRITERS.len() {
+        let w = WRITERS[i].as_bytes();
+        t[w[0] as usize] |= 1 << shape_len(w.len());
+        t[w[0].to_ascii_uppercase() as usize] |= 1 << shape_len(w.len());
+        i += 1;
+    }
+    let mut i = 0;
+    while i < WRITER_PREFIXES.len() {
+        let p = WRITER_PREFIXES[i].as_bytes();
+        t[p[0] as usize] |= !0u64 << shape_len(p.len());
+        t[p[0].to_ascii_uppercase() as usize] |= !0u64 << shape_len(p.len());
+        i += 1;
+    }
+    t
+};
+
+/// For each first byte (in either case), the second bytes of writers' names that start with it:
+/// bit `c - b'a'` for a letter `c` (either case), bit 26 for `_`, bit 27 for anything else.
+const WRITER_SECOND: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < WRITERS.len() + WRITER_PREFIXES.len() {
+        let w = if i < WRITERS.len() {
+            WRITERS[i].as_bytes()
+        } else {
+            WRITER_PREFIXES[i - WRITERS.len()].as_bytes()
+        };
+        t[w[0] as usize] |= second_bit(w[1]);
+        t[w[0].to_ascii_uppercase() as usize] |= second_bit(w[1]);
+        i += 1;
+    }
+    t
+};
+
+const fn second_bit(c: u8) -> u32 {
+    match c.to_ascii_lowercase() {
+        l @ b'a'..=b'z' => 1 << (l - b'a'),
+        b'_' => 1 << 26,
+        _ => 1 << 27,
+    }
+}
+
+const fn shape_len(len: usize) -> u32 {
+    if len > 63 {
+        63
+    } else {
+        len as u32
+    }
+}
+
+/// `false` if `name` (in any case) is certainly not a writer: one table lookup, no hashing.
+#[inline]
+pub(super) fn may_be_writer(name: &[u8]) -> bool {
+    let Some(&first) = name.first() else {
+        return false;
+    };
+    WRITER_SHAPES[usize::from(first)] & (1 << shape_len(name.len())) != 0
+        && name
+            .get(1)
+            .is_some_and(|&c| WRITER_SECOND[usize::from(first)] & second_bit(c) != 0)
+}
+
 /// `true` if `name` (lowercase) is a built-in known not to write, or a reserved or column-name
 /// keyword that looks like a call but is syntax (`CAST(`, `EXISTS(`, `IN (`, `VALUES (`...).
+///
+/// A built-in is one of PostgreSQL 15's callable functions ([`pg_catalog::FUNCTIONS`], generated
+/// from the server's catalog) that is immutable or stable and neither a writer nor bound to the
+/// session ([`SESSION_BOUND`]), or a volatile one known to be harmless on a replica
+/// ([`VOLATILE_READ_ONLY`]). A name the server does not have as a callable function (a
+/// table-sample method, a PostgreSQL 16+ `json_*` function, a type name such as `uuid`) can only
+/// be a user's function, so it is not here.
 pub(super) fn is_known_read_only(name: &[u8]) -> bool {
     lookup(name) == Some(FunctionKind::ReadOnly)
+}
+
+/// `true` if `name` (lowercase) is a table-sample method of the server (`TABLESAMPLE system(`).
+pub(super) fn is_tablesample_method(name: &[u8]) -> bool {
+    pg_catalog::TABLESAMPLE_METHODS
+        .iter()
+        .any(|m| bytes_eq(Some(name), m.as_bytes()))
+}
+
+/// `true` if `name` (lowercase) is one of the server's keywords, of any category.
+pub(super) fn is_sql_keyword(name: &[u8]) -> bool {
+    let find = |list: &[&str]| list.binary_search_by(|k| k.as_bytes().cmp(name)).is_ok();
+    find(pg_catalog::SYNTAX_KEYWORDS) || find(pg_catalog::OTHER_KEYWORDS)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -330,32 +443,114 @@ enum FunctionKind {
     Writer,
 }
 
-/// Open-addressing hash table over [`READ_ONLY`] and [`WRITERS`], built at compile time: a lookup
-/// hashes the name once and usually compares one entry. Slots hold `index + 1`, 0 is empty;
-/// indices past `READ_ONLY.len()` are writers.
-const TABLE_SIZE: usize = 1024;
+/// Open-addressing hash table over the names with a known kind, built at compile time: a lookup
+/// hashes the name once and usually compares one entry. A slot holds `index + 1` into
+/// [`entry`]'s sequence (`WRITERS`, then `pg_catalog::FUNCTIONS`, then
+/// `pg_catalog::SYNTAX_KEYWORDS`), with [`WRITER_BIT`] set for writers; 0 is empty. Each name is
+/// in the table once, with the kind of its first occurrence; functions that are neither
+/// read-only nor writers are not in it.
+const TABLE_SIZE: usize = 8192;
+const WRITER_BIT: u16 = 1 << 15;
+const ENTRIES: usize =
+    WRITERS.len() + pg_catalog::FUNCTIONS.len() + pg_catalog::SYNTAX_KEYWORDS.len();
 const TABLE: [u16; TABLE_SIZE] = {
-    assert!(2 * (READ_ONLY.len() + WRITERS.len()) < TABLE_SIZE);
+    assert!(2 * ENTRIES < TABLE_SIZE && ENTRIES < WRITER_BIT as usize);
     let mut table = [0u16; TABLE_SIZE];
     let mut i = 0;
-    while i < READ_ONLY.len() + WRITERS.len() {
+    while i < ENTRIES {
         let name = entry(i).as_bytes();
+        let kind = entry_kind(i);
         let mut slot = hash(name) as usize % TABLE_SIZE;
+        let mut present = false;
         while table[slot] != 0 {
+            let other = ((table[slot] & !WRITER_BIT) - 1) as usize;
+            if const_eq(entry(other).as_bytes(), name) {
+                present = true;
+                break;
+            }
             slot = (slot + 1) % TABLE_SIZE;
         }
-        table[slot] = (i + 1) as u16;
+        if !present && kind != 0 {
+            let writer = if kind == 2 { WRITER_BIT } else { 0 };
+            table[slot] = (i + 1) as u16 | writer;
+        }
         i += 1;
     }
     table
 };
 
 const fn entry(i: usize) -> &'static str {
-    if i < READ_ONLY.len() {
-        READ_ONLY[i]
+    let functions = WRITERS.len();
+    let keywords = functions + pg_catalog::FUNCTIONS.len();
+    if i < functions {
+        WRITERS[i]
+    } else if i < keywords {
+        pg_catalog::FUNCTIONS[i - functions].0
     } else {
-        WRITERS[i - READ_ONLY.len()]
+        pg_catalog::SYNTAX_KEYWORDS[i - keywords]
     }
+}
+
+/// 0: not in the table, 1: read-only, 2: writer.
+const fn entry_kind(i: usize) -> u8 {
+    if i < WRITERS.len() {
+        return 2;
+    }
+    let keywords = WRITERS.len() + pg_catalog::FUNCTIONS.len();
+    if i >= keywords {
+        return 1;
+    }
+    let (name, volatility) = pg_catalog::FUNCTIONS[i - WRITERS.len()];
+    let name = name.as_bytes();
+    if const_has_writer_prefix(name) {
+        2
+    } else if const_contains(SESSION_BOUND, name) || const_contains(OPERATOR_NAMED, name) {
+        0
+    } else if volatility != b'v' || const_contains(VOLATILE_READ_ONLY, name) {
+        1
+    } else {
+        0
+    }
+}
+
+const fn const_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+const fn const_contains(list: &[&str], name: &[u8]) -> bool {
+    let mut i = 0;
+    while i < list.len() {
+        if const_eq(list[i].as_bytes(), name) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+const fn const_has_writer_prefix(name: &[u8]) -> bool {
+    let mut i = 0;
+    while i < WRITER_PREFIXES.len() {
+        let p = WRITER_PREFIXES[i].as_bytes();
+        if name.len() >= p.len() {
+            let (head, _) = name.split_at(p.len());
+            if const_eq(head, p) {
+                return true;
+            }
+        }
+        i += 1;
+    }
+    false
 }
 
 /// FNV-1a.
@@ -372,12 +567,13 @@ const fn hash(name: &[u8]) -> u64 {
 fn lookup(name: &[u8]) -> Option<FunctionKind> {
     let mut slot = hash(name) as usize % TABLE_SIZE;
     loop {
-        let index = usize::from(TABLE[slot].checked_sub(1)?);
+        let value = TABLE[slot];
+        let index = usize::from((value & !WRITER_BIT).checked_sub(1)?);
         if bytes_eq(Some(name), entry(index).as_bytes()) {
-            return Some(if index < READ_ONLY.len() {
-                FunctionKind::ReadOnly
-            } else {
+            return Some(if value & WRITER_BIT != 0 {
                 FunctionKind::Writer
+            } else {
+                FunctionKind::ReadOnly
             });
         }
         slot = (slot + 1) % TABLE_SIZE;
@@ -391,8 +587,9 @@ fn bytes_eq(a: Option<&[u8]>, b: &[u8]) -> bool {
 }
 
 /// Function-name prefixes that write: advisory locks, large objects, statistics resets,
-/// replication slots and origins, backups, WAL control, remote execution.
+/// replication slots and origins, backups, WAL control, remote execution, binary upgrade.
 pub(super) const WRITER_PREFIXES: &[&str] = &[
+    "binary_upgrade_",
     "dblink",
     "lo_",
     "pg_advisory_",
@@ -408,420 +605,102 @@ pub(super) const WRITER_PREFIXES: &[&str] = &[
     "pg_wal_replay_",
 ];
 
-/// Writers matched by exact name (sorted and unique; a unit test checks).
+/// Writers matched by exact name (sorted and unique; a unit test checks), including functions
+/// that only need the primary: the session's sequence state (`currval`, `lastval`), a
+/// transaction id, or WAL positions that a standby refuses to give.
 pub(super) const WRITERS: &[&str] = &[
     "brin_desummarize_range",
     "brin_summarize_new_values",
     "brin_summarize_range",
+    "currval",
     "gin_clean_pending_list",
+    "lastval",
     "loread",
     "lowrite",
     "nextval",
     "pg_cancel_backend",
     "pg_clear_attribute_stats",
     "pg_clear_relation_stats",
+    "pg_current_wal_flush_lsn",
+    "pg_current_wal_insert_lsn",
+    "pg_current_wal_lsn",
     "pg_current_xact_id",
+    "pg_export_snapshot",
+    "pg_extension_config_dump",
     "pg_import_system_collations",
+    "pg_log_backend_memory_contexts",
     "pg_log_standby_snapshot",
+    "pg_nextoid",
     "pg_notify",
     "pg_promote",
     "pg_reload_conf",
     "pg_restore_attribute_stats",
     "pg_restore_relation_stats",
     "pg_rotate_logfile",
+    "pg_rotate_logfile_old",
     "pg_set_attribute_stats",
     "pg_set_relation_stats",
     "pg_start_backup",
     "pg_stat_statements_reset",
     "pg_stop_backup",
+    "pg_stop_making_pinned_objects",
     "pg_switch_wal",
     "pg_switch_xlog",
     "pg_sync_replication_slots",
     "pg_terminate_backend",
     "pg_truncate_visibility_map",
+    "pg_walfile_name",
+    "pg_walfile_name_offset",
     "set_config",
     "setseed",
     "setval",
     "txid_current",
 ];
 
-/// Built-in functions that do not write, plus keywords that take parentheses but are not calls
-/// (sorted and unique; a unit test checks). Only reserved and column-name keywords belong here: they cannot
-/// name a user function, whereas unreserved ones (`filter`, `over`) can.
-pub(super) const READ_ONLY: &[&str] = &[
-    "abs",
-    "acos",
-    "age",
-    "all",
-    "and",
-    "any",
-    "array",
-    "array_agg",
-    "array_append",
-    "array_cat",
-    "array_dims",
-    "array_length",
-    "array_lower",
-    "array_ndims",
-    "array_position",
-    "array_positions",
-    "array_prepend",
-    "array_remove",
-    "array_replace",
-    "array_to_json",
-    "array_to_string",
-    "array_upper",
-    "as",
-    "ascii",
-    "asin",
-    "atan",
-    "atan2",
-    "avg",
-    "bernoulli",
-    "between",
-    "bigint",
-    "bit",
-    "bit_and",
-    "bit_length",
-    "bit_or",
-    "bool_and",
-    "bool_or",
-    "boolean",
-    "btrim",
-    "by",
-    "cardinality",
-    "case",
-    "cast",
-    "cbrt",
-    "ceil",
-    "ceiling",
-    "char",
-    "char_length",
-    "character",
-    "character_length",
-    "check",
-    "chr",
+/// Volatile built-ins that are safe on a replica (sorted; a unit test checks each is a volatile
+/// function of the server): they read the clock, draw random numbers without touching the
+/// session's seed (`setseed` is a writer), sleep, or report sizes and replication state. The
+/// seed itself is per connection, so `random()` on a replica is as random as on the primary.
+pub(super) const VOLATILE_READ_ONLY: &[&str] = &[
     "clock_timestamp",
-    "coalesce",
-    "col_description",
-    "concat",
-    "concat_ws",
-    "corr",
-    "cos",
-    "cot",
-    "count",
-    "covar_pop",
-    "covar_samp",
-    "cume_dist",
-    "current_database",
-    "current_schema",
-    "current_schemas",
-    "current_setting",
-    "date",
-    "date_bin",
-    "date_part",
-    "date_trunc",
-    "daterange",
-    "dec",
-    "decimal",
-    "decode",
-    "degrees",
-    "dense_rank",
-    "digest",
-    "distinct",
-    "div",
-    "else",
-    "encode",
-    "every",
-    "except",
-    "exists",
-    "exp",
-    "extract",
-    "first_value",
-    "float",
-    "floor",
-    "format",
-    "format_type",
-    "from",
-    "gcd",
     "gen_random_uuid",
-    "generate_series",
-    "generate_subscripts",
-    "greatest",
-    "group",
-    "grouping",
-    "has_any_column_privilege",
-    "has_column_privilege",
-    "has_database_privilege",
-    "has_function_privilege",
-    "has_schema_privilege",
-    "has_sequence_privilege",
-    "has_table_privilege",
-    "having",
-    "hstore",
-    "in",
-    "inet_client_addr",
-    "inet_client_port",
-    "inet_server_addr",
-    "inet_server_port",
-    "initcap",
-    "int",
-    "int4range",
-    "int8range",
-    "integer",
-    "intersect",
-    "interval",
-    "isfinite",
-    "json_agg",
-    "json_array",
-    "json_array_elements",
-    "json_array_elements_text",
-    "json_array_length",
-    "json_arrayagg",
-    "json_build_array",
-    "json_build_object",
-    "json_each",
-    "json_each_text",
-    "json_exists",
-    "json_extract_path",
-    "json_extract_path_text",
-    "json_object",
-    "json_object_agg",
-    "json_object_keys",
-    "json_objectagg",
-    "json_populate_record",
-    "json_populate_recordset",
-    "json_query",
-    "json_scalar",
-    "json_serialize",
-    "json_strip_nulls",
-    "json_table",
-    "json_to_record",
-    "json_to_recordset",
-    "json_typeof",
-    "json_value",
-    "jsonb_agg",
-    "jsonb_array_elements",
-    "jsonb_array_elements_text",
-    "jsonb_array_length",
-    "jsonb_build_array",
-    "jsonb_build_object",
-    "jsonb_each",
-    "jsonb_each_text",
-    "jsonb_extract_path",
-    "jsonb_extract_path_text",
-    "jsonb_insert",
-    "jsonb_object",
-    "jsonb_object_agg",
-    "jsonb_object_keys",
-    "jsonb_path_exists",
-    "jsonb_path_match",
-    "jsonb_path_query",
-    "jsonb_path_query_array",
-    "jsonb_path_query_first",
-    "jsonb_populate_record",
-    "jsonb_populate_recordset",
-    "jsonb_pretty",
-    "jsonb_set",
-    "jsonb_set_lax",
-    "jsonb_strip_nulls",
-    "jsonb_to_record",
-    "jsonb_to_recordset",
-    "jsonb_typeof",
-    "justify_days",
-    "justify_hours",
-    "justify_interval",
-    "lag",
-    "last_value",
-    "lateral",
-    "lcm",
-    "lead",
-    "least",
-    "left",
-    "length",
-    "limit",
-    "ln",
-    "localtime",
-    "localtimestamp",
-    "log",
-    "log10",
-    "lower",
-    "lpad",
-    "ltrim",
-    "make_date",
-    "make_interval",
-    "make_time",
-    "make_timestamp",
-    "make_timestamptz",
-    "max",
-    "md5",
-    "min",
-    "mod",
-    "mode",
-    "national",
-    "nchar",
-    "none",
-    "normalize",
-    "not",
-    "now",
-    "nth_value",
-    "ntile",
-    "nullif",
-    "numeric",
-    "numrange",
-    "obj_description",
-    "octet_length",
-    "offset",
-    "on",
-    "or",
-    "order",
-    "overlay",
-    "percent_rank",
-    "percentile_cont",
-    "percentile_disc",
-    "pg_backend_pid",
-    "pg_column_size",
+    "pg_blocking_pids",
+    "pg_collation_actual_version",
+    "pg_database_collation_actual_version",
     "pg_database_size",
-    "pg_get_constraintdef",
-    "pg_get_expr",
-    "pg_get_functiondef",
-    "pg_get_indexdef",
-    "pg_get_serial_sequence",
-    "pg_get_triggerdef",
-    "pg_get_userbyid",
-    "pg_get_viewdef",
-    "pg_has_role",
     "pg_indexes_size",
     "pg_is_in_recovery",
+    "pg_jit_available",
     "pg_last_wal_receive_lsn",
     "pg_last_wal_replay_lsn",
     "pg_last_xact_replay_timestamp",
-    "pg_postmaster_start_time",
+    "pg_partition_ancestors",
+    "pg_partition_tree",
     "pg_relation_size",
-    "pg_size_bytes",
-    "pg_size_pretty",
-    "pg_table_is_visible",
+    "pg_sleep",
+    "pg_sleep_for",
+    "pg_sleep_until",
     "pg_table_size",
+    "pg_tablespace_size",
     "pg_total_relation_size",
-    "pg_typeof",
-    "pg_wal_lsn_diff",
-    "phraseto_tsquery",
-    "pi",
-    "plainto_tsquery",
-    "position",
-    "power",
-    "precision",
-    "quote_ident",
-    "quote_literal",
-    "quote_nullable",
-    "radians",
+    "pg_xact_commit_timestamp",
+    "pg_xact_status",
     "random",
-    "range_agg",
-    "rank",
-    "real",
-    "regexp_count",
-    "regexp_instr",
-    "regexp_like",
-    "regexp_match",
-    "regexp_matches",
-    "regexp_replace",
-    "regexp_split_to_array",
-    "regexp_split_to_table",
-    "regexp_substr",
-    "repeat",
-    "replace",
-    "returning",
-    "reverse",
-    "right",
-    "round",
-    "row",
-    "row_number",
-    "row_to_json",
-    "rpad",
-    "rtrim",
-    "select",
-    "setof",
-    "sign",
-    "sin",
-    "smallint",
-    "some",
-    "split_part",
-    "sqrt",
-    "starts_with",
-    "statement_timestamp",
-    "stddev",
-    "stddev_pop",
-    "stddev_samp",
-    "string_agg",
-    "string_to_array",
-    "string_to_table",
-    "strpos",
-    "substr",
-    "substring",
-    "sum",
-    "system",
-    "system_rows",
-    "system_time",
-    "table",
-    "tan",
-    "text",
-    "then",
-    "time",
     "timeofday",
-    "timestamp",
-    "timestamptz",
-    "to_char",
-    "to_date",
-    "to_hex",
-    "to_json",
-    "to_jsonb",
-    "to_number",
-    "to_regclass",
-    "to_regtype",
-    "to_timestamp",
-    "to_tsquery",
-    "to_tsvector",
-    "transaction_timestamp",
-    "translate",
-    "treat",
-    "trim",
-    "trunc",
-    "ts_headline",
-    "ts_rank",
-    "ts_rank_cd",
-    "tsrange",
-    "tstzrange",
-    "txid_current_if_assigned",
-    "union",
-    "unique",
-    "unnest",
-    "upper",
-    "using",
-    "uuid",
-    "values",
-    "var_pop",
-    "var_samp",
-    "varchar",
-    "variadic",
-    "variance",
-    "varying",
-    "version",
-    "websearch_to_tsquery",
-    "when",
-    "where",
-    "width_bucket",
-    "window",
-    "with",
-    "xmlagg",
-    "xmlattributes",
-    "xmlconcat",
-    "xmlelement",
-    "xmlexists",
-    "xmlforest",
-    "xmlnamespaces",
-    "xmlparse",
-    "xmlpi",
-    "xmlroot",
-    "xmlserialize",
-    "xmltable",
+    "txid_status",
 ];
+
+/// Stable built-ins whose answer depends on what this session did before (its cursors, prepared
+/// statements, `LISTEN`s, temporary schema): on another server's connection they answer about
+/// a different session, so they are not read-only (sorted).
+pub(super) const SESSION_BOUND: &[&str] = &[
+    "pg_cursor",
+    "pg_listening_channels",
+    "pg_my_temp_schema",
+    "pg_prepared_statement",
+];
+
+/// Built-ins named like an operator keyword: `x LIKE (` is the operator, so a call of `like`
+/// cannot be told from it everywhere, and a user's overload (`like(int)`) would hide behind the
+/// built-in's name. Calls of these names are not trusted (sorted).
+pub(super) const OPERATOR_NAMED: &[&str] = &["like", "overlaps"];

@@ -41,12 +41,195 @@ fn unprovable(sql: &str) {
 
 #[test]
 fn tables_are_sorted_and_disjoint() {
-    for table in [names::WRITERS, names::READ_ONLY, names::WRITER_PREFIXES] {
+    for table in [
+        names::WRITERS,
+        names::WRITER_PREFIXES,
+        names::VOLATILE_READ_ONLY,
+        names::SESSION_BOUND,
+        names::OPERATOR_NAMED,
+        pg_catalog::SYNTAX_KEYWORDS,
+        pg_catalog::OTHER_KEYWORDS,
+        pg_catalog::TABLESAMPLE_METHODS,
+    ] {
         assert!(table.windows(2).all(|w| w[0] < w[1]), "unsorted: {table:?}");
     }
-    for name in names::READ_ONLY {
-        assert!(!names::is_writer(name.as_bytes()), "{name} is both");
+    let functions = pg_catalog::FUNCTIONS;
+    assert!(functions.windows(2).all(|w| w[0].0 < w[1].0));
+    let volatility = |name: &str| functions.iter().find(|f| f.0 == name).map(|f| f.1);
+    // The hand-kept lists name functions the server has, with the volatility they assume.
+    for name in names::VOLATILE_READ_ONLY {
+        assert_eq!(volatility(name), Some(b'v'), "{name}");
+        assert!(names::is_known_read_only(name.as_bytes()), "{name}");
     }
+    for name in names::SESSION_BOUND.iter().chain(names::OPERATOR_NAMED) {
+        assert!(volatility(name).is_some_and(|v| v != b'v'), "{name}");
+        assert!(!names::is_known_read_only(name.as_bytes()), "{name}");
+    }
+    let mut read_only = 0;
+    for &(name, v) in functions {
+        let bytes = name.as_bytes();
+        assert!(
+            !(names::is_writer(bytes) && names::is_known_read_only(bytes)),
+            "{name} is both"
+        );
+        if names::is_known_read_only(bytes) {
+            read_only += 1;
+            assert!(
+                v != b'v' || names::VOLATILE_READ_ONLY.contains(&name),
+                "{name} is volatile"
+            );
+        } else if v == b'v' && !names::is_writer(bytes) {
+            // Volatile and unknown: a call goes to the primary, unproven.
+            assert_eq!(verdict(&format!("SELECT {name}()")), Verdict::Unprovable);
+        }
+    }
+    assert!(read_only > 1500, "only {read_only} read-only built-ins");
+    for name in names::WRITERS {
+        assert!(names::is_writer(name.as_bytes()), "{name}");
+    }
+}
+
+/// Statements that write, lock, change session state, or call a function the classifier cannot
+/// know, written the ways an adversary found to slip them past it (issue #14). None may be
+/// read-only. Each group failed before its fix.
+#[test]
+fn adversarial_classes_are_never_read_only() {
+    let mut slipped = Vec::new();
+    let mut check = |sql: &str, expected: Verdict| {
+        let c = classify(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        if c.verdict() != expected || c.route() != Route::Primary {
+            slipped.push(format!(
+                "{sql}: {:?} {:?} ({})",
+                c.verdict(),
+                c.route(),
+                c.reason()
+            ));
+        }
+    };
+    // Unicode-escape identifiers hide a call: `U&"..." UESCAPE '!'` ends in a string token.
+    for sql in [
+        "SELECT U&\"!0073etseed\" UESCAPE '!'(0.5)",
+        "SELECT U&\"!0073etseed\" UESCAPE '!' (0.5)",
+        "SELECT a FROM t WHERE U&\"!0066\" UESCAPE '!'(a) > 0",
+        "SELECT U&\"\\0073etseed\"(0.5)",
+        "SELECT U&\"p!0075blic\" UESCAPE '!'.lower(1)",
+        "SELECT U&\"public\".lower(1)",
+    ] {
+        check(sql, Verdict::Unprovable);
+    }
+    // Built-in writers called with attribute notation.
+    for sql in [
+        "SELECT (0.5).setseed",
+        "SELECT (0.5)\n.\n setseed",
+        "SELECT (1).pg_advisory_lock",
+        "SELECT (1).PG_ADVISORY_LOCK FROM t",
+        "SELECT (0.5).\"setseed\"",
+        "SELECT ('s').nextval",
+        "SELECT g.pg_advisory_lock FROM generate_series(7, 7) g",
+        "SELECT g.\"pg_try_advisory_lock\" FROM generate_series(7, 7) g",
+        "SELECT x FROM t WHERE (SELECT (1).pg_advisory_xact_lock) IS NULL",
+    ] {
+        check(sql, Verdict::Writes);
+    }
+    // ... and a user's function the same way, after an expression.
+    check("SELECT (t).audit_touch FROM t", Verdict::Unprovable);
+    check("SELECT (t).\"audit\" FROM t", Verdict::Unprovable);
+    // User functions named like keywords, where they are calls and not syntax.
+    for sql in [
+        "SELECT 1 ORDER BY rollup(1)",
+        "SELECT cube(1)",
+        "SELECT a FROM t GROUP BY a ORDER BY a, cube(1)",
+        "SELECT a FROM t ORDER BY a NULLS FIRST, rollup(2)",
+        "SELECT a FROM t FETCH FIRST like(1) ROWS ONLY",
+        "SELECT 'x' SIMILAR TO ilike(1)",
+        "SELECT a FROM t WHERE a BETWEEN SYMMETRIC freeze(1) AND 2",
+        "SELECT a FROM t WHERE a = 1 AND freeze(1) > 0",
+        "SELECT freeze(1)",
+        "SELECT NOT materialized(1)",
+        "SELECT a FROM t WHERE NOT materialized(a)",
+        "SELECT like(1, 2)",
+        "SELECT now() AT TIME ZONE similar(1)",
+    ] {
+        check(sql, Verdict::Unprovable);
+    }
+    // Names that are not callable built-ins of PostgreSQL 15: table-sample methods, PostgreSQL
+    // 16+ `json_*` functions, type names and extension functions.
+    for sql in [
+        "SELECT system(1)",
+        "SELECT bernoulli(1)",
+        "SELECT system_rows(1)",
+        "SELECT system_time(1)",
+        "SELECT json_array(1)",
+        "SELECT json_arrayagg(x) FROM t",
+        "SELECT json_objectagg(x) FROM t",
+        "SELECT json_scalar(1)",
+        "SELECT json_serialize(1)",
+        "SELECT json_exists(1)",
+        "SELECT json_query(1)",
+        "SELECT json_value(1)",
+        "SELECT * FROM json_table(1)",
+        "SELECT uuid(1)",
+        "SELECT hstore(1)",
+        "SELECT digest(x) FROM t",
+        "SELECT * FROM t TABLESAMPLE my_sampler(1)",
+    ] {
+        check(sql, Verdict::Unprovable);
+    }
+    // Quoted EXPLAIN options: ANALYZE runs the statement, so a replica hint must not win.
+    for sql in [
+        "/* seawall:replica */ EXPLAIN (\"analyze\") SELECT pg_advisory_lock(1)",
+        "/* seawall:replica */ EXPLAIN (\"analyze\", \"verbose\") SELECT nextval('s')",
+        "/* seawall:replica */ EXPLAIN (verbose, \"ANALYSE\" true) SELECT setseed(0.5)",
+        "/* seawall:replica */ EXPLAIN (U&\"\\0061nalyze\") SELECT set_config('a', 'b', false)",
+        "EXPLAIN (\"analyze\") DELETE FROM t",
+    ] {
+        check(sql, Verdict::Writes);
+    }
+    // Advisory locks, session settings, the random seed, the session's sequence state.
+    for sql in [
+        "SELECT pg_advisory_lock(1)",
+        "SELECT pg_advisory_xact_lock_shared(1)",
+        "SELECT pg_try_advisory_lock(1, 2)",
+        "SELECT pg_advisory_unlock_all()",
+        "SELECT set_config('search_path', 'x', false)",
+        "SELECT pg_catalog.set_config('a.b', 'c', true)",
+        "SELECT setseed(0.5)",
+        "SELECT currval('s')",
+        "SELECT lastval()",
+        "SELECT pg_current_wal_lsn()",
+        "SELECT txid_current()",
+        "SELECT binary_upgrade_set_next_pg_type_oid(1)",
+    ] {
+        check(sql, Verdict::Writes);
+    }
+    assert!(slipped.is_empty(), "{}", slipped.join("\n"));
+}
+
+#[test]
+fn built_ins_from_the_catalog_are_reads() {
+    read("SELECT * FROM t TABLESAMPLE system (10)");
+    read("SELECT * FROM t TABLESAMPLE BERNOULLI (5) REPEATABLE (1)");
+    read("SELECT region, sum(x) FROM s GROUP BY ROLLUP (region)");
+    read("SELECT a, b FROM s GROUP BY CUBE (a, b)");
+    read("WITH a AS NOT MATERIALIZED (SELECT 1) SELECT * FROM a");
+    read("EXPLAIN (\"analyze\") SELECT 1");
+    read(
+        "SELECT a, rank() OVER (PARTITION BY (a) ORDER BY (b)) FROM t GROUP BY (a), b ORDER BY (a)",
+    );
+    unprovable("SELECT by(1)");
+    read("SELECT x::character varying(3), y::bit varying(8) FROM t");
+    unprovable("SELECT varying(1)");
+    read("SELECT a FROM t WHERE a LIKE ('x%') OR b ILIKE ($1)");
+    read("SELECT u.id, \"users\".\"id\" FROM users u, \"users\"");
+    read("SELECT random(), clock_timestamp(), gen_random_uuid()");
+    read("SELECT int4multirange(int4range(1, 2)), ts_headline('a', to_tsquery('a'))");
+    read("SELECT point(1, 2) <-> point(3, 4), xmlcomment('x'), pg_partition_root('t')");
+    read("SELECT (a).*, (a).lower FROM (SELECT row(1) AS a) s");
+    unprovable("SELECT (a).f FROM (SELECT row(1) AS a) s");
+    read("SELECT x.lower FROM t x");
+    write("SELECT x.nextval FROM t x");
+    unprovable("SELECT pg_cursor()");
+    unprovable("SELECT query_to_xml('DELETE FROM t', true, true, '')");
 }
 
 #[test]

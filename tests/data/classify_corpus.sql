@@ -195,6 +195,40 @@ EXPLAIN ANALYZE SELECT count(*) FROM orders
 -- @read
 EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM orders WHERE customer_id = 42
 
+-- ===== Built-ins beyond the common ones (generated from PostgreSQL 15's catalog) =====
+-- @read
+SELECT int4multirange(int4range(1, 5), int4range(8, 9)) @> 3
+-- @read
+SELECT range_merge(datemultirange(daterange('2024-01-01', '2024-02-01'))) FROM t
+-- @read
+SELECT ts_rank_cd(to_tsvector('english', body), websearch_to_tsquery('english', $1)), ts_headline('english', body, to_tsquery($1)) FROM docs
+-- @read
+SELECT setweight(to_tsvector(title), 'A') || setweight(to_tsvector(body), 'B') FROM docs
+-- @read
+SELECT id FROM places WHERE circle(point(lat, lon), 0.1) @> point($1, $2) ORDER BY point(lat, lon) <-> point($1, $2) LIMIT 10
+-- @read
+SELECT area(box(point(0, 0), point(2, 3))), lseg(point(0, 0), point(1, 1)) ?-| lseg(point(0, 0), point(0, 1))
+-- @read
+SELECT xmlcomment('x'), xpath('/a/text()', '<a>1</a>'::xml), xml_is_well_formed($1)
+-- @read
+SELECT relid, level FROM pg_partition_tree('measurements') WHERE isleaf
+-- @read
+SELECT pg_partition_root('measurements_2024'), pg_get_partkeydef('measurements'::regclass)
+-- @read
+SELECT jsonb_path_query_array(doc, '$.items[*].id'), jsonb_object_keys(doc) FROM events
+-- @read
+SELECT unistr('\0441\043B\043E\043D'), normalize($1, NFC), string_agg(DISTINCT tag, ',') FROM tags
+-- @read
+SELECT pg_get_function_identity_arguments(oid), pg_function_is_visible(oid) FROM pg_proc WHERE proname = $1
+-- @read
+SELECT random() < 0.1 AS sampled, gen_random_uuid() AS request_id, clock_timestamp()
+-- @read
+SELECT * FROM t TABLESAMPLE BERNOULLI (1) REPEATABLE (42)
+-- @read
+SELECT make_timestamptz(2024, 1, 1, 0, 0, 0, 'UTC'), date_bin('15 minutes', ts, '2000-01-01') FROM t
+-- @read
+SELECT inet_merge('10.0.0.1', '10.0.1.1'), host(ip), masklen(ip) FROM hosts WHERE ip << '10.0.0.0/8'::inet
+
 -- ===== Tricky literals and comments =====
 -- @read
 SELECT 'DELETE FROM users; DROP TABLE users;' AS note
@@ -314,7 +348,8 @@ SELECT my_report_fn($1)
 SELECT * FROM refresh_dashboard()
 -- @unprovable
 SELECT app.compute_score(u.id) FROM users u
--- @unprovable
+-- currval reads the session's own sequence state: only the primary's session has it.
+-- @write
 SELECT currval('s')
 -- @unprovable
 SELECT * FROM t WHERE custom_check(x)
