@@ -191,7 +191,7 @@ async fn simulate(strategy: Strategy, workload: Workload) -> Report {
         .build()
         .unwrap();
     if strategy == Strategy::Oracle {
-        cluster.node(SLOW).unwrap().load().set_weight(0);
+        cluster.node(SLOW).unwrap().set_weight(0);
     }
 
     let latencies = Arc::new(Mutex::new(Vec::new()));

@@ -83,7 +83,7 @@ pub(crate) use conn::StatementFailure;
 pub use execute::BoxFuture;
 pub use ledger::RouteCounts;
 pub use lifecycle::NotReady;
-pub use node::{Node, NodeSnapshot, Role};
+pub use node::{AdmissionView, LoadView, Node, NodeSnapshot, Role};
 pub use recorder::{NodeSample, RecorderConfig, Recording};
 pub use snapshot::ClusterSnapshot;
 

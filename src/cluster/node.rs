@@ -141,9 +141,16 @@ impl<C: Connector> Node<C> {
         &self.pool
     }
 
-    /// The node's load (latency, in flight, errors, lag).
-    pub fn load(&self) -> &NodeLoad {
-        &self.load
+    /// The node's load (latency, in flight, errors, lag), read-only: routing depends on it, so
+    /// only the cluster's own measurements and probes change it.
+    pub fn load(&self) -> LoadView<'_> {
+        LoadView(&self.load)
+    }
+
+    /// Sets the node's relative weight for [`WeightedRandom`](crate::balance::WeightedRandom)
+    /// (1 by default; 0 takes it out of weighted picks unless all weights are 0).
+    pub fn set_weight(&self, weight: u32) {
+        self.load.set_weight(weight);
     }
 
     /// The node's circuit breaker.
@@ -151,9 +158,10 @@ impl<C: Connector> Node<C> {
         &self.breaker
     }
 
-    /// The node's admission gate.
-    pub fn admission(&self) -> &Admission {
-        &self.admission
+    /// The node's admission gate, read-only (closing it is the cluster's business:
+    /// [`Cluster::close`](super::Cluster::close), a removed replica).
+    pub fn admission(&self) -> AdmissionView<'_> {
+        AdmissionView(&self.admission)
     }
 
     /// Everything known about the node, at one instant.
@@ -226,4 +234,73 @@ pub(crate) struct Health {
     pub(crate) failing_since: Option<Instant>,
     /// The last probe error.
     pub(crate) last_error: String,
+}
+
+/// A node's load as routing sees it, read-only ([`Node::load`]).
+#[derive(Clone, Copy)]
+pub struct LoadView<'a>(&'a NodeLoad);
+
+impl LoadView<'_> {
+    /// Peak-EWMA latency of its recent work.
+    pub fn latency(&self) -> std::time::Duration {
+        self.0.latency()
+    }
+
+    /// Work in flight.
+    pub fn in_flight(&self) -> usize {
+        self.0.in_flight()
+    }
+
+    /// Recent error rate, in `[0, 1]`.
+    pub fn error_rate(&self) -> f64 {
+        self.0.error_rate()
+    }
+
+    /// Replication lag reported by the last probe.
+    pub fn replication_lag(&self) -> Option<std::time::Duration> {
+        self.0.replication_lag()
+    }
+
+    /// Replayed (replica) or written (primary) position reported by the last probe.
+    pub fn replayed_position(&self) -> u64 {
+        self.0.replayed_position()
+    }
+
+    /// Relative weight ([`Node::set_weight`]).
+    pub fn weight(&self) -> u32 {
+        self.0.weight()
+    }
+
+    /// Statements the node answered.
+    pub fn served(&self) -> u64 {
+        self.0.served()
+    }
+
+    /// In flight over capacity, when the capacity is known.
+    pub fn utilisation(&self) -> Option<f64> {
+        self.0.utilisation()
+    }
+}
+
+impl std::fmt::Debug for LoadView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.0, f)
+    }
+}
+
+/// A node's admission gate, read-only ([`Node::admission`]).
+#[derive(Clone, Copy)]
+pub struct AdmissionView<'a>(&'a Admission);
+
+impl AdmissionView<'_> {
+    /// Its limit, in flight, queue and shed counts, at one instant.
+    pub fn snapshot(&self) -> crate::admission::AdmissionSnapshot {
+        self.0.snapshot()
+    }
+}
+
+impl std::fmt::Debug for AdmissionView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.0, f)
+    }
 }
