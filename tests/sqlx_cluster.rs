@@ -445,15 +445,21 @@ CREATE TABLE posts (id int, title text, author_id bigint, published_at timestamp
 CREATE TABLE products (category_id int, price numeric);
 CREATE TABLE memberships (user_id bigint, org_id bigint);
 CREATE TABLE sessions (id bigint, token text, expires_at timestamptz);
-CREATE TABLE events (id bigint, user_id bigint, payload jsonb, created_at timestamptz);
+CREATE TABLE events (id bigint, user_id bigint, payload jsonb, doc jsonb, created_at timestamptz);
 CREATE TABLE customers (id bigint, name text, data jsonb);
 CREATE TABLE articles (id int);
 CREATE TABLE article_tags (article_id int, tag_id int);
 CREATE TABLE tags (id int, name text, tag text);
 CREATE TABLE documents (body text);
+CREATE TABLE docs (title text, body text);
+CREATE TABLE places (id int, lat float8, lon float8);
+CREATE TABLE measurements (t timestamptz, v int) PARTITION BY RANGE (t);
+CREATE TABLE measurements_2024 PARTITION OF measurements
+    FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE hosts (ip inet);
 CREATE TABLE jobs (id bigint, queue text, run_at timestamptz, priority int);
 CREATE TABLE payments (user_id bigint, amount numeric, status text, created_at timestamptz);
-CREATE TABLE t (name text, x int, id int);
+CREATE TABLE t (name text, x int, id int, ts timestamptz);
 CREATE TABLE people (id bigint, nickname text, first_name text, last_name text);
 CREATE TABLE signups (id bigint, created_at timestamptz);
 CREATE TABLE invoices (amount numeric);

@@ -228,7 +228,11 @@ async fn transactions_stay_on_one_primary_connection() {
         .unwrap();
     assert_eq!(ids, [1, 4]);
 
-    // A read-only transaction runs on a replica and refuses writes.
+    // A read-only transaction runs on a replica and refuses writes (once the table is there).
+    for replica in bed.replicas() {
+        bed.wait_for_value(replica, "SELECT count(*) FROM tx_exec", "2")
+            .unwrap();
+    }
     let mut tx = cluster.begin_read_only().await.unwrap();
     let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
         .fetch_one(&mut tx)
