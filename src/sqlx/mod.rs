@@ -17,6 +17,7 @@
 
 mod connector;
 mod executor;
+mod options;
 mod position;
 pub mod probe;
 mod promote;
@@ -26,6 +27,7 @@ pub mod wrap;
 
 pub use connector::{InvalidUrl, PgConnector, SessionReset};
 pub use executor::{cause, PgDriver, Transaction};
+pub use options::ClusterOptions;
 pub use probe::{NodeStatus, ProbeError, Role};
 pub use promote::PgPromoter;
 pub use url::{connect, MultiHostUrl};
