@@ -4,8 +4,9 @@
 //! read load. Each instance reaches every member through its own TCP proxy in this process, so
 //! the drill can cut one instance off the primary.
 //!
-//! Drills, in order: a planned switchover; `kill -9` of the leader's postmaster; one instance cut
-//! off the primary for 4 s. Every instance logs each acknowledged write (id, node, the server's
+//! Drills, in order: a planned switchover; `kill -9` of the leader's postmaster; the leader's
+//! Patroni frozen (SIGSTOP) while its PostgreSQL stays writable; one instance cut off the
+//! primary for 4 s. Every instance logs each acknowledged write (id, node, the server's
 //! port, timeline and WAL position as the server returned them) and each failed request to a
 //! file; the figures are computed from those files and the servers afterwards:
 //!
@@ -13,9 +14,11 @@
 //!   polling every 10 ms) to each instance's first acknowledged write there; the worst instance;
 //! * `switchover_failed_requests`, `switchover_hold_ms`: failed requests of all instances while
 //!   the switchover ran, and the longest acknowledged write among them;
-//! * `writes_on_fenced`: acknowledged writes on a dead branch of history: on a timeline at or
-//!   past the position where the next timeline forked off it (Patroni's `/history`), that is,
-//!   acknowledged by a server that was no longer the primary of record;
+//! * `writes_on_fenced`: writes the frozen leader ran more than 150 ms after Patroni named
+//!   another one (counted on that server before it is rewound), plus acknowledged writes on a
+//!   dead branch of history: on a timeline at or past the position where the next timeline
+//!   forked off it (Patroni's `/history`), that is, acknowledged by a server that was no longer
+//!   the primary of record;
 //! * `primaries_after`: servers not in recovery at the end;
 //! * `lost_acked_writes_sync`: acknowledged ids missing on the final primary.
 //!
@@ -142,7 +145,10 @@ async fn instance() {
                     Ok((node, port, tl, lsn)) => {
                         format!("ack {id} {node} {port} {tl} {lsn} {at} {took}")
                     }
-                    Err(e) => format!("fail write {at} {took} {}", e.to_string().replace('\n', " ")),
+                    Err(e) => format!(
+                        "fail write {at} {took} {id} {}",
+                        e.to_string().replace('\n', " ")
+                    ),
                 };
                 let failed = line.starts_with("fail");
                 log.lock().unwrap().push(line);
@@ -170,7 +176,7 @@ async fn instance() {
                     let e = e.to_string().replace('\n', " ");
                     log.lock()
                         .unwrap()
-                        .push(format!("fail read {at} {took} {e}"));
+                        .push(format!("fail read {at} {took} - {e}"));
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -449,6 +455,8 @@ struct Ack {
 #[derive(Debug)]
 struct Fail {
     at: u64,
+    /// The write's id (`None` for a read).
+    id: Option<i64>,
     line: String,
 }
 
@@ -467,6 +475,7 @@ fn parse_log(text: &str) -> (Vec<Ack>, Vec<Fail>) {
             }),
             "fail" => fails.push(Fail {
                 at: f[2].parse().unwrap(),
+                id: f[4].parse().ok(),
                 line: line.to_owned(),
             }),
             other => panic!("bad log line {other:?}: {line}"),
@@ -488,10 +497,15 @@ async fn drill() {
         let mut conn = sqlx::PgConnection::connect(&bed.url(leader_i))
             .await
             .unwrap();
-        sqlx::raw_sql("CREATE TABLE fleet (id bigint PRIMARY KEY)")
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        // `at`: when the server ran the insert, to tell writes sent to a node after it stopped
+        // being the leader.
+        sqlx::raw_sql(
+            "CREATE TABLE fleet (id bigint PRIMARY KEY, \
+             at timestamptz NOT NULL DEFAULT clock_timestamp())",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
     }
     for i in 0..3 {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -582,15 +596,51 @@ async fn drill() {
     }
     eprintln!("fleet: kill -9 of {leader2}; Patroni named {leader3}");
 
-    // 3. Instance 0 cut off the primary for 4 s; the others keep writing.
+    // 3. The leader's Patroni frozen, its PostgreSQL still running and writable (ttl 5): once
+    // Patroni names another leader, no instance may send it a write. Counted on the frozen
+    // server itself before its Patroni wakes and rewinds it: rows it ran more than 150 ms (one
+    // topology poll and a half) after the new leader was named.
     let leader3_i: usize = leader3[1..].parse().unwrap();
+    {
+        let bed = bed.clone();
+        let leader3 = leader3.clone();
+        blocking(move || bed.run(&["freeze-patroni", &leader3])).await;
+    }
+    let (leader4, named4_at) = named_leader_other_than(&bed.apis, &leader3).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent_to_frozen: i64 = {
+        let mut conn = sqlx::PgConnection::connect(&bed.url(leader3_i))
+            .await
+            .unwrap();
+        sqlx::query_scalar("SELECT count(*) FROM fleet WHERE at > to_timestamp($1::float8 / 1000)")
+            .bind((named4_at + 150) as f64)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    };
+    {
+        let bed = bed.clone();
+        let leader3 = leader3.clone();
+        blocking(move || {
+            bed.run(&["thaw-patroni", &leader3]);
+            bed.run(&["wait-healthy", "60"])
+        })
+        .await;
+    }
+    eprintln!(
+        "fleet: {leader3}'s Patroni frozen; Patroni named {leader4}; {sent_to_frozen} write(s) \
+         reached {leader3} after that"
+    );
+
+    // 4. Instance 0 cut off the primary for 4 s; the others keep writing.
+    let leader4_i: usize = leader4[1..].parse().unwrap();
     let cut_from = now_ms();
-    proxies[0][leader3_i].set_cut(true);
+    proxies[0][leader4_i].set_cut(true);
     tokio::time::sleep(Duration::from_secs(4)).await;
-    proxies[0][leader3_i].set_cut(false);
+    proxies[0][leader4_i].set_cut(false);
     let cut_to = now_ms();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    eprintln!("fleet: instance 0 was cut off {leader3} for 4 s");
+    eprintln!("fleet: instance 0 was cut off {leader4} for 4 s");
 
     // Stop the instances and read their logs.
     for child in &mut children {
@@ -659,10 +709,11 @@ async fn drill() {
     );
 
     let all_acks = acks.iter().flatten();
-    let writes_on_fenced = all_acks
+    let on_dead_branch = all_acks
         .clone()
         .filter(|a| forks.get(&a.timeline).is_some_and(|fork| a.lsn >= *fork))
         .count();
+    let writes_on_fenced = on_dead_branch + sent_to_frozen as usize;
     let lost: Vec<i64> = all_acks
         .clone()
         .filter(|a| !stored.contains(&a.id))
@@ -703,7 +754,7 @@ async fn drill() {
         lost.len()
     );
     eprintln!(
-        "fleet: {} writes acknowledged in all; during the cut instance 0 had {cut_failures} failed \
+        "fleet: {} writes acknowledged in all ({on_dead_branch} on a dead branch); during the cut instance 0 had {cut_failures} failed \
          request(s), the others {others_during_cut} acknowledged writes; timelines forked at \
          {forks:?}; finished in {:?}",
         acks.iter().map(Vec::len).sum::<usize>(),
@@ -712,6 +763,26 @@ async fn drill() {
     for f in switchover_failed.iter().take(5) {
         eprintln!("fleet: failed during the switchover: {}", f.line);
     }
+    // With synchronous replication, Patroni's fast shutdown of the old primary ends the
+    // sessions whose commit waits for the sync standby without an error message (PostgreSQL
+    // only logs "the transaction has already committed locally"): the client sees the
+    // connection close, cannot know whether the write committed, and seawall must not run it
+    // again. Those are the only failures a switchover may cause here; every other kind fails
+    // the test.
+    let closed_in_commit = |f: &&Fail| f.id.is_some() && f.line.contains("at EOF");
+    let unexplained: Vec<&&Fail> = switchover_failed
+        .iter()
+        .filter(|f| !closed_in_commit(f))
+        .collect();
+    let committed_anyway = switchover_failed
+        .iter()
+        .filter(|f| f.id.is_some_and(|id| stored.contains(&id)))
+        .count();
+    eprintln!(
+        "fleet: {} switchover failure(s) were writes whose session closed without an answer; \
+         {committed_anyway} of them committed (present on the final primary)",
+        switchover_failed.len() - unexplained.len()
+    );
     assert_eq!(primaries_after, 1, "primaries after the drills");
     assert_eq!(writes_on_fenced, 0, "acknowledged writes on a dead branch");
     assert!(
@@ -720,8 +791,8 @@ async fn drill() {
         &lost[..lost.len().min(10)]
     );
     assert!(
-        switchover_failed.is_empty(),
-        "requests failed during the switchover"
+        unexplained.is_empty(),
+        "requests failed during the switchover: {unexplained:?}"
     );
     assert!(
         follow_ms <= 500,
