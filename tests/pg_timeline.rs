@@ -188,6 +188,28 @@ async fn timelines_fence_the_old_primary_and_qualify_tokens() {
     })
     .await;
     assert_eq!(cluster.node("r1").unwrap().timeline(), Some(2));
+
+    // A role that may not see `pg_stat_wal_receiver` gets the last restart point's timeline: a
+    // lower bound, never a newer timeline than the replica's.
+    {
+        let mut c = connect(&url(r0)).await;
+        sqlx::raw_sql("CREATE ROLE app LOGIN")
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    let app_url = url(r1).replacen("postgres@", "app@", 1);
+    assert_ne!(app_url, url(r1), "the test bed's URL names no user");
+    let mut app = None;
+    eventually("the role reaches r1", async || {
+        app = PgConnection::connect(&app_url).await.ok();
+        app.is_some()
+    })
+    .await;
+    let mut app = app.unwrap();
+    let seen = probe::timeline(&mut app).await.unwrap();
+    eprintln!("r1's timeline as an unprivileged role: {seen:?} (2 as a superuser)");
+    assert!(matches!(seen, Some(1 | 2)), "{seen:?}");
     drop(cluster);
     tokio::task::spawn_blocking(move || drop(bed))
         .await
