@@ -33,7 +33,9 @@
 //! 2. **Choose a node**: writes go to the primary. Reads go to a replica picked by the
 //!    [`Balancer`] among those whose breaker is not open, whose lag is
 //!    within `max_replica_lag`, and which have replayed the position a read-your-writes read
-//!    asks for. When none can serve, the read falls back to the primary, but only within its
+//!    asks for (on its timeline, when it names one: see [`AcquireOptions::timeline`]). A node
+//!    that reports primary on an older timeline than another node is fenced and never takes
+//!    writes ([`ClusterEvent::StaleTimeline`]). When none can serve, the read falls back to the primary, but only within its
 //!    protection budget (`primary_read_share` of its pool); past it, it fails fast with
 //!    [`Error::NoReplica`], saying why.
 //! 3. **Breaker**: an open breaker fails the call at once ([`Error::Unavailable`]); a replica
