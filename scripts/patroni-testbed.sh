@@ -8,7 +8,7 @@
 #   scripts/patroni-testbed.sh leader           print "NAME PGPORT" of the leader
 #   scripts/patroni-testbed.sh wait-healthy [SECS]         wait for a leader + 2 streaming replicas
 #   scripts/patroni-testbed.sh wait-leader [SECS] [NOT]    wait for a writable leader (other than NOT)
-#   scripts/patroni-testbed.sh switchover [N]   POST /switchover to member N (default: a replica)
+#   scripts/patroni-testbed.sh switchover [N]   POST /switchover to member N (default: the sync standby, else a replica)
 #   scripts/patroni-testbed.sh kill-pg N        kill -9 member N's postmaster (N: 0..2, n0..n2 or "leader")
 #   scripts/patroni-testbed.sh kill-node N      kill -9 member N's Patroni and postmaster
 #   scripts/patroni-testbed.sh start-node N     start member N's Patroni again (after kill-node)
@@ -162,7 +162,10 @@ elif cmd in ("healthy", "writable"):
 elif cmd == "switchover":
     c = cluster(); l = leader(c)
     if l is None: sys.exit("patroni-testbed: no leader")
-    cand = args[0] if args and args[0] else next((m["name"] for m in c["members"] if m is not l and m["state"] in ("running", "streaming")), "")
+    # In synchronous mode Patroni only switches over to the sync standby (412 otherwise).
+    ok = [m for m in c["members"] if m is not l and m["state"] in ("running", "streaming")]
+    ok = [m for m in ok if m["role"] == "sync_standby"] or ok
+    cand = args[0] if args and args[0] else (ok[0]["name"] if ok else "")
     code, body = req(l["api_url"].rsplit("/", 1)[0] + "/switchover", {"leader": l["name"], "candidate": cand}, timeout=60)
     print("%s -> %s: HTTP %s %s" % (l["name"], cand, code, body.strip()))
     sys.exit(0 if code == 200 else 1)

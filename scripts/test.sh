@@ -29,7 +29,8 @@ if ! command -v pgbouncer >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq pgbouncer >/dev/null 2>&1 || \
     echo "test.sh: pgbouncer not installed; the PgBouncer test will say so" >&2
 fi
-# etcd and Patroni for tests/patroni.rs (Debian's packages; quiet and quick when present).
+# etcd and Patroni for tests/patroni.rs and tests/fleet.rs (Debian's packages; quiet and quick
+# when present).
 bash scripts/patroni-testbed.sh install
 # promtool (Debian's prometheus package) checks the alerting rules in tests/dashboards.rs.
 if ! command -v promtool >/dev/null 2>&1; then

@@ -178,6 +178,12 @@ pub struct NodeStatus {
     pub position: Option<u64>,
     /// How far behind its primary a replica is; `Some(ZERO)` for a primary.
     pub lag: Option<Duration>,
+    /// The server's timeline (PostgreSQL: the history branch its WAL is on, one more at each
+    /// promotion), when the driver can tell. A primary must report its exact timeline: a
+    /// node reporting primary on a timeline older than the highest the cluster has seen never
+    /// takes writes. A replica may report a lower bound (it is only used to decide whether it
+    /// can serve a read-your-writes read taken on a newer timeline).
+    pub timeline: Option<u32>,
 }
 
 impl NodeStatus {
@@ -187,6 +193,13 @@ impl NodeStatus {
             is_primary,
             position,
             lag,
+            timeline: None,
         }
+    }
+
+    /// The same status with the server's timeline (see [`NodeStatus::timeline`]).
+    pub fn with_timeline(mut self, timeline: Option<u32>) -> Self {
+        self.timeline = timeline;
+        self
     }
 }

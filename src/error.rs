@@ -158,6 +158,10 @@ pub struct NoReplica {
     pub lagging: usize,
     /// Replicas skipped for not having replayed the requested position yet.
     pub behind_position: usize,
+    /// Replicas skipped because the requested position's timeline rules them out: they report
+    /// an older timeline (or none), or the position was taken before a failover (see
+    /// [`AcquireOptions::timeline`](crate::cluster::AcquireOptions::timeline)).
+    pub older_timeline: usize,
     /// Replicas that refused the read (breaker, admission, or failing connects) when tried.
     pub refused: usize,
     /// Replicas skipped because their health monitor marks them down or fenced.
@@ -179,6 +183,10 @@ impl fmt::Display for NoReplica {
             (self.breaker_open, "breaker open"),
             (self.lagging, "lagging"),
             (self.behind_position, "behind the requested position"),
+            (
+                self.older_timeline,
+                "not on the requested position's timeline",
+            ),
             (self.refused, "refused"),
             (self.down, "down"),
         ] {

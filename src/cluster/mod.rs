@@ -33,7 +33,9 @@
 //! 2. **Choose a node**: writes go to the primary. Reads go to a replica picked by the
 //!    [`Balancer`] among those whose breaker is not open, whose lag is
 //!    within `max_replica_lag`, and which have replayed the position a read-your-writes read
-//!    asks for. When none can serve, the read falls back to the primary, but only within its
+//!    asks for (on its timeline, when it names one: see [`AcquireOptions::timeline`]). A node
+//!    that reports primary on an older timeline than another node is fenced and never takes
+//!    writes ([`ClusterEvent::StaleTimeline`]). When none can serve, the read falls back to the primary, but only within its
 //!    protection budget (`primary_read_share` of its pool); past it, it fails fast with
 //!    [`Error::NoReplica`], saying why.
 //! 3. **Breaker**: an open breaker fails the call at once ([`Error::Unavailable`]); a replica
@@ -105,6 +107,7 @@ use conn::FallbackRead;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AcquireOptions {
     min_position: Option<u64>,
+    timeline: Option<u32>,
     timeout: Option<Duration>,
     priority: Option<Priority>,
     replica_only: bool,
@@ -121,6 +124,19 @@ impl AcquireOptions {
     /// `pg_current_wal_lsn()`).
     pub fn min_position(mut self, position: impl Into<u64>) -> Self {
         self.min_position = Some(position.into());
+        self
+    }
+
+    /// The timeline the [`min_position`](AcquireOptions::min_position) was taken on (for
+    /// PostgreSQL, part of [`WalToken`](crate::sqlx::WalToken) when the `sqlx` feature is on).
+    ///
+    /// Positions are only comparable on one history: after a failover, a replica's position can
+    /// pass the requested one on a branch that does not hold the write. So with a timeline, a
+    /// replica serves the read only if its probe reports this timeline or a later one; and once
+    /// the cluster has seen a newer timeline than this one (a failover since the write), the
+    /// read goes to the primary. Without a timeline, positions alone decide (as before).
+    pub fn timeline(mut self, timeline: u32) -> Self {
+        self.timeline = Some(timeline);
         self
     }
 
@@ -153,6 +169,12 @@ pub(crate) struct Topology<C: Connector> {
 impl<C: Connector> Topology<C> {
     pub(crate) fn nodes(&self) -> impl Iterator<Item = &Arc<Node<C>>> {
         self.primary.iter().chain(&self.replicas)
+    }
+
+    /// The highest timeline the nodes' last probes reported (a node keeps its last report while
+    /// down; a removed node no longer counts, and a cluster rebuilt from scratch starts over).
+    pub(crate) fn highest_timeline(&self) -> Option<u32> {
+        self.nodes().filter_map(|n| n.timeline()).max()
     }
 }
 
@@ -571,6 +593,12 @@ impl<C: Connector> Cluster<C> {
             ..NoReplica::default()
         };
         let max_lag = shared.settings.max_replica_lag;
+        // A token from an older timeline than the newest seen: written before a failover, so
+        // only the primary's history decides (see `AcquireOptions::timeline`).
+        let old_token = options.min_position.is_some()
+            && options
+                .timeline
+                .is_some_and(|t| Some(t) < topology.highest_timeline());
         let eligible = |i: usize, node: &Node<C>, why: &mut NoReplica| {
             if tried.contains(i) {
                 return false;
@@ -585,6 +613,13 @@ impl<C: Connector> Cluster<C> {
             }
             if !node.load.can_serve_read(max_lag, None) {
                 why.lagging += 1;
+                return false;
+            }
+            if options.min_position.is_some()
+                && options.timeline.is_some()
+                && (old_token || node.timeline() < options.timeline)
+            {
+                why.older_timeline += 1;
                 return false;
             }
             if options.min_position.is_some()

@@ -164,6 +164,9 @@ pub(crate) fn observe<C: Connector>(
                     if let Some(position) = status.position {
                         node.load.set_replayed_position(position);
                     }
+                    if let Some(timeline) = status.timeline {
+                        node.set_timeline(timeline);
+                    }
                     reconcile_role(shared, node, status.is_primary);
                 }
                 // The driver cannot tell roles: the configured one stands.
@@ -229,6 +232,14 @@ fn writes_resumed<C: Connector>(shared: &Shared<C>, primary: &Node<C>) {
 /// Brings the topology in line with what `node` says it is.
 fn reconcile_role<C: Connector>(shared: &Shared<C>, node: &Arc<Node<C>>, reports_primary: bool) {
     if reports_primary {
+        // History decides before anyone's word: a primary on an older timeline than another
+        // node reports was failed over, whatever it or the HA manager says now.
+        let highest = shared.topology.read().highest_timeline();
+        if let (Some(timeline), Some(highest)) = (node.timeline(), highest) {
+            if timeline < highest {
+                return fence_stale(shared, node, timeline, highest);
+            }
+        }
         let leader = shared.leader.read().clone();
         match leader {
             Leader::Unknown => {}
@@ -256,6 +267,24 @@ fn reconcile_role<C: Connector>(shared: &Shared<C>, node: &Arc<Node<C>>, reports
         (true, false) => {
             let current = topology.primary.as_ref().filter(|p| p.is_usable()).cloned();
             if let Some(primary) = current {
+                match (node.timeline(), primary.timeline()) {
+                    (Some(newer), Some(older)) if newer > older && node.is_up() => {
+                        // Promoted after the primary in use (whose probe has not shown it on
+                        // the older timeline yet): the newer history wins, the old primary is
+                        // fenced.
+                        make_primary(&mut topology, node);
+                        drop(topology);
+                        announce_stale(shared, &primary, older, newer);
+                        writes_resumed(shared, node);
+                        return;
+                    }
+                    // The primary in use has not told its timeline yet (its first probe is
+                    // still to come): no verdict on either until it has. Meanwhile the
+                    // newcomer takes no writes; fencing it now could keep the newer history
+                    // fenced for good once the old primary turns out to be the stale one.
+                    (Some(_), None) => return,
+                    _ => {}
+                }
                 node.set_fenced(true);
                 if !node.split_brain_reported.swap(true, Ordering::AcqRel) {
                     drop(topology);
@@ -335,6 +364,44 @@ fn make_primary<C: Connector>(topology: &mut super::Topology<C>, node: &Arc<Node
     node.set_role(Role::Primary);
     node.load.set_replication_lag(Some(Duration::ZERO));
     topology.primary = Some(node.clone());
+}
+
+/// A node that reports primary on a timeline older than another node's: it never takes writes
+/// (it stops being the primary if it was), and stays fenced until it reports being a replica.
+fn fence_stale<C: Connector>(shared: &Shared<C>, node: &Arc<Node<C>>, timeline: u32, highest: u32) {
+    let was_primary = {
+        let mut topology = shared.topology.write();
+        let current = topology
+            .primary
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, node));
+        if current {
+            topology.primary = None;
+            node.set_role(Role::Replica);
+            topology.replicas.push(node.clone());
+        }
+        node.set_fenced(true);
+        current
+    };
+    if was_primary {
+        primary_lost(
+            shared,
+            node,
+            &format!("on timeline {timeline}, older than timeline {highest}"),
+        );
+    }
+    announce_stale(shared, node, timeline, highest);
+}
+
+/// Announces (once per episode) a node fenced for its older timeline.
+fn announce_stale<C: Connector>(shared: &Shared<C>, node: &Node<C>, timeline: u32, highest: u32) {
+    if !node.split_brain_reported.swap(true, Ordering::AcqRel) {
+        shared.emit(ClusterEvent::StaleTimeline {
+            node: node.name.clone(),
+            timeline,
+            highest,
+        });
+    }
 }
 
 /// A node that reports primary without being the named leader: fenced (once announced).
@@ -526,6 +593,9 @@ fn observe_quietly<C: Connector>(
         node.load.set_replication_lag(status.lag);
         if let Some(position) = status.position {
             node.load.set_replayed_position(position);
+        }
+        if let Some(timeline) = status.timeline {
+            node.set_timeline(timeline);
         }
         reconcile_role(shared, node, status.is_primary);
     }

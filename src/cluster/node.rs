@@ -1,7 +1,7 @@
 //! One backend of a cluster: its pool and everything that judges it.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -26,6 +26,8 @@ pub struct Node<C: Connector> {
     up: AtomicBool,
     /// Claimed to be primary while another node was (split brain): used for nothing.
     fenced: AtomicBool,
+    /// The timeline its last probe reported; 0: unknown.
+    timeline: AtomicU32,
     /// The split brain that fenced it was announced (once per episode).
     pub(crate) split_brain_reported: AtomicBool,
     pub(crate) health: Mutex<Health>,
@@ -58,6 +60,7 @@ impl<C: Connector> Node<C> {
             primary: AtomicBool::new(role == Role::Primary),
             up: AtomicBool::new(true),
             fenced: AtomicBool::new(false),
+            timeline: AtomicU32::new(0),
             split_brain_reported: AtomicBool::new(false),
             health: Mutex::new(Health::default()),
             pool,
@@ -131,6 +134,16 @@ impl<C: Connector> Node<C> {
         self.fenced.store(fenced, Ordering::Relaxed);
     }
 
+    /// The timeline its last probe reported (exact on a primary, a lower bound on a replica),
+    /// if the driver tells timelines.
+    pub fn timeline(&self) -> Option<u32> {
+        Some(self.timeline.load(Ordering::Relaxed)).filter(|&t| t > 0)
+    }
+
+    pub(crate) fn set_timeline(&self, timeline: u32) {
+        self.timeline.store(timeline, Ordering::Relaxed);
+    }
+
     /// Up and not fenced.
     pub(crate) fn is_usable(&self) -> bool {
         self.is_up() && !self.is_fenced()
@@ -175,6 +188,7 @@ impl<C: Connector> Node<C> {
             error_rate: load.error_rate(),
             replication_lag: load.replication_lag(),
             replayed_position: load.replayed_position(),
+            timeline: self.timeline(),
             up: self.is_up(),
             fenced: self.is_fenced(),
             pool: self.pool.state(),
@@ -211,6 +225,8 @@ pub struct NodeSnapshot {
     pub replication_lag: Option<std::time::Duration>,
     /// Replayed (replica) or written (primary) position reported by the last probe.
     pub replayed_position: u64,
+    /// The timeline reported by the last probe, if the driver tells timelines.
+    pub timeline: Option<u32>,
     /// Whether the health monitor considers it up.
     pub up: bool,
     /// Whether it is fenced (split brain).

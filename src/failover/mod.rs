@@ -270,6 +270,17 @@ pub enum ClusterEvent {
         /// The node.
         node: Arc<str>,
     },
+    /// A node reports being primary on an older timeline than another node of the cluster: it
+    /// was failed over (and may still be writable, its HA agent frozen or cut off). It is
+    /// fenced: no writes, no reads, until it reports being a replica.
+    StaleTimeline {
+        /// The fenced node.
+        node: Arc<str>,
+        /// Its timeline.
+        timeline: u32,
+        /// The newest timeline a node of the cluster reports.
+        highest: u32,
+    },
     /// The topology source (the HA manager) names another leader, or none: writes go only to
     /// the node it names, once that node's probe says it is writable.
     LeaderChanged {
@@ -289,7 +300,9 @@ pub(crate) fn emit(events: &tokio::sync::broadcast::Sender<ClusterEvent>, event:
         | ClusterEvent::LeaderChanged { .. }
         | ClusterEvent::PromotionStarted { .. }
         | ClusterEvent::Promoted(_) => tracing::info!(?event, "cluster event"),
-        ClusterEvent::SplitBrain { .. } => tracing::error!(?event, "cluster event"),
+        ClusterEvent::SplitBrain { .. } | ClusterEvent::StaleTimeline { .. } => {
+            tracing::error!(?event, "cluster event")
+        }
         _ => tracing::warn!(?event, "cluster event"),
     }
     // Having no subscriber is not an error.
@@ -311,6 +324,7 @@ impl ClusterEvent {
             ClusterEvent::SplitBrain { .. } => "split_brain",
             ClusterEvent::Unfenced { .. } => "unfenced",
             ClusterEvent::LeaderChanged { .. } => "leader_changed",
+            ClusterEvent::StaleTimeline { .. } => "stale_timeline",
         }
     }
 }

@@ -35,7 +35,7 @@
 //! ```
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -148,6 +148,8 @@ pub struct SimBackend {
     next_id: AtomicU64,
     lag: Mutex<Option<Duration>>,
     position: AtomicU64,
+    /// The timeline a probe reports; 0: none (the probe says it cannot tell).
+    timeline: AtomicU32,
     primary: AtomicBool,
     down: AtomicBool,
     refused_writes: AtomicU64,
@@ -268,6 +270,7 @@ impl SimBackendBuilder {
             next_id: AtomicU64::new(0),
             lag: Mutex::new(None),
             position: AtomicU64::new(0),
+            timeline: AtomicU32::new(0),
             primary: AtomicBool::new(self.primary),
             down: AtomicBool::new(false),
             refused_writes: AtomicU64::new(0),
@@ -410,6 +413,17 @@ impl SimBackend {
     /// The replayed (replica) or written (primary) position.
     pub fn position(&self) -> u64 {
         self.position.load(Relaxed)
+    }
+
+    /// Sets the timeline a probe reports (PostgreSQL's history branch, one more at each
+    /// promotion); `None` (the default): the probe reports none.
+    pub fn set_timeline(&self, timeline: Option<u32>) {
+        self.timeline.store(timeline.unwrap_or(0), Relaxed);
+    }
+
+    /// The timeline a probe reports.
+    pub fn timeline(&self) -> Option<u32> {
+        Some(self.timeline.load(Relaxed)).filter(|&t| t > 0)
     }
 
     /// Sets whether the server says it is a primary.
@@ -784,17 +798,17 @@ impl Connector for SimConnector {
         } else {
             Some(backend.lag().unwrap_or(Duration::ZERO))
         };
-        Ok(Some(NodeStatus::new(
-            primary,
-            Some(backend.position()),
-            lag,
-        )))
+        Ok(Some(
+            NodeStatus::new(primary, Some(backend.position()), lag)
+                .with_timeline(backend.timeline()),
+        ))
     }
 }
 
 /// Promotes a simulated replica: the [`Promoter`](crate::failover::Promoter) of the simulator.
 ///
-/// Takes `latency` (like `pg_promote()`'s ~120 ms), then the backend reports itself primary.
+/// Takes `latency` (like `pg_promote()`'s ~120 ms), then the backend reports itself primary, on
+/// the next timeline if it reports one.
 #[derive(Debug, Clone, Default)]
 pub struct SimPromoter {
     latency: Duration,
@@ -820,6 +834,8 @@ impl crate::failover::Promoter<SimConnector> for SimPromoter {
             }));
         }
         tokio::time::sleep(self.latency).await;
+        // Like PostgreSQL, a promotion starts a new timeline (when the backend reports one).
+        backend.set_timeline(backend.timeline().map(|t| t + 1));
         backend.set_primary(true);
         Ok(())
     }

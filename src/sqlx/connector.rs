@@ -330,11 +330,10 @@ impl Connector for PgConnector {
         } else {
             status.replay_age
         };
-        Ok(Some(NodeStatus::new(
-            is_primary,
-            Some(status.position.into()),
-            lag,
-        )))
+        Ok(Some(
+            NodeStatus::new(is_primary, Some(status.position.into()), lag)
+                .with_timeline(status.timeline),
+        ))
     }
 }
 

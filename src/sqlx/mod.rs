@@ -31,9 +31,9 @@ pub use options::ClusterOptions;
 pub use probe::{NodeStatus, ProbeError, Role};
 pub use promote::PgPromoter;
 pub use url::{connect, MultiHostUrl};
-pub use wal::{ParseWalPositionError, WalPosition};
+pub use wal::{ParseWalPositionError, WalPosition, WalToken};
 
-pub use position::current_position;
+pub use position::{current_position, current_token};
 pub use wrap::{cluster_from_pools, pool_builder, PgPoolConnection, PgPoolConnector};
 
 use ::sqlx::postgres::PgConnection;

@@ -11,7 +11,7 @@ use ::sqlx::postgres::PgConnection;
 use ::sqlx::Row;
 
 use super::probe::ProbeError;
-use super::WalPosition;
+use super::{WalPosition, WalToken};
 
 /// The primary's current WAL position (`pg_current_wal_lsn()`): the token a read-your-writes
 /// read waits for. Take it on the connection that wrote, after the commit.
@@ -48,4 +48,38 @@ pub async fn current_position(conn: &mut PgConnection) -> Result<WalPosition, Pr
         .await?;
     let lsn: String = row.try_get(0)?;
     lsn.parse().map_err(ProbeError::Position)
+}
+
+/// The primary's current WAL position and timeline: the read-your-writes token that survives a
+/// failover ([`WalToken`]; give it to
+/// [`AcquireOptions::after`](crate::cluster::AcquireOptions::after)). Take it on the
+/// connection that wrote, after the commit. One simple-protocol round trip, like
+/// [`current_position`]; on a replica it fails (SQLSTATE 55000).
+///
+/// ```no_run
+/// # async fn demo(cluster: seawall::Cluster<seawall::sqlx::PgConnector>) -> Result<(), Box<dyn std::error::Error>> {
+/// use seawall::cluster::AcquireOptions;
+/// use seawall::sqlx::{current_token, WalToken};
+///
+/// let mut conn = cluster.write().await?;
+/// sqlx::query("UPDATE users SET name = 'Ada' WHERE id = 7").execute(&mut *conn).await?;
+/// let cookie = current_token(&mut conn).await?.to_string(); // e.g. "2:0/16B3748"
+/// drop(conn);
+///
+/// // The next request, maybe in another instance of the application:
+/// let token: WalToken = cookie.parse()?;
+/// let mut conn = cluster.read_with(AcquireOptions::new().after(token)).await?;
+/// # Ok(()) }
+/// ```
+pub async fn current_token(conn: &mut PgConnection) -> Result<WalToken, ProbeError> {
+    let row = ::sqlx::raw_sql(
+        "SELECT pg_current_wal_lsn()::text, \
+         ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8",
+    )
+    .fetch_one(conn)
+    .await?;
+    let lsn: String = row.try_get(0)?;
+    let timeline: i64 = row.try_get(1)?;
+    let position = lsn.parse().map_err(ProbeError::Position)?;
+    Ok(WalToken::new(u32::try_from(timeline).ok(), position))
 }

@@ -36,6 +36,9 @@ pub struct NodeStatus {
     /// it replayed. An upper bound on its delay: it also grows while the primary commits
     /// nothing. `None` on a primary or before the first replayed transaction.
     pub replay_age: Option<Duration>,
+    /// The server's timeline (see [`timeline`]): exact on a primary, a lower bound on a
+    /// replica. `None` if the server does not tell.
+    pub timeline: Option<u32>,
 }
 
 impl NodeStatus {
@@ -118,29 +121,68 @@ pub async fn wal_position(conn: &mut PgConnection) -> Result<WalPosition, ProbeE
     parse(lsn)?.ok_or(ProbeError::NoPosition)
 }
 
-/// Role, position, received position and replay age, in one round trip.
+/// The server's timeline, as one SQL expression (PostgreSQL 15; see [`timeline`]).
+macro_rules! timeline_sql {
+    () => {
+        "CASE WHEN pg_is_in_recovery() \
+         THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver)::int8, \
+                       (SELECT timeline_id FROM pg_control_checkpoint())::int8) \
+         ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8 END"
+    };
+}
+
+/// The server's timeline: the branch of history its WAL is on, one more at each promotion.
+///
+/// Measured on PostgreSQL 15 (Patroni switchovers, `tests/data/` notes):
+/// * on a **primary**, `pg_control_checkpoint()` keeps the old timeline until the next
+///   checkpoint after a promotion, so the probe reads the current one from the name of the WAL
+///   file being written: the first 8 hex digits of `pg_walfile_name(pg_current_wal_lsn())`.
+///   Exact from the moment the promotion ends;
+/// * on a **replica** (where `pg_walfile_name` is refused), `received_tli` of
+///   `pg_stat_wal_receiver`: the timeline of the last WAL received, switching when it streams
+///   from a newly promoted primary. It is visible only to superusers and members of
+///   `pg_read_all_stats`, and absent while no WAL receiver runs; then the timeline of the last
+///   restart point (`pg_control_checkpoint()`, readable by anyone), which lags behind. Either
+///   way a lower bound: a replica is never taken to be on a newer timeline than it is.
+pub async fn timeline(conn: &mut PgConnection) -> Result<Option<u32>, ProbeError> {
+    let timeline: Option<i64> = ::sqlx::query_scalar(concat!("SELECT ", timeline_sql!()))
+        .fetch_one(conn)
+        .await?;
+    Ok(timeline_of(timeline))
+}
+
+/// Role, position, received position, replay age and timeline, in one round trip.
 pub async fn status(conn: &mut PgConnection) -> Result<NodeStatus, ProbeError> {
-    let (in_recovery, position, received, age): (
+    let (in_recovery, position, received, age, timeline): (
         bool,
         Option<String>,
         Option<String>,
         Option<f64>,
-    ) = ::sqlx::query_as(
-        "SELECT pg_is_in_recovery(), \
-             (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
-              ELSE pg_current_wal_lsn() END)::text, \
-             pg_last_wal_receive_lsn()::text, \
-             EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8",
-    )
-    .fetch_one(conn)
-    .await?;
+        Option<i64>,
+    ) = ::sqlx::query_as(STATUS_SQL).fetch_one(conn).await?;
     Ok(NodeStatus {
         role: role_of(in_recovery),
         position: parse(position)?.ok_or(ProbeError::NoPosition)?,
         received: parse(received)?,
         // `now()` is the transaction's start, which may precede the last replay: clamp at 0.
         replay_age: age.map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)),
+        timeline: timeline_of(timeline),
     })
+}
+
+/// [`status`]'s query.
+const STATUS_SQL: &str = concat!(
+    "SELECT pg_is_in_recovery(), \
+     (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+      ELSE pg_current_wal_lsn() END)::text, \
+     pg_last_wal_receive_lsn()::text, \
+     EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8, ",
+    timeline_sql!()
+);
+
+/// Timelines start at 1; anything else is no answer.
+fn timeline_of(raw: Option<i64>) -> Option<u32> {
+    raw.and_then(|t| u32::try_from(t).ok()).filter(|&t| t > 0)
 }
 
 fn role_of(in_recovery: bool) -> Role {

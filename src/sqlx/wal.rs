@@ -105,6 +105,124 @@ impl fmt::Display for ParseWalPositionError {
 
 impl std::error::Error for ParseWalPositionError {}
 
+/// A read-your-writes token: the primary's WAL position after a write, and the timeline it was
+/// taken on.
+///
+/// Positions compare only along one history. After a failover the new primary starts a new
+/// timeline from the point it had replayed, and a replica still on the old branch can pass a
+/// position without holding what was written there. So the token keeps its timeline, and
+/// [`AcquireOptions::after`](crate::cluster::AcquireOptions::after) sends the read to a replica
+/// only if the replica reports that timeline (or a later one), and to the primary once the
+/// cluster has seen a newer timeline than the token's.
+///
+/// It travels between requests as a short string (an HTTP header or a cookie): the timeline in
+/// decimal, a colon, then the position in PostgreSQL's `X/Y` notation. A token without a
+/// timeline is a bare position, so positions saved before tokens had timelines still parse (and
+/// are compared by position alone).
+///
+/// ```
+/// use seawall::sqlx::{WalPosition, WalToken};
+///
+/// let token: WalToken = "2:0/16B3748".parse()?;
+/// assert_eq!(token.timeline(), Some(2));
+/// assert_eq!(token.position(), WalPosition::new(0x16B_3748));
+/// assert_eq!(token.to_string(), "2:0/16B3748");
+///
+/// let old: WalToken = "0/16B3748".parse()?;     // a bare position: no timeline
+/// assert_eq!(old.timeline(), None);
+/// assert_eq!(old.to_string(), "0/16B3748");
+/// # Ok::<(), seawall::sqlx::ParseWalPositionError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct WalToken {
+    timeline: Option<u32>,
+    position: WalPosition,
+}
+
+impl WalToken {
+    /// A token for `position` on `timeline` (`None`: unknown; then positions alone decide).
+    /// A timeline of 0 (PostgreSQL's start at 1) counts as unknown.
+    pub fn new(timeline: Option<u32>, position: WalPosition) -> Self {
+        WalToken {
+            timeline: timeline.filter(|&t| t > 0),
+            position,
+        }
+    }
+
+    /// The timeline the position was taken on, if known.
+    pub fn timeline(&self) -> Option<u32> {
+        self.timeline
+    }
+
+    /// The WAL position.
+    pub fn position(&self) -> WalPosition {
+        self.position
+    }
+}
+
+impl From<WalPosition> for WalToken {
+    /// A token without a timeline.
+    fn from(position: WalPosition) -> Self {
+        WalToken::new(None, position)
+    }
+}
+
+impl fmt::Display for WalToken {
+    /// `TIMELINE:X/Y`, or `X/Y` without a timeline.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.timeline {
+            Some(t) => write!(f, "{t}:{}", self.position),
+            None => write!(f, "{}", self.position),
+        }
+    }
+}
+
+impl FromStr for WalToken {
+    type Err = ParseWalPositionError;
+
+    /// Parses `TIMELINE:X/Y` (a decimal timeline from 1 to 4294967295) or a bare `X/Y`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let Some((timeline, position)) = s.split_once(':') else {
+            return Ok(WalToken::new(None, s.parse()?));
+        };
+        let bad = || ParseWalPositionError {
+            input: s.chars().take(40).collect(),
+        };
+        let digits = !timeline.is_empty() && timeline.bytes().all(|b| b.is_ascii_digit());
+        let timeline = digits
+            .then(|| timeline.parse::<u32>().ok())
+            .flatten()
+            .filter(|&t| t > 0)
+            .ok_or_else(bad)?;
+        let position = position.parse::<WalPosition>().map_err(|_| bad())?;
+        Ok(WalToken::new(Some(timeline), position))
+    }
+}
+
+impl crate::cluster::AcquireOptions {
+    /// Read-your-writes with a [`WalToken`]: the token's position
+    /// ([`min_position`](Self::min_position)) and, if it has one, its timeline
+    /// ([`timeline`](Self::timeline)).
+    ///
+    /// ```
+    /// use seawall::cluster::AcquireOptions;
+    /// use seawall::sqlx::WalToken;
+    ///
+    /// // From a cookie set by the request that wrote.
+    /// let token: WalToken = "3:0/5D0A3F8".parse()?;
+    /// let options = AcquireOptions::new().after(token);
+    /// # let _ = options;
+    /// # Ok::<(), seawall::sqlx::ParseWalPositionError>(())
+    /// ```
+    pub fn after(self, token: WalToken) -> Self {
+        let options = self.min_position(token.position);
+        match token.timeline {
+            Some(t) => options.timeline(t),
+            None => options,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,7 +263,40 @@ mod tests {
         assert_eq!(b.bytes_since(a), 0);
     }
 
+    #[test]
+    fn tokens_parse_with_and_without_a_timeline() {
+        let t: WalToken = "2:16/B374D848".parse().unwrap();
+        assert_eq!(t.timeline(), Some(2));
+        assert_eq!(t.position(), WalPosition::new(0x16_B374_D848));
+        let bare: WalToken = "16/B374D848".parse().unwrap();
+        assert_eq!(bare, WalToken::from(WalPosition::new(0x16_B374_D848)));
+        assert_eq!(WalToken::new(Some(0), WalPosition::ZERO).timeline(), None);
+        for bad in [
+            "",
+            ":0/0",
+            "0:0/0",
+            "-1:0/0",
+            "+1:0/0",
+            "1:",
+            "1:0",
+            "1:2:0/0",
+            "x:0/0",
+            "4294967296:0/0",
+            " 1:0/0",
+            "1 :0/0",
+        ] {
+            let err = bad.parse::<WalToken>().unwrap_err();
+            assert_eq!(err.input, bad, "{bad:?}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn token_round_trip(timeline in proptest::option::of(1u32..), lsn in any::<u64>()) {
+            let t = WalToken::new(timeline, WalPosition::new(lsn));
+            prop_assert_eq!(t.to_string().parse::<WalToken>(), Ok(t));
+        }
+
         #[test]
         fn display_parse_round_trip(lsn in any::<u64>()) {
             let p = WalPosition::new(lsn);
