@@ -355,6 +355,18 @@ async fn the_same_code_runs_on_wrapped_pools() {
         .await
         .unwrap();
     assert_eq!(one, 1);
+    // And an `Acquire`, for code written against sqlx's trait.
+    assert_eq!(generic_acquire(&mut conn).await, 2);
+}
+
+async fn generic_acquire<'c>(db: impl sqlx::Acquire<'c, Database = sqlx::Postgres>) -> i32 {
+    let mut tx = db.begin().await.unwrap();
+    let two: i32 = sqlx::query_scalar("SELECT 2")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    two
 }
 
 /// One kind of session state: what leaves it, and what the next borrower sees (the same

@@ -560,6 +560,24 @@ impl<'c, C: PgDriver> Executor<'c> for &'c mut ClusterConn<C> {
     }
 }
 
+/// `sqlx::Acquire` for a pinned handle, for code written against `impl Acquire<'_, Database =
+/// Postgres>`: `acquire` gives its `PgConnection`, `begin` a sqlx `Transaction` on it. Both reach
+/// the connection itself, so the session is reset in full when the handle goes back.
+impl<'c, C: PgDriver> ::sqlx::Acquire<'c> for &'c mut ClusterConn<C> {
+    type Database = Postgres;
+    type Connection = &'c mut PgConnection;
+
+    fn acquire(self) -> BoxFuture<'c, Result<&'c mut PgConnection, ::sqlx::Error>> {
+        let conn: &'c mut PgConnection = C::pg(self);
+        Box::pin(std::future::ready(Ok(conn)))
+    }
+
+    fn begin(self) -> BoxFuture<'c, Result<::sqlx::Transaction<'c, Postgres>, ::sqlx::Error>> {
+        let conn: &'c mut PgConnection = C::pg(self);
+        Box::pin(::sqlx::Connection::begin(conn))
+    }
+}
+
 /// A transaction on one connection of a cluster, from [`Cluster::begin`] (on the primary) or
 /// [`Cluster::begin_read_only`] (`BEGIN READ ONLY` on a replica). Like sqlx's `Transaction`:
 /// run statements with `&mut tx` as the executor, then [`commit`](Transaction::commit); dropped

@@ -89,8 +89,8 @@ pub async fn reset_session(conn: &mut PgConnection) -> Result<(), ::sqlx::Error>
 
 /// Undoes only `state` (see [`crate::session`]), in one round trip: `ROLLBACK` first when a
 /// transaction may be open (it also ends a failed one), then only the resets `state` names.
-/// Nothing to undo, nothing sent. [`SessionState::UNKNOWN`] gets the full [`reset_session`];
-/// [`SessionState::UNRESETTABLE`] is refused (the pool closes such a connection instead).
+/// Nothing to undo, nothing sent. [`SessionState::UNKNOWN`](crate::SessionState::UNKNOWN) gets
+/// the full [`reset_session`]; [`SessionState::UNRESETTABLE`](crate::SessionState::UNRESETTABLE) is refused (the pool closes such a connection instead).
 pub async fn reset_tracked(
     conn: &mut PgConnection,
     state: crate::SessionState,

@@ -1,14 +1,5 @@
-//! A cluster from one URL and a few options, read from a file or the environment.
-//!
-//! | option | environment variable | default | meaning |
-//! |---|---|---|---|
-//! | `url` | `SEAWALL_URL` (or `DATABASE_URL`) | required | libpq-style URL, one or more hosts ([`MultiHostUrl`]) |
-//! | `max_connections` | `SEAWALL_MAX_CONNECTIONS` | 10 (sqlx's `PgPoolOptions`) | pool size of every node |
-//! | `acquire_timeout_ms` | `SEAWALL_ACQUIRE_TIMEOUT_MS` | 30000 | default deadline of an acquire |
-//! | `probe_interval_ms` | `SEAWALL_PROBE_INTERVAL_MS` | 500 | health probe period; 0 turns the monitor off |
-//! | `max_replica_lag_ms` | `SEAWALL_MAX_REPLICA_LAG_MS` | none | replicas lagging more take no reads |
-//! | `primary_read_share` | `SEAWALL_PRIMARY_READ_SHARE` | 0.5 | share of the primary's pool for reads no replica can take |
-//! | `shed_load` | `SEAWALL_SHED_LOAD` | false | shed excess work early ([`ClusterBuilder::shed_load`](crate::cluster::ClusterBuilder::shed_load)) |
+//! A cluster from one URL and a few options, read from a file or the environment: see
+//! [`ClusterOptions`] for every option, its variable and its default.
 //!
 //! With the `serde` feature, [`ClusterOptions`] deserializes from any serde format (TOML, YAML,
 //! JSON); unknown fields are refused. Invalid input fails when the cluster is built, naming the
@@ -30,7 +21,17 @@ use super::{MultiHostUrl, PgConnector};
 use crate::cluster::Cluster;
 use crate::error::{ConfigError, Error};
 
-/// Options of a cluster built from one URL; every default is in the [module's table](self).
+/// Options of a cluster built from one URL:
+///
+/// | option | environment variable | default | meaning |
+/// |---|---|---|---|
+/// | `url` | `SEAWALL_URL` (or `DATABASE_URL`) | required | libpq-style URL, one or more hosts ([`MultiHostUrl`]) |
+/// | `max_connections` | `SEAWALL_MAX_CONNECTIONS` | 10 (sqlx's `PgPoolOptions`) | pool size of every node |
+/// | `acquire_timeout_ms` | `SEAWALL_ACQUIRE_TIMEOUT_MS` | 30000 | default deadline of an acquire |
+/// | `probe_interval_ms` | `SEAWALL_PROBE_INTERVAL_MS` | 500 | health probe period; 0 turns the monitor off |
+/// | `max_replica_lag_ms` | `SEAWALL_MAX_REPLICA_LAG_MS` | none | replicas lagging more take no reads |
+/// | `primary_read_share` | `SEAWALL_PRIMARY_READ_SHARE` | 0.5 | share of the primary's pool for reads no replica can take |
+/// | `shed_load` | `SEAWALL_SHED_LOAD` | false | shed excess work early ([`ClusterBuilder::shed_load`](crate::cluster::ClusterBuilder::shed_load)) |
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(
     feature = "serde",
@@ -77,12 +78,12 @@ impl ClusterOptions {
         }
     }
 
-    /// Reads the variables of the [module's table](self) from the process environment.
+    /// Reads the variables of the table in [`ClusterOptions`] from the process environment.
     pub fn from_env() -> Result<Self, Error> {
         Self::from_vars(|name| std::env::var(name).ok())
     }
 
-    /// Reads the variables of the [module's table](self) through `var` (for tests, or a source
+    /// Reads the variables of the table in [`ClusterOptions`] through `var` (for tests, or a source
     /// other than the process environment). A variable that does not parse is an
     /// [`Error::Config`] naming it and its value.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
