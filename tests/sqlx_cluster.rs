@@ -1005,3 +1005,75 @@ async fn a_multi_host_url_finds_the_primary_whatever_the_order() {
     assert!(e.to_string().contains("empty host"), "{e}");
     assert!(!e.to_string().contains("Sup3rS3cret"), "{e}");
 }
+
+/// `Classifier::from_catalog`: the application's STABLE functions go to replicas (and run
+/// there), its VOLATILE ones to the primary, read from the primary's catalog.
+#[tokio::test]
+async fn the_catalog_says_which_application_functions_are_read_only() {
+    let bed = shared_bed();
+    let mut admin = PgConnection::connect(&bed.primary_url()).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS catalog_rows (x int); \
+         CREATE OR REPLACE FUNCTION cat_lookup(k int) RETURNS bigint STABLE LANGUAGE sql AS \
+         $$ SELECT count(*) FROM catalog_rows WHERE x = k $$; \
+         CREATE OR REPLACE FUNCTION cat_record(k int) RETURNS int VOLATILE LANGUAGE sql AS \
+         $$ INSERT INTO catalog_rows VALUES (k) RETURNING x $$; \
+         CREATE OR REPLACE FUNCTION cat_mixed(k int) RETURNS int IMMUTABLE LANGUAGE sql AS $$ SELECT k $$; \
+         CREATE OR REPLACE FUNCTION cat_mixed(k text) RETURNS int VOLATILE LANGUAGE sql AS $$ SELECT 1 $$",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let classifier = seawall::classify::Classifier::from_catalog(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        classifier
+            .classify("SELECT cat_lookup($1)")
+            .unwrap()
+            .route(),
+        Route::Replica
+    );
+    assert_eq!(
+        classifier
+            .classify("SELECT cat_record($1)")
+            .unwrap()
+            .route(),
+        Route::Primary
+    );
+    assert_eq!(
+        classifier.classify("SELECT cat_mixed($1)").unwrap().route(),
+        Route::Primary,
+        "one volatile overload makes the name a writer"
+    );
+    // Built-ins keep their own knowledge.
+    assert_eq!(
+        classifier.classify("SELECT nextval('s')").unwrap().route(),
+        Route::Primary
+    );
+    // And the read-only one really runs on a replica.
+    for replica in bed.replicas() {
+        bed.wait_for_value(
+            replica,
+            "SELECT count(*) FROM pg_proc WHERE proname = 'cat_lookup'",
+            "1",
+        )
+        .unwrap();
+    }
+    let cluster_classified = Cluster::builder()
+        .primary("primary", pool("primary", &bed.primary_url(), 2))
+        .replica(
+            "replica-1",
+            pool("replica-1", &bed.url(bed.replicas()[0]).unwrap(), 2),
+        )
+        .classifier(classifier)
+        .probe_interval(None)
+        .build()
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT cat_lookup(1)")
+        .fetch_one(&cluster_classified)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    assert_eq!(cluster_classified.snapshot().routes.reads_to_replica, 1);
+}

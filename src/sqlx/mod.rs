@@ -15,6 +15,7 @@
 //!
 //! (Inside seawall this module is `crate::sqlx`; the sqlx crate itself is `::sqlx`.)
 
+mod catalog;
 mod connector;
 mod executor;
 mod options;
