@@ -333,6 +333,7 @@ impl<C: Connector> ClusterConn<C> {
     /// The driver's own error for a failed statement, accounted as [`ClusterConn::failure`]
     /// accounts it (learned if a replica refused it as a write, counted in the route figures):
     /// for integrations that must hand their callers the driver's error type.
+    #[cfg(feature = "sqlx")]
     pub(crate) fn driver_failure(&self, failed: StatementFailure<'_, C::Error>) -> C::Error {
         self.note_failure(&failed);
         failed.error

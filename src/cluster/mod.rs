@@ -81,6 +81,7 @@ pub use builder::{
     BoxError, ClusterBuilder, LimiterFactory, LimiterKind, MemberPool, DEFAULT_STATEMENT_CAPACITY,
 };
 pub use conn::ClusterConn;
+#[cfg(feature = "sqlx")]
 pub(crate) use conn::StatementFailure;
 pub use execute::BoxFuture;
 pub use ledger::RouteCounts;

@@ -53,17 +53,20 @@ impl<C: Connector> Pooled<C> {
 
     /// What a tracking integration is to start from: clean for a connection it is the first to
     /// use in this checkout.
+    #[cfg(feature = "sqlx")]
     pub(crate) fn tracked_session(&self) -> SessionState {
         self.session.unwrap_or(SessionState::CLEAN)
     }
 
     /// Records what a statement left in the session (the integration that ran it knows).
+    #[cfg(feature = "sqlx")]
     pub(crate) fn set_session(&mut self, state: SessionState) {
         self.session = Some(state);
     }
 
     /// The connection, for an integration that records what it does to the session itself
     /// ([`Pooled::set_session`]): unlike `DerefMut`, it does not make the session unknown.
+    #[cfg(feature = "sqlx")]
     pub(crate) fn tracked_mut(&mut self) -> &mut C::Connection {
         &mut self
             .conn
