@@ -61,6 +61,10 @@ pub enum Error {
         gone_for: Option<Duration>,
         /// How long the write waited for one.
         waited: Duration,
+        /// Every node as the cluster saw it when the write gave up: role, health and the last
+        /// probe or connect error, so the cause (a wrong password, a "primary" that is a
+        /// replica, a server that is gone) is in the error itself.
+        nodes: Vec<NodeReport>,
     },
     /// A node name the cluster does not know.
     UnknownNode {
@@ -91,16 +95,20 @@ impl fmt::Display for Error {
             Error::Overloaded(e) => e.fmt(f),
             Error::NoReplica(e) => e.fmt(f),
             Error::NoPrimary {
-                gone_for: Some(d),
+                gone_for,
                 waited,
-            } => write!(
-                f,
-                "no primary to write to after waiting {waited:?} (gone for {d:?})"
-            ),
-            Error::NoPrimary {
-                gone_for: None,
-                waited,
-            } => write!(f, "no primary to write to after waiting {waited:?}"),
+                nodes,
+            } => {
+                write!(f, "no primary to write to after waiting {waited:?}")?;
+                if let Some(d) = gone_for {
+                    write!(f, " (gone for {d:?})")?;
+                }
+                for (i, node) in nodes.iter().enumerate() {
+                    f.write_str(if i == 0 { "; nodes: " } else { ", " })?;
+                    node.fmt(f)?;
+                }
+                Ok(())
+            }
             Error::UnknownNode { name } => write!(f, "unknown node `{name}`"),
             Error::Classify(e) => e.fmt(f),
         }
@@ -352,6 +360,37 @@ impl fmt::Display for StatementTimedOut {
 }
 
 impl std::error::Error for StatementTimedOut {}
+
+/// One node as a failed routing decision saw it ([`Error::NoPrimary`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeReport {
+    /// Its name.
+    pub name: Arc<str>,
+    /// Its role, as its probes last said.
+    pub role: Role,
+    /// Whether the health monitor considers it up.
+    pub up: bool,
+    /// Whether it is fenced (not allowed writes: split brain, older timeline, not the leader).
+    pub fenced: bool,
+    /// The last probe error, or the last connect error while its connects are failing.
+    pub error: Option<String>,
+}
+
+impl fmt::Display for NodeReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` ({}", self.name, self.role)?;
+        f.write_str(match (self.up, self.fenced) {
+            (_, true) => ", fenced",
+            (true, false) => ", up",
+            (false, false) => ", down",
+        })?;
+        if let Some(error) = &self.error {
+            write!(f, ": {error}")?;
+        }
+        f.write_str(")")
+    }
+}
 
 /// A driver's own error, shared so that every waiter can report the same cause.
 ///

@@ -43,8 +43,10 @@
 //! * [`metrics`](mod@metrics): every metric name and label, in one table, reported through the
 //!   `metrics` facade; `tracing` spans and events cover acquire, connect, recycle and state
 //!   changes.
-//! * `sqlx` (feature `sqlx`): a PostgreSQL driver over sqlx connections, wrapped `PgPool`s,
-//!   probes, WAL-position tokens for read-your-writes and `PgPromoter`.
+//! * [`session`]: what a borrower left in its session, so that a pool resets only that.
+//! * `sqlx` (feature `sqlx`): `sqlx::Executor` for a cluster (existing sqlx queries run through
+//!   it unchanged), a PostgreSQL driver over sqlx connections, wrapped `PgPool`s, multi-host
+//!   URLs, probes, WAL-position tokens for read-your-writes and `PgPromoter`.
 //! * `testbed` (feature `testbed`): a throwaway PostgreSQL primary with streaming replicas, for
 //!   integration tests and benchmarks.
 //!
@@ -115,8 +117,8 @@ pub use admission::Priority;
 pub use cluster::{Cluster, ClusterConn};
 pub use driver::Connector;
 pub use error::{
-    ConfigError, DriverError, Error, NoReplica, NotRetried, StatementError, StatementTimedOut,
-    TimeoutError, WaitCause, WriteOnReplica,
+    ConfigError, DriverError, Error, NoReplica, NodeReport, NotRetried, StatementError,
+    StatementTimedOut, TimeoutError, WaitCause, WriteOnReplica,
 };
 pub use failover::ClusterEvent;
 pub use pool::{Pool, Pooled};

@@ -304,10 +304,32 @@ async fn writes_follow_a_replica_promoted_by_an_operator_and_the_old_primary_is_
     let start = Instant::now();
     let err = sim.write(ms(300)).await.unwrap_err();
     assert_eq!(start.elapsed(), ms(300));
+    let text = err.to_string();
     match err {
         Error::NoPrimary {
-            gone_for: Some(d), ..
-        } => assert!(d >= ms(300), "{d:?}"),
+            gone_for: Some(d),
+            nodes,
+            ..
+        } => {
+            assert!(d >= ms(300), "{d:?}");
+            // It names every node, and the primary's last probe error: the cause is in the
+            // error, not only in an event.
+            assert_eq!(nodes.len(), 3);
+            let primary = nodes.iter().find(|n| &*n.name == "primary").unwrap();
+            assert!(!primary.up);
+            assert!(
+                primary
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("probe: ")),
+                "{primary:?}"
+            );
+            assert!(
+                text.contains("`primary` (primary, down: probe: ")
+                    && text.contains("`replica-1` (replica, up)"),
+                "{text}"
+            );
+        }
         other => panic!("expected NoPrimary with a duration, got {other:?}"),
     }
     // Reads keep working, on the replicas.

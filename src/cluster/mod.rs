@@ -475,10 +475,34 @@ impl<C: Connector> Cluster<C> {
                     return Err(Error::NoPrimary {
                         gone_for,
                         waited: started.elapsed(),
+                        nodes: self.node_reports(),
                     });
                 }
             }
         }
+    }
+
+    /// Every node, for an error that must say why none could serve.
+    fn node_reports(&self) -> Vec<crate::error::NodeReport> {
+        let nodes: Vec<_> = self.shared.topology.read().nodes().cloned().collect();
+        nodes
+            .iter()
+            .map(|node| {
+                let probe = {
+                    let health = node.health.lock();
+                    (health.failures > 0 && !health.last_error.is_empty())
+                        .then(|| format!("probe: {}", health.last_error))
+                };
+                let connect = || node.pool.connect_error().map(|e| format!("connect: {e}"));
+                crate::error::NodeReport {
+                    name: node.name.clone(),
+                    role: node.role(),
+                    up: node.is_up(),
+                    fenced: node.is_fenced(),
+                    error: probe.or_else(connect),
+                }
+            })
+            .collect()
     }
 
     /// The primary, if it is up, not fenced, and (with a topology source) named leader.

@@ -46,7 +46,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::driver::Connector;
-use crate::error::{ConfigError, Error, TimeoutError, WaitCause};
+use crate::error::{ConfigError, DriverError, Error, TimeoutError, WaitCause};
 
 pub use config::{Builder, CheckoutTest};
 pub use opener::ConnectTimedOut;
@@ -328,6 +328,15 @@ impl<C: Connector> Pool<C> {
             }
             drained.await;
         }
+    }
+
+    /// The error of the last failed connect, while connects are failing (a successful connect
+    /// clears it): why the pool cannot open connections.
+    pub fn connect_error(&self) -> Option<DriverError> {
+        let inner = self.shared.inner.lock();
+        (inner.connect_failures > 0)
+            .then(|| inner.last_connect_error.clone())
+            .flatten()
     }
 
     /// The current maximum size (cheaper than [`Pool::state`]).
