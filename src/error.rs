@@ -162,8 +162,15 @@ pub struct NoReplica {
     pub replicas: usize,
     /// Replicas skipped because their breaker is open.
     pub breaker_open: usize,
-    /// Replicas skipped for lagging more than `max_replica_lag` (or lag unknown).
+    /// Replicas skipped for lagging more than `max_replica_lag`.
     pub lagging: usize,
+    /// Replicas skipped because `max_replica_lag` is set and their lag is not known yet (no
+    /// probe has answered since the cluster was built: [`Cluster::probe_now`] before serving
+    /// reads, or wait for [`Cluster::ready`]).
+    ///
+    /// [`Cluster::probe_now`]: crate::Cluster::probe_now
+    /// [`Cluster::ready`]: crate::Cluster::ready
+    pub lag_unknown: usize,
     /// Replicas skipped for not having replayed the requested position yet.
     pub behind_position: usize,
     /// Replicas skipped because the requested position's timeline rules them out: they report
@@ -176,6 +183,8 @@ pub struct NoReplica {
     pub down: usize,
     /// Whether the read was allowed to fall back to the primary at all.
     pub fallback_allowed: bool,
+    /// The read could have fallen back, but no usable primary was there to take it.
+    pub primary_down: bool,
     /// Fallback reads in flight on the primary.
     pub fallback_in_flight: usize,
     /// Most fallback reads the primary takes at once (its protection budget).
@@ -190,6 +199,7 @@ impl fmt::Display for NoReplica {
         for (n, why) in [
             (self.breaker_open, "breaker open"),
             (self.lagging, "lagging"),
+            (self.lag_unknown, "with lag not known yet"),
             (self.behind_position, "behind the requested position"),
             (
                 self.older_timeline,
@@ -202,7 +212,9 @@ impl fmt::Display for NoReplica {
                 write!(f, ", {n} {why}")?;
             }
         }
-        if self.fallback_allowed {
+        if self.fallback_allowed && self.primary_down {
+            f.write_str(") and no usable primary to fall back to")?;
+        } else if self.fallback_allowed {
             write!(
                 f,
                 ") and the primary's read budget is used up ({}/{} fallback reads in flight)",

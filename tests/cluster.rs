@@ -276,12 +276,16 @@ async fn when_no_replica_can_serve_reads_use_the_primary_within_its_read_share()
         before,
         "past the budget a read fails at once"
     );
-    assert_eq!((why.replicas, why.lagging), (1, 1));
+    // Unknown is not lagging: no probe has answered yet.
+    assert_eq!((why.replicas, why.lagging, why.lag_unknown), (1, 0, 1));
     assert!(why.fallback_allowed);
     assert_eq!(why.fallback_in_flight, 2);
     assert_eq!(why.fallback_budget, 2);
     let text = Error::NoReplica(why).to_string();
-    assert!(text.contains("1 configured"), "{text}");
+    assert!(
+        text.contains("1 configured, 1 with lag not known yet"),
+        "{text}"
+    );
     assert!(text.contains("2/2 fallback reads"), "{text}");
 
     // Writes are not limited by the read budget.
@@ -1072,4 +1076,22 @@ async fn ready_says_what_is_missing() {
         sim.cluster.write().await,
         Err(Error::Closed { .. })
     ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_replica_says_when_the_primary_is_down_rather_than_its_budget() {
+    let sim = Sim::new(1, 2, |b| b);
+    sim.replica(1).set_down(true);
+    sim.primary.set_down(true);
+    for _ in 0..3 {
+        sim.cluster.probe_now().await;
+    }
+    let why = no_replica(sim.cluster.read().await);
+    assert!(why.primary_down);
+    let text = Error::NoReplica(why).to_string();
+    assert!(
+        text.contains("1 down) and no usable primary to fall back to"),
+        "{text}"
+    );
+    assert!(!text.contains("budget"), "{text}");
 }

@@ -637,7 +637,11 @@ impl<C: Connector> Cluster<C> {
                 return false;
             }
             if !node.load.can_serve_read(max_lag, None) {
-                why.lagging += 1;
+                if node.load.replication_lag().is_none() {
+                    why.lag_unknown += 1;
+                } else {
+                    why.lagging += 1;
+                }
                 return false;
             }
             if options.min_position.is_some()
@@ -702,6 +706,7 @@ impl<C: Connector> Cluster<C> {
         }
         why.fallback_allowed = true;
         let Some(primary) = self.usable_primary() else {
+            why.primary_down = true;
             why.waited = started.elapsed();
             return Err(Error::NoReplica(why));
         };
