@@ -50,6 +50,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+#[path = "support/patroni_bed.rs"]
+mod patroni_bed;
+use patroni_bed::{blocking, Bed};
+
 const INSTANCES: usize = 3;
 const WRITE_HOLD: Duration = Duration::from_secs(8);
 
@@ -251,92 +255,6 @@ fn count<'c>(
 // ---------------------------------------------------------------------------------------------
 // The test bed: Patroni + etcd, and the per-instance proxies.
 
-struct Bed {
-    dir: String,
-    script: String,
-    apis: Vec<String>,
-    /// host:port of each member's PostgreSQL.
-    pgs: Vec<String>,
-}
-
-impl Bed {
-    fn start() -> Bed {
-        let script = format!("{}/scripts/patroni-testbed.sh", env!("CARGO_MANIFEST_DIR"));
-        let dir = format!("/tmp/seawall-fleet-test-{}", std::process::id());
-        let mut bed = Bed {
-            dir,
-            script,
-            apis: Vec::new(),
-            pgs: Vec::new(),
-        };
-        bed.run(&["start"]);
-        let env = std::fs::read_to_string(format!("{}/env", bed.dir)).expect("env file");
-        let var = |name: &str| -> String {
-            env.lines()
-                .find_map(|l| l.strip_prefix(&format!("export {name}='")))
-                .and_then(|v| v.strip_suffix('\''))
-                .unwrap_or_else(|| panic!("{name} missing from the env file"))
-                .to_owned()
-        };
-        bed.apis = var("SEAWALL_PATRONI_APIS")
-            .split(',')
-            .map(str::to_owned)
-            .collect();
-        bed.pgs = (0..3)
-            .map(|i| var(&format!("SEAWALL_PATRONI_N{i}_PG")))
-            .collect();
-        bed
-    }
-
-    /// Runs the script; panics with its output if it fails (a missing component included).
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("bash")
-            .arg(&self.script)
-            .args(args)
-            .env("SEAWALL_PATRONI_DIR", &self.dir)
-            .env("SEAWALL_PATRONI_SYNC", "1")
-            .env("SEAWALL_PATRONI_PRIMARY_START_TIMEOUT", "0")
-            .output()
-            .expect("run scripts/patroni-testbed.sh");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success(),
-            "patroni-testbed.sh {args:?} failed:\n{text}"
-        );
-        text
-    }
-
-    fn leader(&self) -> String {
-        self.run(&["leader"])
-            .split_whitespace()
-            .next()
-            .expect("a leader")
-            .to_owned()
-    }
-
-    fn url(&self, i: usize) -> String {
-        format!("postgres://postgres@{}/postgres", self.pgs[i])
-    }
-}
-
-impl Drop for Bed {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(&self.script)
-            .arg("stop")
-            .env("SEAWALL_PATRONI_DIR", &self.dir)
-            .output();
-    }
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.unwrap()
-}
-
 /// A TCP proxy to `upstream` on a port of its own. While cut, it refuses new connections and
 /// has closed the ones it carried (a network partition between one instance and one server).
 struct Proxy {
@@ -490,7 +408,7 @@ fn parse_log(text: &str) -> (Vec<Ack>, Vec<Fail>) {
 
 async fn drill() {
     let started = std::time::Instant::now();
-    let bed = Arc::new(blocking(Bed::start).await);
+    let bed = Arc::new(blocking(|| Bed::start("fleet-test", true)).await);
     eprintln!(
         "fleet: patroni (synchronous_mode) up in {:?}",
         started.elapsed()
@@ -498,7 +416,7 @@ async fn drill() {
     let leader = bed.leader();
     let leader_i: usize = leader[1..].parse().unwrap();
     {
-        let mut conn = sqlx::PgConnection::connect(&bed.url(leader_i))
+        let mut conn = sqlx::PgConnection::connect(&bed.urls[leader_i])
             .await
             .unwrap();
         sqlx::raw_sql("CREATE TABLE fleet (id bigint PRIMARY KEY)")
@@ -509,7 +427,7 @@ async fn drill() {
     for i in 0..3 {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let mut conn = sqlx::PgConnection::connect(&bed.url(i)).await.unwrap();
+            let mut conn = sqlx::PgConnection::connect(&bed.urls[i]).await.unwrap();
             let there: Option<String> = sqlx::query_scalar("SELECT to_regclass('fleet')::text")
                 .fetch_one(&mut conn)
                 .await
@@ -632,7 +550,7 @@ async fn drill() {
     let final_i: usize = final_leader[1..].parse().unwrap();
     let mut primaries_after = 0;
     for i in 0..3 {
-        let mut conn = sqlx::PgConnection::connect(&bed.url(i)).await.unwrap();
+        let mut conn = sqlx::PgConnection::connect(&bed.urls[i]).await.unwrap();
         let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
             .fetch_one(&mut conn)
             .await
@@ -640,7 +558,7 @@ async fn drill() {
         primaries_after += usize::from(!in_recovery);
     }
     let stored: HashSet<i64> = {
-        let mut conn = sqlx::PgConnection::connect(&bed.url(final_i))
+        let mut conn = sqlx::PgConnection::connect(&bed.urls[final_i])
             .await
             .unwrap();
         sqlx::query_scalar("SELECT id FROM fleet")

@@ -12,7 +12,6 @@
 //! It prints `patroni follow_ms=… switchover_failed_requests=… switchover_hold_ms=…
 //! writes_on_fenced=…`.
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,93 +23,13 @@ use seawall::sqlx::PgConnector;
 use seawall::topology::{Patroni, TopologySource};
 use tokio::time::Instant;
 
+#[path = "support/patroni_bed.rs"]
+mod patroni_bed;
+use patroni_bed::{blocking, Bed};
+
 type PgSeawall = Cluster<PgConnector>;
 
 const WRITE_HOLD: Duration = Duration::from_secs(8);
-
-/// The test bed: started in a folder of its own, stopped when dropped.
-struct Bed {
-    dir: String,
-    script: String,
-    apis: Vec<String>,
-    urls: Vec<String>,
-}
-
-impl Bed {
-    fn start() -> Bed {
-        let script = format!("{}/scripts/patroni-testbed.sh", env!("CARGO_MANIFEST_DIR"));
-        let dir = format!("/tmp/seawall-patroni-test-{}", std::process::id());
-        let mut bed = Bed {
-            dir,
-            script,
-            apis: Vec::new(),
-            urls: Vec::new(),
-        };
-        let started = std::time::Instant::now();
-        bed.run(&["start"]);
-        let env = std::fs::read_to_string(format!("{}/env", bed.dir)).expect("env file");
-        let var = |name: &str| -> String {
-            env.lines()
-                .find_map(|l| l.strip_prefix(&format!("export {name}='")))
-                .and_then(|v| v.strip_suffix('\''))
-                .unwrap_or_else(|| panic!("{name} missing from the env file"))
-                .to_owned()
-        };
-        bed.apis = var("SEAWALL_PATRONI_APIS")
-            .split(',')
-            .map(str::to_owned)
-            .collect();
-        bed.urls = (0..3)
-            .map(|i| var(&format!("SEAWALL_PATRONI_N{i}_URL")))
-            .collect();
-        eprintln!("patroni test bed up in {:?}", started.elapsed());
-        bed
-    }
-
-    /// Runs the script; panics with its output if it fails.
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("bash")
-            .arg(&self.script)
-            .args(args)
-            .env("SEAWALL_PATRONI_DIR", &self.dir)
-            .env("SEAWALL_PATRONI_PRIMARY_START_TIMEOUT", "0")
-            .output()
-            .expect("run scripts/patroni-testbed.sh");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success(),
-            "patroni-testbed.sh {args:?} failed:\n{text}"
-        );
-        text
-    }
-
-    /// The leader's name, as the script sees it.
-    fn leader(&self) -> String {
-        self.run(&["leader"])
-            .split_whitespace()
-            .next()
-            .expect("a leader")
-            .to_owned()
-    }
-}
-
-impl Drop for Bed {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(&self.script)
-            .arg("stop")
-            .env("SEAWALL_PATRONI_DIR", &self.dir)
-            .output();
-    }
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.unwrap()
-}
 
 fn cluster(bed: &Bed, leader: &str) -> PgSeawall {
     let pool = |i: usize| {
@@ -290,7 +209,7 @@ async fn named_leader_other_than(apis: &[String], old: &str) -> (String, Instant
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seawall_follows_patroni() {
-    let bed = Arc::new(blocking(Bed::start).await);
+    let bed = Arc::new(blocking(|| Bed::start("patroni-test", false)).await);
     let leader = bed.leader();
     {
         let url = bed.urls[leader[1..].parse::<usize>().unwrap()].clone();
