@@ -483,6 +483,79 @@ async fn read_your_writes_uses_only_replicas_that_replayed_the_position() {
     assert_eq!(sim.cluster.snapshot().nodes[1].replayed_position, 300);
 }
 
+#[tokio::test(start_paused = true)]
+async fn read_your_writes_asks_a_replica_when_its_probe_is_stale() {
+    let sim = Sim::new(1, 8, |b| b.probe_interval(None));
+    sim.primary.set_position(300);
+    sim.replica(1).set_position(100);
+    sim.cluster.probe_now().await;
+    // The replica replays the write after its last probe: asked on the connection the read
+    // takes, it says so, and the read stays there.
+    sim.replica(1).set_position(300);
+    let at = AcquireOptions::new().min_position(300u64);
+    let conn = sim.cluster.read_with(at).await.unwrap();
+    assert_eq!(conn.node_name(), "replica-1");
+    drop(conn);
+    // What it said is kept for the next reads.
+    assert_eq!(sim.cluster.snapshot().nodes[1].replayed_position, 300);
+
+    // Behind, asked once (the default): the read falls back to the primary at once.
+    sim.primary.set_position(500);
+    let at = AcquireOptions::new().min_position(500u64);
+    let started = Instant::now();
+    let conn = sim.cluster.read_with(at).await.unwrap();
+    assert_eq!(conn.role(), Role::Primary);
+    assert!(
+        started.elapsed() < Duration::from_millis(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(conn);
+
+    // With a replay wait, the read waits for the replica to catch up.
+    let replica = sim.replica(1).clone();
+    tokio::spawn(async move {
+        sleep(Duration::from_millis(20)).await;
+        replica.set_position(500);
+    });
+    let started = Instant::now();
+    let conn = sim
+        .cluster
+        .read_with(at.replay_wait(Some(Duration::from_millis(100))))
+        .await
+        .unwrap();
+    assert_eq!(conn.node_name(), "replica-1");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(20) && waited < Duration::from_millis(40),
+        "{waited:?}"
+    );
+    drop(conn);
+
+    // A replica that does not catch up within the wait: the primary, after the wait.
+    sim.primary.set_position(700);
+    let at = AcquireOptions::new().min_position(700u64);
+    let started = Instant::now();
+    let conn = sim
+        .cluster
+        .read_with(at.replay_wait(Some(Duration::from_millis(30))))
+        .await
+        .unwrap();
+    assert_eq!(conn.role(), Role::Primary);
+    assert!(
+        started.elapsed() <= Duration::from_millis(31),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(conn);
+
+    // `None` never asks: positions come from probes only.
+    sim.replica(1).set_position(700);
+    let conn = sim.cluster.read_with(at.replay_wait(None)).await.unwrap();
+    assert_eq!(conn.role(), Role::Primary);
+    drop(conn);
+}
+
 // ---- Breakers ----
 
 #[tokio::test(start_paused = true)]

@@ -510,6 +510,7 @@ async fn promotion_waits_for_min_failures_over_min_down_for() {
     let rules = PromotionConfig::default().with_thresholds(3, ms(500));
     let sim = Sim::new(2, health, |b| {
         b.auto_failover(SimPromoter::new(ms(120)), rules)
+            .single_instance()
     });
     sim.until(ms(50)).await;
     sim.primary.set_down(true);
@@ -535,6 +536,7 @@ async fn promotion_picks_the_most_caught_up_replica_and_calls_the_hook_with_the_
     let (hook, on_promoted) = hook_log();
     let sim = Sim::new(3, HealthConfig::aggressive(), |b| {
         b.auto_failover(SimPromoter::new(ms(120)), PromotionConfig::aggressive())
+            .single_instance()
             .on_promoted(on_promoted)
     });
     sim.replica(1).set_position(1_000);
@@ -582,6 +584,7 @@ async fn a_slow_promotion_is_single_flight() {
     // The promotion takes 2 s: twenty probe rounds see the primary down meanwhile.
     let sim = Sim::new(2, HealthConfig::aggressive(), |b| {
         b.auto_failover(SimPromoter::new(ms(2000)), PromotionConfig::aggressive())
+            .single_instance()
             .on_promoted(on_promoted)
     });
     sim.primary.set_down(true);
@@ -602,6 +605,7 @@ async fn a_primary_that_fails_probes_intermittently_is_never_replaced() {
         .with_thresholds(2, 1);
     let sim = Sim::new(2, health, |b| {
         b.auto_failover(SimPromoter::new(ms(120)), PromotionConfig::default())
+            .single_instance()
     });
     // Down 350 ms, up 150 ms, for 20 s: runs of up to four failed probes, never a second long.
     for _ in 0..40 {
@@ -662,6 +666,7 @@ async fn without_auto_failover_nothing_is_promoted() {
 async fn outage_to_first_write(health: HealthConfig, rules: PromotionConfig) -> Duration {
     let sim = Sim::new(2, health, |b| {
         b.auto_failover(SimPromoter::new(ms(120)), rules)
+            .single_instance()
     });
     sim.replica(1).set_position(10);
     sleep(ms(1000)).await;
@@ -766,7 +771,9 @@ async fn bad_health_and_promotion_settings_fail_at_build_naming_the_field() {
         let pool = Pool::builder(db.connector()).name("p").build().unwrap();
         let mut builder = Cluster::builder().primary("p", pool).health(health);
         if let Some(rules) = rules {
-            builder = builder.auto_failover(SimPromoter::default(), rules);
+            builder = builder
+                .auto_failover(SimPromoter::default(), rules)
+                .single_instance();
         }
         builder.build().map(drop)
     };
@@ -892,6 +899,7 @@ async fn a_promoted_replica_fenced_on_arrival_is_not_announced_as_primary() {
     let (hook, on_promoted) = hook_log();
     let sim = Sim::new(2, HealthConfig::aggressive(), |b| {
         b.auto_failover(SimPromoter::new(ms(2000)), PromotionConfig::aggressive())
+            .single_instance()
             .on_promoted(on_promoted)
     });
     sim.primary.set_down(true);

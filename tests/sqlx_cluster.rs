@@ -1077,3 +1077,82 @@ async fn the_catalog_says_which_application_functions_are_read_only() {
     assert_eq!(n, 0);
     assert_eq!(cluster_classified.snapshot().routes.reads_to_replica, 1);
 }
+
+/// Issue 11, item 5: a read right after a write, with the write's position, as a shop's request
+/// handler does it. Probes run every 500 ms (the default), so the positions they report are
+/// older than the write; the read asks a replica on the connection it takes instead of going to
+/// the primary. Every read must see its own write, wherever it ran.
+#[tokio::test]
+async fn read_your_writes_right_after_a_write_stays_on_replicas() {
+    let bed = shared_bed();
+    let mut builder = Cluster::builder()
+        .primary("primary", pool("primary", &bed.primary_url(), 4))
+        .probe_interval(Some(Duration::from_millis(500)))
+        .acquire_timeout(Duration::from_secs(10));
+    for i in bed.replicas() {
+        let name = format!("replica-{i}");
+        builder = builder.replica(name.clone(), pool(&name, &bed.url(i).unwrap(), 4));
+    }
+    let cluster = builder.build().unwrap();
+    cluster.probe_now().await;
+    let mut conn = cluster.write().await.unwrap();
+    sqlx::raw_sql("CREATE TABLE ryw (id int PRIMARY KEY)")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+
+    const ROUNDS: i32 = 200;
+    let mut on_replica = [0; 3];
+    for (mode, wait) in [
+        (0, Some(Duration::ZERO)),
+        (1, Some(Duration::from_millis(50))),
+        (2, None),
+    ] {
+        for k in 0..ROUNDS {
+            let id = mode * 1000 + k;
+            let mut conn = cluster.write().await.unwrap();
+            sqlx::query("INSERT INTO ryw VALUES ($1)")
+                .bind(id)
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            let token = seawall::sqlx::current_token(&mut conn).await.unwrap();
+            drop(conn);
+            let options = AcquireOptions::new().after(token).replay_wait(wait);
+            let mut conn = cluster.read_with(options).await.unwrap();
+            let seen: Option<i32> = sqlx::query_scalar("SELECT id FROM ryw WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(
+                seen,
+                Some(id),
+                "read {k} (mode {mode}) on {} missed its own write",
+                conn.node_name()
+            );
+            if conn.role() == Role::Replica {
+                on_replica[mode as usize] += 1;
+            }
+        }
+    }
+    println!(
+        "ryw rounds={ROUNDS} reads_on_replica_ask_once={} reads_on_replica_wait_50ms={} \
+         reads_on_replica_probes_only={}",
+        on_replica[0], on_replica[1], on_replica[2]
+    );
+    // Waiting up to 50 ms, a replica on loopback has replayed the write nearly every time.
+    assert!(
+        on_replica[1] >= ROUNDS * 95 / 100,
+        "with a 50 ms replay wait only {} of {ROUNDS} reads stayed on a replica",
+        on_replica[1]
+    );
+    // Asking once does better than the probes alone.
+    assert!(
+        on_replica[0] > on_replica[2],
+        "asking once: {} of {ROUNDS} on a replica, probes only: {}",
+        on_replica[0],
+        on_replica[2]
+    );
+}

@@ -11,7 +11,7 @@ use crate::classify::{Classifier, Remembered, Route, RouteMemory};
 use crate::driver::Connector;
 use crate::error::ConfigError;
 use crate::failover::{
-    ClusterEvent, HealthConfig, Promoted, PromotedHook, Promoter, PromotionConfig,
+    ClusterEvent, HealthConfig, Promoted, PromotedHook, Promoter, PromotionConfig, PromotionLease,
 };
 use crate::limit::{Aimd, AimdConfig, Fixed, Gradient, GradientConfig, Limiter};
 use crate::load::{LoadConfig, NodeLoad};
@@ -95,6 +95,9 @@ impl LimiterKind {
 #[derive(Clone)]
 pub(crate) struct Settings {
     pub(crate) max_replica_lag: Option<Duration>,
+    /// Read-your-writes: ask a replica its position when none is known to have replayed the
+    /// write, waiting up to this long; `None` never asks.
+    pub(crate) replay_wait: Option<Duration>,
     pub(crate) primary_read_share: f64,
     pub(crate) acquire_timeout: Duration,
     pub(crate) load: LoadConfig,
@@ -107,6 +110,10 @@ pub(crate) struct Settings {
     pub(crate) health: HealthConfig,
     pub(crate) promotion: PromotionConfig,
     pub(crate) on_promoted: Option<PromotedHook>,
+    /// The primary of record shared by every instance (embedded promotion in a fleet).
+    pub(crate) promotion_lease: Option<Arc<dyn PromotionLease>>,
+    /// The user says one instance runs: embedded promotion without a lease.
+    pub(crate) single_instance: bool,
     pub(crate) classifier: Classifier,
     /// The HA manager to follow, and how often to ask it.
     pub(crate) topology_source: Option<Arc<dyn TopologySource>>,
@@ -121,6 +128,7 @@ impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
             .field("max_replica_lag", &self.max_replica_lag)
+            .field("replay_wait", &self.replay_wait)
             .field("primary_read_share", &self.primary_read_share)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("health", &self.health)
@@ -133,6 +141,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             max_replica_lag: None,
+            replay_wait: Some(Duration::ZERO),
             primary_read_share: 0.5,
             acquire_timeout: Duration::from_secs(30),
             load: LoadConfig::default(),
@@ -143,6 +152,8 @@ impl Default for Settings {
             health: HealthConfig::default(),
             promotion: PromotionConfig::default(),
             on_promoted: None,
+            promotion_lease: None,
+            single_instance: false,
             classifier: Classifier::default(),
             topology_source: None,
             topology_interval: Duration::from_millis(250),
@@ -265,6 +276,20 @@ impl<C: Connector> ClusterBuilder<C> {
         self
     }
 
+    /// Read-your-writes without the primary: when no replica is known to have replayed a read's
+    /// [`min_position`](crate::cluster::AcquireOptions::min_position) (positions are only as
+    /// fresh as the last probe, [`probe_interval`](Self::probe_interval)), the read asks a
+    /// replica on the connection it takes ([`Connector::probe`]) and stays there if the replica
+    /// has replayed that far, polling it (1 ms, doubling to 8 ms) up to `wait` if not; only then
+    /// does it fall back to the primary. Default `Some(Duration::ZERO)`: ask once, do not wait
+    /// (one round trip on a replica instead of a read on the primary). `None`: never ask,
+    /// positions come from probes only. Per read:
+    /// [`AcquireOptions::replay_wait`](crate::cluster::AcquireOptions::replay_wait).
+    pub fn replay_wait(mut self, wait: Option<Duration>) -> Self {
+        self.settings.replay_wait = wait;
+        self
+    }
+
     /// Share of the primary's pool, in `[0, 1]`, that reads may use when no replica can serve
     /// them (the primary's protection budget). Past it such reads fail fast with
     /// [`Error::NoReplica`](crate::Error::NoReplica). Default 0.5; any share above 0 allows at
@@ -349,9 +374,60 @@ impl<C: Connector> ClusterBuilder<C> {
     /// Opt-in automatic promotion of the most caught-up replica when the primary fails, with
     /// `promoter` doing the promotion (PostgreSQL: `seawall::sqlx::PgPromoter`). See
     /// [`failover`](crate::failover) for the safety rules.
+    ///
+    /// Which deployments it is for:
+    /// * **a fleet** (several application instances, each with its own seawall): only with a
+    ///   [`promotion_lease`](Self::promotion_lease) every instance shares (etcd), so that one
+    ///   instance promotes and every instance follows it;
+    /// * **one instance** that alone writes to the database: declare it with
+    ///   [`single_instance`](Self::single_instance);
+    /// * **an HA manager** (Patroni) already promotes: follow it with
+    ///   [`topology`](Self::topology) instead.
+    ///
+    /// [`build`](Self::build) refuses `auto_failover` with neither a lease nor
+    /// `single_instance`: in a fleet it would split the brain.
     pub fn auto_failover(mut self, promoter: impl Promoter<C>, config: PromotionConfig) -> Self {
         self.promoter = Some(Arc::new(promoter));
         self.settings.promotion = config;
+        self
+    }
+
+    /// The primary of record for [`auto_failover`](Self::auto_failover) in a fleet: a record in
+    /// a consensus store every application instance shares ([`Etcd`](crate::failover::Etcd),
+    /// feature `etcd`). Writes go only to the node it names, while it has been read within its
+    /// validity (2 probe intervals + the probe timeout, 2 s by default; past it writes wait);
+    /// a promotion first swaps the record from the old primary to the candidate, and only the
+    /// instance whose swap succeeds promotes, after waiting out the validity and one more
+    /// probe interval, so every other instance has stopped writing to the old primary. See
+    /// [`failover::lease`](crate::failover::lease).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), seawall::ConfigError> {
+    /// use seawall::failover::{MemoryLease, PromotionConfig};
+    /// use seawall::sim::{SimBackend, SimPromoter};
+    /// use seawall::{Cluster, Pool};
+    ///
+    /// let primary = SimBackend::builder("primary").build();
+    /// let replica = SimBackend::builder("replica").primary(false).build();
+    /// let cluster = Cluster::builder()
+    ///     .primary("primary", Pool::builder(primary.connector()).build()?)
+    ///     .replica("replica", Pool::builder(replica.connector()).build()?)
+    ///     .auto_failover(SimPromoter::default(), PromotionConfig::default())
+    ///     .promotion_lease(MemoryLease::default()) // in production: seawall::failover::Etcd
+    ///     .build()?;
+    /// # drop(cluster); Ok(()) }
+    /// ```
+    pub fn promotion_lease(mut self, lease: impl PromotionLease) -> Self {
+        self.settings.promotion_lease = Some(Arc::new(lease));
+        self
+    }
+
+    /// Declares that this is the only application instance writing to the database, so
+    /// [`auto_failover`](Self::auto_failover) may promote without a
+    /// [`promotion_lease`](Self::promotion_lease). Wrong in a fleet: two instances that each
+    /// promote a replica split the brain.
+    pub fn single_instance(mut self) -> Self {
+        self.settings.single_instance = true;
         self
     }
 
@@ -503,6 +579,24 @@ impl<C: Connector> ClusterBuilder<C> {
             return Err(ConfigError::new(
                 "topology_members",
                 "needs a topology source (`topology`) to list the members",
+            ));
+        }
+        if self.promoter.is_some()
+            && settings.promotion_lease.is_none()
+            && !settings.single_instance
+            && settings.topology_source.is_none()
+        {
+            return Err(ConfigError::new(
+                "auto_failover",
+                "needs a promotion lease every application instance shares (`promotion_lease`, \
+                 e.g. etcd), or `single_instance()` when only this instance writes: instances \
+                 promoting on their own split the brain of a fleet",
+            ));
+        }
+        if settings.promotion_lease.is_some() && self.promoter.is_none() {
+            return Err(ConfigError::new(
+                "promotion_lease",
+                "is the lease of automatic promotion: set `auto_failover` too",
             ));
         }
         if settings.topology_source.is_some() {

@@ -371,6 +371,23 @@ impl<C: Connector> ClusterConn<C> {
     }
 }
 
+impl<C: Connector> ClusterConn<C> {
+    /// Starts the handle's latency clock again: what came before (asking a replica its
+    /// position) is not the work's latency.
+    pub(crate) fn restart_clock(&mut self) {
+        if let Some(old) = self.in_flight.take() {
+            self.in_flight = Some(old.node().start());
+            // `old` drops as cancelled: no sample.
+        }
+    }
+
+    /// Gives the connection back unused: no latency sample, nothing for the breaker.
+    pub(crate) fn release_unused(mut self) {
+        self.outcome = Outcome::Ignored;
+        self.in_flight.take();
+    }
+}
+
 impl<C: Connector> Drop for ClusterConn<C> {
     fn drop(&mut self) {
         if self.in_statement {

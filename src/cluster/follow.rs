@@ -11,7 +11,7 @@ use crate::topology::Topology;
 
 use super::{monitor, Node, Role, Shared};
 
-/// Who the topology source names leader.
+/// Who the topology source (or the primary of record) names leader.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Leader {
     /// No source, or it has not answered yet: the configured primary stands.
@@ -93,7 +93,16 @@ pub(crate) async fn run<C: Connector>(cluster: Weak<Shared<C>>) {
 /// Takes what the source says into account. Returns the named leader's node when it is not the
 /// cluster's primary yet (to be probed).
 fn apply<C: Connector>(shared: &Arc<Shared<C>>, topology: &Topology) -> Option<Arc<Node<C>>> {
-    let named = Leader::from_topology(topology);
+    apply_leader(shared, Leader::from_topology(topology))
+}
+
+/// Takes a named leader into account (from a topology source or the primary of record): the
+/// primary it does not name is demoted and fenced. Returns the named node when it is not the
+/// cluster's primary yet (to be probed).
+pub(crate) fn apply_leader<C: Connector>(
+    shared: &Arc<Shared<C>>,
+    named: Leader,
+) -> Option<Arc<Node<C>>> {
     let changed = {
         let mut leader = shared.leader.write();
         let changed = *leader != named;

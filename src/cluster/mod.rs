@@ -56,6 +56,7 @@ mod ledger;
 mod lifecycle;
 mod monitor;
 mod node;
+mod record;
 mod recorder;
 mod snapshot;
 
@@ -112,6 +113,7 @@ pub struct AcquireOptions {
     timeout: Option<Duration>,
     priority: Option<Priority>,
     replica_only: bool,
+    replay_wait: Option<Option<Duration>>,
 }
 
 impl AcquireOptions {
@@ -158,6 +160,15 @@ impl AcquireOptions {
         self.replica_only = true;
         self
     }
+
+    /// How long this read may wait for a replica to replay its
+    /// [`min_position`](Self::min_position) before falling back to the primary, instead of the
+    /// cluster's [`replay_wait`](crate::cluster::ClusterBuilder::replay_wait); `None` never asks
+    /// a replica its position. Bounded by the read's deadline.
+    pub fn replay_wait(mut self, wait: Option<Duration>) -> Self {
+        self.replay_wait = Some(wait);
+        self
+    }
 }
 
 /// Which node does what. Nodes move between the two as probes discover roles; a fenced or
@@ -195,8 +206,11 @@ pub(crate) struct Shared<C: Connector> {
     pub(crate) member_pool: Option<MemberPool<C>>,
     /// Single flight of automatic promotion.
     pub(crate) promoting: AtomicBool,
-    /// Who the topology source names leader.
+    /// Who the topology source (or the primary of record) names leader.
     pub(crate) leader: RwLock<follow::Leader>,
+    /// When the last read of the primary of record that succeeded started (with a promotion
+    /// lease: writes wait once it is older than the lease's validity).
+    pub(crate) record_read_at: Mutex<Option<Instant>>,
     /// A rediscovery after the primary refused a write is running.
     pub(crate) rediscovering: AtomicBool,
     /// The flight recorder, when on.
@@ -306,6 +320,7 @@ impl<C: Connector> Cluster<C> {
                 member_pool,
                 promoting: AtomicBool::new(false),
                 leader: RwLock::new(follow::Leader::Unknown),
+                record_read_at: Mutex::new(None),
                 rediscovering: AtomicBool::new(false),
                 stop: Arc::default(),
             }),
@@ -334,6 +349,9 @@ impl<C: Connector> Cluster<C> {
         }
         if shared.recorder.is_some() {
             tokio::spawn(recorder::run(Arc::downgrade(shared)));
+        }
+        if shared.settings.promotion_lease.is_some() {
+            tokio::spawn(record::run(Arc::downgrade(shared)));
         }
     }
 
@@ -505,8 +523,12 @@ impl<C: Connector> Cluster<C> {
             .collect()
     }
 
-    /// The primary, if it is up, not fenced, and (with a topology source) named leader.
+    /// The primary, if it is up, not fenced, and (with a topology source or a promotion lease)
+    /// named leader.
     fn usable_primary(&self) -> Option<Arc<Node<C>>> {
+        if !record::is_fresh(&self.shared) {
+            return None;
+        }
         let topology = self.shared.topology.read();
         let leader = self.shared.leader.read();
         topology
@@ -540,9 +562,18 @@ impl<C: Connector> Cluster<C> {
         let priority = options.priority.unwrap_or(Priority::READ);
         let mut tried = Tried::default();
         loop {
-            let (index, node) = match self.pick_replica(&options, &tried) {
+            let (index, node) = match self.pick_replica(&options, &tried, true) {
                 Ok(picked) => picked,
                 Err(mut why) => {
+                    if why.behind_position > 0 {
+                        // Only as fresh as the last probe: ask a replica itself.
+                        if let Some(conn) = self
+                            .read_replayed(&options, priority, deadline, &tried)
+                            .await
+                        {
+                            return Ok(conn);
+                        }
+                    }
                     why.refused = tried.count;
                     return self
                         .read_from_primary(why, &options, priority, started, deadline)
@@ -575,8 +606,68 @@ impl<C: Connector> Cluster<C> {
     /// would then fall back to the primary within its read budget). For diagnostics, and to
     /// measure the cost of routing on its own.
     pub fn pick_read_node(&self, options: &AcquireOptions) -> Result<Arc<Node<C>>, NoReplica> {
-        self.pick_replica(options, &Tried::default())
+        self.pick_replica(options, &Tried::default(), true)
             .map(|(_, node)| node)
+    }
+
+    /// Read-your-writes when no replica is known to have replayed the read's position: takes
+    /// a connection on the best replica that is behind only by what its last probe said, and
+    /// asks it its position ([`Connector::probe`]), polling up to the replay wait. `None`: no
+    /// replica has replayed that far in time (or none could be asked); the read falls back.
+    async fn read_replayed(
+        &self,
+        options: &AcquireOptions,
+        priority: Priority,
+        deadline: Instant,
+        tried: &Tried,
+    ) -> Option<ClusterConn<C>> {
+        let min = options.min_position?;
+        let wait = options
+            .replay_wait
+            .unwrap_or(self.shared.settings.replay_wait)?;
+        let (_, node) = self.pick_replica(options, tried, false).ok()?;
+        let mut conn = acquire_on(&node, priority, deadline, None, true)
+            .await
+            .ok()?;
+        let give_up = deadline.min(Instant::now() + wait);
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let connector = node.pool.connector();
+            match connector.probe(&mut conn).await {
+                Ok(Some(status)) if status.is_primary => {
+                    // Promoted meanwhile: it has everything, but writes and reads of a primary
+                    // go through its own routes.
+                    conn.release_unused();
+                    return None;
+                }
+                Ok(Some(status)) => {
+                    let position = status.position?;
+                    if position > node.load.replayed_position() {
+                        node.load.set_replayed_position(position);
+                    }
+                    if position >= min {
+                        // The read's own clock starts now, the asking is not its latency.
+                        conn.restart_clock();
+                        return Some(conn);
+                    }
+                }
+                Ok(None) => {
+                    conn.release_unused();
+                    return None;
+                }
+                Err(e) => {
+                    conn.report_error(&e);
+                    return None;
+                }
+            }
+            let now = Instant::now();
+            if now + pause > give_up {
+                conn.release_unused();
+                return None;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(8));
+        }
     }
 
     /// A connection from the named node, whatever its role.
@@ -605,10 +696,13 @@ impl<C: Connector> Cluster<C> {
 
     /// Picks a replica among those that can serve, skipping the `tried` ones (bit i = replica
     /// i). On failure, says why none could.
+    /// With `check_position` false, a replica behind the read's position by its last probe
+    /// may still be picked (to be asked, [`Cluster::read_replayed`]).
     fn pick_replica(
         &self,
         options: &AcquireOptions,
         tried: &Tried,
+        check_position: bool,
     ) -> Result<(usize, Arc<Node<C>>), NoReplica> {
         let shared = &self.shared;
         let topology = shared.topology.read();
@@ -651,7 +745,8 @@ impl<C: Connector> Cluster<C> {
                 why.older_timeline += 1;
                 return false;
             }
-            if options.min_position.is_some()
+            if check_position
+                && options.min_position.is_some()
                 && !node.load.can_serve_read(None, options.min_position)
             {
                 why.behind_position += 1;

@@ -531,6 +531,38 @@ async fn promote<C: Connector>(shared: Arc<Shared<C>>, old: Arc<Node<C>>) {
         tracing::warn!("primary lost and no healthy replica to promote");
         return;
     };
+    if let Some(lease) = shared.settings.promotion_lease.clone() {
+        // In a fleet: only the instance that moves the record promotes, and only once every
+        // other instance has read the new record or stopped writing (its read ran out).
+        let failed = |error: String| ClusterEvent::PromotionFailed {
+            candidate: candidate.name.clone(),
+            error,
+        };
+        match lease.swap(Some(&old.name), &candidate.name).await {
+            Ok(true) => {
+                super::record::accept(&shared, &candidate.name, Instant::now());
+                let interval = shared.settings.health.interval.unwrap_or(timeout);
+                let fence = super::record::validity(&shared) + interval;
+                tracing::info!(candidate = %candidate.name, ?fence, "promotion lease taken; waiting for the fleet to fence the old primary");
+                if !shared.stop.sleep(fence).await {
+                    return;
+                }
+            }
+            Ok(false) => {
+                let _ = super::record::read(&shared).await;
+                let recorded = shared.leader.read().clone();
+                shared.emit(failed(format!(
+                    "another instance moved the promotion lease first (it names {recorded:?}); \
+                     following it"
+                )));
+                return;
+            }
+            Err(e) => {
+                shared.emit(failed(format!("not promoted: {e}")));
+                return;
+            }
+        }
+    }
     shared.emit(ClusterEvent::PromotionStarted {
         candidate: candidate.name.clone(),
         position,

@@ -22,6 +22,13 @@
 //!   [`PromotionConfig::min_down_for`]; never while the old primary still answers any probe (it
 //!   is probed once more right before promoting); one promotion at a time (single flight); the
 //!   most caught-up healthy replica (highest replayed position, freshly probed) wins.
+//! * **In a fleet, promote through a lease** ([`lease`]): every application instance embeds
+//!   its own seawall, so single flight inside one process is not enough. With a
+//!   [`PromotionLease`] shared by every instance ([`Etcd`], feature `etcd`), writes go only to
+//!   the node the record names, one instance wins the swap that moves it and promotes only after
+//!   every other instance has stopped writing to the old primary. Without a lease,
+//!   `auto_failover` must be declared
+//!   [`single_instance`](crate::cluster::ClusterBuilder::single_instance), or the build fails.
 //!
 //! Every step is a [`ClusterEvent`] on [`Cluster::subscribe`](crate::cluster::Cluster::subscribe)
 //! (for alerting) and a `seawall_cluster_events_total{event}` metric.
@@ -46,6 +53,10 @@
 //! [`HealthConfig::aggressive`] with [`PromotionConfig::aggressive`] (100 ms probes, 2
 //! failures, 200 ms) brings it under 1 s, at the price of promoting on a ~200 ms network blip.
 
+#[cfg(feature = "etcd")]
+mod etcd;
+pub mod lease;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +64,10 @@ use async_trait::async_trait;
 
 use crate::driver::Connector;
 use crate::error::{ConfigError, DriverError};
+
+#[cfg(feature = "etcd")]
+pub use etcd::Etcd;
+pub use lease::{LeaseError, MemoryLease, PromotionLease};
 
 /// How nodes are probed and judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
