@@ -96,6 +96,7 @@ pub mod balance;
 pub mod breaker;
 pub mod classify;
 pub mod cluster;
+pub mod diagnosis;
 pub mod driver;
 mod error;
 pub mod failover;

@@ -20,6 +20,7 @@ use crate::statements::StatementStats;
 use crate::topology::{Member, TopologySource};
 
 use super::recorder::RecorderConfig;
+use crate::diagnosis::DiagnosisConfig;
 
 /// Opens a pool for a member of the topology the cluster does not know yet
 /// ([`ClusterBuilder::topology_members`]).
@@ -120,6 +121,10 @@ pub(crate) struct Settings {
     pub(crate) topology_interval: Duration,
     /// The flight recorder's settings; `None` turns it off.
     pub(crate) recorder: Option<RecorderConfig>,
+    /// Thresholds of the diagnosis made from the recorder's samples.
+    pub(crate) diagnosis: DiagnosisConfig,
+    /// Where incident reports are written when an incident closes.
+    pub(crate) reports: Option<std::path::PathBuf>,
     /// Replaced by the built ledger in [`ClusterBuilder::build`].
     pub(crate) ledger: Arc<Ledger>,
 }
@@ -158,6 +163,8 @@ impl Default for Settings {
             topology_source: None,
             topology_interval: Duration::from_millis(250),
             recorder: Some(RecorderConfig::default()),
+            diagnosis: DiagnosisConfig::default(),
+            reports: None,
             ledger: Arc::new(Ledger::default()),
         }
     }
@@ -478,6 +485,22 @@ impl<C: Connector> ClusterBuilder<C> {
     /// minutes (about 0.5 MB for three nodes). It adds nothing to the query path.
     pub fn flight_recorder(mut self, config: Option<RecorderConfig>) -> Self {
         self.settings.recorder = config;
+        self
+    }
+
+    /// Thresholds of the diagnosis made from the flight recorder's samples (see
+    /// [`diagnosis`](crate::diagnosis)): incidents that name the failing layer, as
+    /// [`ClusterEvent::IncidentOpened`] / [`ClusterEvent::IncidentClosed`] and in
+    /// [`Cluster::incident_report`]. Default [`DiagnosisConfig::default`]; off with the recorder.
+    pub fn diagnosis(mut self, config: DiagnosisConfig) -> Self {
+        self.settings.diagnosis = config;
+        self
+    }
+
+    /// Writes [`Cluster::incident_report`] to `dir` (`incident-<id>.md` and `.svg`) each time an
+    /// incident closes. Default: not written.
+    pub fn incident_reports(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.settings.reports = Some(dir.into());
         self
     }
 

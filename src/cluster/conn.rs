@@ -47,6 +47,10 @@ pub struct ClusterConn<C: Connector> {
     /// A statement run through `execute` is in flight: if the handle is dropped now, the
     /// statement was abandoned and is cancelled on the server.
     in_statement: bool,
+    /// When the caller got it (after admission and the pool).
+    acquired: tokio::time::Instant,
+    /// How long the acquire waited (admission queue and pool).
+    waited: Duration,
 }
 
 impl<C: Connector> ClusterConn<C> {
@@ -57,7 +61,9 @@ impl<C: Connector> ClusterConn<C> {
         permit: Permit,
         in_flight: InFlight,
         fallback: Option<FallbackRead>,
+        asked: tokio::time::Instant,
     ) -> Self {
+        let acquired = tokio::time::Instant::now();
         ClusterConn {
             conn,
             node,
@@ -69,6 +75,8 @@ impl<C: Connector> ClusterConn<C> {
             rows: None,
             in_transaction: false,
             in_statement: false,
+            acquired,
+            waited: acquired.saturating_duration_since(asked),
         }
     }
 
@@ -406,6 +414,9 @@ impl<C: Connector> Drop for ClusterConn<C> {
             self.conn.mark_broken();
         }
         let now = tokio::time::Instant::now();
+        self.node
+            .held
+            .record(now.saturating_duration_since(self.acquired), self.waited);
         if let Some(call) = self.call.take() {
             self.node.finish_call_at(call, self.outcome, now);
         }

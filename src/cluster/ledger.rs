@@ -1,11 +1,11 @@
 //! What the cluster remembers of its traffic: route counts, learned routes, statement figures.
 
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use metrics::{counter, Counter};
 
 use crate::classify::RouteMemory;
+use crate::diagnosis::RouteCounts;
 use crate::error::Error;
 use crate::statements::StatementStats;
 
@@ -130,79 +130,5 @@ impl RouteCounters {
             failed_write_on_replica: self.write_on_replica.get(),
             failed_other: self.other.get(),
         }
-    }
-}
-
-/// How the cluster routed its work since it was built.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RouteCounts {
-    /// Reads served by a replica.
-    pub reads_to_replica: u64,
-    /// Reads served by the primary because no replica could (within its read budget).
-    pub reads_to_primary: u64,
-    /// Acquires for writes (and transactions) served by the primary.
-    pub writes: u64,
-    /// Statements a replica refused as writes, retried on the primary.
-    pub retried_on_primary: u64,
-    /// Statements learned as writes (they go to the primary from then on).
-    pub learned_writes: u64,
-    /// Acquires that failed at their deadline ([`Error::Timeout`]).
-    pub failed_timeout: u64,
-    /// Acquires refused by an open breaker ([`Error::Unavailable`]).
-    pub failed_breaker_open: u64,
-    /// Acquires shed by admission control ([`Error::Overloaded`]).
-    pub shed: u64,
-    /// Reads no node could serve ([`Error::NoReplica`]).
-    pub failed_no_replica: u64,
-    /// Writes without a primary ([`Error::NoPrimary`]).
-    pub failed_no_primary: u64,
-    /// Statements that failed on their node ([`Error::Statement`]).
-    pub failed_statement: u64,
-    /// Writes a replica refused that could not be retried ([`Error::WriteOnReplica`]).
-    pub failed_write_on_replica: u64,
-    /// Any other failure (closed pool, unknown node, malformed hint).
-    pub failed_other: u64,
-}
-
-impl RouteCounts {
-    /// Every failure, shed requests included.
-    pub fn failed(&self) -> u64 {
-        self.failed_timeout
-            + self.failed_breaker_open
-            + self.shed
-            + self.failed_no_replica
-            + self.failed_no_primary
-            + self.failed_statement
-            + self.failed_write_on_replica
-            + self.failed_other
-    }
-}
-
-impl fmt::Display for RouteCounts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "routed: {} reads to replicas, {} reads to the primary (fallback), {} writes, {} \
-             retried on the primary, {} learned writes",
-            self.reads_to_replica,
-            self.reads_to_primary,
-            self.writes,
-            self.retried_on_primary,
-            self.learned_writes
-        )?;
-        write!(
-            f,
-            "failed: {} timeout, {} breaker open, {} shed (overloaded), {} no replica, {} no \
-             primary, {} statement errors, {} writes on a replica, {} other",
-            self.failed_timeout,
-            self.failed_breaker_open,
-            self.shed,
-            self.failed_no_replica,
-            self.failed_no_primary,
-            self.failed_statement,
-            self.failed_write_on_replica,
-            self.failed_other
-        )
     }
 }

@@ -78,6 +78,8 @@ use crate::failover::{ClusterEvent, Promoter};
 use crate::load::NodeLoad;
 use crate::pool::Pool;
 
+pub use crate::diagnosis::RouteCounts;
+pub use crate::diagnosis::{NodeSample, Recording};
 pub use builder::{
     BoxError, ClusterBuilder, LimiterFactory, LimiterKind, MemberPool, DEFAULT_STATEMENT_CAPACITY,
 };
@@ -85,10 +87,9 @@ pub use conn::ClusterConn;
 #[cfg(feature = "sqlx")]
 pub(crate) use conn::StatementFailure;
 pub use execute::BoxFuture;
-pub use ledger::RouteCounts;
 pub use lifecycle::NotReady;
 pub use node::{AdmissionView, LoadView, Node, NodeSnapshot, Role};
-pub use recorder::{NodeSample, RecorderConfig, Recording};
+pub use recorder::RecorderConfig;
 pub use snapshot::ClusterSnapshot;
 
 use builder::Settings;
@@ -309,7 +310,9 @@ impl<C: Connector> Cluster<C> {
                     replicas,
                 }),
                 balancer,
-                recorder: settings.recorder.map(recorder::Recorder::new),
+                recorder: settings.recorder.map(|config| {
+                    recorder::Recorder::new(config, settings.diagnosis, settings.reports.clone())
+                }),
                 settings,
                 fallback_reads: Arc::new(AtomicUsize::new(0)),
                 monitors_started: AtomicBool::new(false),
@@ -903,6 +906,24 @@ impl<C: Connector> Cluster<C> {
             .map_or_else(Vec::new, |r| r.history())
     }
 
+    /// The diagnosis's incidents, closed and open, by number (see [`diagnosis`](crate::diagnosis));
+    /// empty when the flight recorder is off.
+    pub fn incidents(&self) -> Vec<crate::diagnosis::Incident> {
+        self.shared
+            .recorder
+            .as_ref()
+            .map_or_else(Vec::new, |r| r.diagnoser.lock().incidents())
+    }
+
+    /// The postmortem's timeline, written for you: every incident with its verdict, when it
+    /// started and ended, the recorded figures around it and an SVG chart of them
+    /// ([`IncidentReport`](crate::diagnosis::IncidentReport); its Markdown links the chart as
+    /// `incident-report.svg`, which [`write_to`](crate::diagnosis::IncidentReport::write_to)
+    /// writes beside it).
+    pub fn incident_report(&self) -> crate::diagnosis::IncidentReport {
+        crate::diagnosis::IncidentReport::new(&self.history(), &self.incidents(), "incident-report")
+    }
+
     /// Every node's figures, the route counts and what the router remembers; its `Display` is
     /// a table for operators.
     pub fn snapshot(&self) -> ClusterSnapshot {
@@ -971,6 +992,7 @@ async fn acquire_on<C: Connector>(
             permit,
             in_flight,
             fallback,
+            now,
         )),
         Err(mut e) => {
             if let Error::Timeout(t) = &mut e {

@@ -38,6 +38,41 @@ pub struct Node<C: Connector> {
     events: broadcast::Sender<ClusterEvent>,
     /// The cluster's ledger, which a handle from this node reports its statements to.
     pub(crate) ledger: Arc<Ledger>,
+    /// How long callers held its connections (the work's own time) and waited for them.
+    pub(crate) held: HeldTime,
+}
+
+/// Time connections were held by callers and time their acquires waited, summed, and how many
+/// handles: three relaxed adds per handle, read by the flight recorder to tell query time from
+/// waiting.
+#[derive(Debug, Default)]
+pub(crate) struct HeldTime {
+    held: std::sync::atomic::AtomicU64,
+    waited: std::sync::atomic::AtomicU64,
+    count: std::sync::atomic::AtomicU64,
+}
+
+impl HeldTime {
+    pub(crate) fn record(&self, held: std::time::Duration, waited: std::time::Duration) {
+        let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.held.fetch_add(nanos(held), Ordering::Relaxed);
+        if !waited.is_zero() {
+            self.waited.fetch_add(nanos(waited), Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Held, waited, handles.
+    fn totals(&self) -> (std::time::Duration, std::time::Duration, u64) {
+        let d = |a: &std::sync::atomic::AtomicU64| {
+            std::time::Duration::from_nanos(a.load(Ordering::Relaxed))
+        };
+        (
+            d(&self.held),
+            d(&self.waited),
+            self.count.load(Ordering::Relaxed),
+        )
+    }
 }
 
 impl<C: Connector> Node<C> {
@@ -69,6 +104,7 @@ impl<C: Connector> Node<C> {
             admission,
             events,
             ledger: Arc::default(),
+            held: HeldTime::default(),
         }
     }
 
@@ -180,7 +216,11 @@ impl<C: Connector> Node<C> {
     /// Everything known about the node, at one instant.
     pub fn snapshot(&self) -> NodeSnapshot {
         let load = &self.load;
+        let (held_total, waited_total, held_count) = self.held.totals();
         NodeSnapshot {
+            held_total,
+            waited_total,
+            held_count,
             name: self.name.clone(),
             role: self.role(),
             latency: load.latency(),
@@ -237,6 +277,15 @@ pub struct NodeSnapshot {
     pub breaker: BreakerSnapshot,
     /// Its admission gate.
     pub admission: AdmissionSnapshot,
+    /// Time its connections were held by callers through the cluster, summed since it was
+    /// built: the work's own time, without admission or pool waits. Difference two snapshots
+    /// and divide by the [`held_count`](Self::held_count) difference for the mean.
+    pub held_total: std::time::Duration,
+    /// Time acquires of its connections waited through the cluster (admission queue and pool),
+    /// summed since it was built, for the handles counted in [`held_count`](Self::held_count).
+    pub waited_total: std::time::Duration,
+    /// Handles returned since it was built.
+    pub held_count: u64,
 }
 
 /// What the health monitor remembers of a node's recent probes.

@@ -7,16 +7,18 @@
 //! 110 for the route counts, so 15 minutes of a primary and two replicas is about 0.5 MB.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 
-use crate::breaker::BreakerState;
-use crate::driver::Connector;
+use std::path::PathBuf;
 
-use super::ledger::RouteCounts;
-use super::{Role, Shared};
+use crate::diagnosis::{Diagnoser, DiagnosisConfig, IncidentReport, NodeSample, Recording};
+use crate::driver::Connector;
+use crate::failover::ClusterEvent;
+
+use super::Shared;
 
 /// How often the recorder samples and how many samples it keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,73 +38,27 @@ impl Default for RecorderConfig {
     }
 }
 
-/// The cluster at one sampling instant.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct Recording {
-    /// When it was taken (wall clock, for reports).
-    pub at: SystemTime,
-    /// Every node, primary first.
-    pub nodes: Vec<NodeSample>,
-    /// The route counts since the cluster was built (difference two recordings for a rate).
-    pub routes: RouteCounts,
-}
-
-/// One node's figures in a [`Recording`]. Totals are since the node was built; difference two
-/// recordings for what happened between them.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct NodeSample {
-    /// The node.
-    pub name: Arc<str>,
-    /// Its role then.
-    pub role: Role,
-    /// Up (not marked down by the health monitor).
-    pub up: bool,
-    /// Fenced (split brain, or not named leader by the HA manager).
-    pub fenced: bool,
-    /// Its breaker.
-    pub breaker: BreakerState,
-    /// Work in flight, queue included.
-    pub in_flight: usize,
-    /// The admission gate's current limit.
-    pub limit: usize,
-    /// Requests queued at the gate.
-    pub queue: usize,
-    /// Connections in use / open, and acquires waiting for one.
-    pub pool_in_use: usize,
-    /// Open connections.
-    pub pool_size: usize,
-    /// Acquires waiting in the pool.
-    pub pool_waiters: usize,
-    /// p99 of acquire waits since the pool was built.
-    pub acquire_wait_p99: Duration,
-    /// Peak-EWMA latency of its recent work.
-    pub latency: Duration,
-    /// Recent error rate in `[0, 1]`.
-    pub error_rate: f64,
-    /// Replication lag from the last probe.
-    pub lag: Option<Duration>,
-    /// Acquires that timed out in its pool, total.
-    pub timeouts: u64,
-    /// Failed connects, total.
-    pub connect_failures: u64,
-    /// Requests its admission gate shed or rejected, total.
-    pub shed: u64,
-}
-
-/// The bounded history.
+/// The bounded history, and the diagnosis made from it.
 #[derive(Debug)]
 pub(crate) struct Recorder {
     pub(crate) config: RecorderConfig,
     samples: Mutex<VecDeque<Recording>>,
+    pub(crate) diagnoser: Mutex<Diagnoser>,
+    /// Where a report is written when an incident closes.
+    pub(crate) reports: Option<PathBuf>,
 }
 
 impl Recorder {
-    pub(crate) fn new(config: RecorderConfig) -> Self {
+    pub(crate) fn new(
+        config: RecorderConfig,
+        diagnosis: DiagnosisConfig,
+        reports: Option<PathBuf>,
+    ) -> Self {
         Recorder {
             config,
             samples: Mutex::new(VecDeque::with_capacity(config.keep.min(4096))),
+            diagnoser: Mutex::new(Diagnoser::new(diagnosis)),
+            reports,
         }
     }
 
@@ -125,6 +81,8 @@ pub(crate) async fn run<C: Connector>(cluster: Weak<Shared<C>>) {
         return;
     };
     let _running = stop.running();
+    // Wall-clock times that advance with Tokio's clock (so a paused simulation reads right).
+    let base = (SystemTime::now(), tokio::time::Instant::now());
     loop {
         let Some(every) = cluster
             .upgrade()
@@ -141,14 +99,34 @@ pub(crate) async fn run<C: Connector>(cluster: Weak<Shared<C>>) {
         let Some(recorder) = &shared.recorder else {
             return;
         };
-        recorder.push(sample(&shared));
+        let at = base.0 + base.1.elapsed();
+        let recording = sample(&shared, at);
+        let changes = recorder.diagnoser.lock().observe(&recording);
+        recorder.push(recording);
+        for incident in changes.opened {
+            shared.emit(ClusterEvent::IncidentOpened(incident));
+        }
+        for incident in changes.closed {
+            if let Some(dir) = &recorder.reports {
+                let stem = format!("incident-{}", incident.id);
+                let report = IncidentReport::new(
+                    &recorder.history(),
+                    &recorder.diagnoser.lock().incidents(),
+                    &stem,
+                );
+                if let Err(error) = report.write_to(dir, &stem) {
+                    tracing::warn!(%error, dir = %dir.display(), "could not write the incident report");
+                }
+            }
+            shared.emit(ClusterEvent::IncidentClosed(incident));
+        }
     }
 }
 
-fn sample<C: Connector>(shared: &Shared<C>) -> Recording {
+fn sample<C: Connector>(shared: &Shared<C>, at: SystemTime) -> Recording {
     let nodes: Vec<_> = shared.topology.read().nodes().cloned().collect();
     Recording {
-        at: SystemTime::now(),
+        at,
         nodes: nodes
             .iter()
             .map(|node| {
@@ -172,6 +150,11 @@ fn sample<C: Connector>(shared: &Shared<C>) -> Recording {
                     timeouts: s.pool.totals.timed_out,
                     connect_failures: s.pool.totals.connect_failures,
                     shed: s.admission.shed + s.admission.rejected + s.admission.expired,
+                    acquired: s.pool.totals.acquired,
+                    connects: s.pool.totals.created,
+                    waited_total: s.waited_total,
+                    held_total: s.held_total,
+                    held_count: s.held_count,
                 }
             })
             .collect(),

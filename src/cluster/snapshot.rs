@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crate::classify::Remembered;
 
-use super::ledger::RouteCounts;
 use super::node::NodeSnapshot;
+use crate::diagnosis::RouteCounts;
 
 /// The cluster's figures at one instant, from [`Cluster::snapshot`](super::Cluster::snapshot).
 ///

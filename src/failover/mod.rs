@@ -62,6 +62,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::diagnosis::Incident;
 use crate::driver::Connector;
 use crate::error::{ConfigError, DriverError};
 
@@ -223,7 +224,7 @@ pub struct Promoted {
 }
 
 /// A step of the cluster's life, for alerting.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum ClusterEvent {
     /// A node failed `down_after` consecutive probes.
@@ -302,6 +303,11 @@ pub enum ClusterEvent {
         /// The leader now named; `None` while the HA manager names none (a failover).
         leader: Option<Arc<str>>,
     },
+    /// The diagnosis opened an incident: its verdict names the layer and the node, with
+    /// numbers ([`diagnosis`](crate::diagnosis)).
+    IncidentOpened(Incident),
+    /// An incident's condition is gone.
+    IncidentClosed(Incident),
 }
 
 /// Publishes an event: to subscribers, as the `seawall_cluster_events_total{event}` metric, and
@@ -315,6 +321,8 @@ pub(crate) fn emit(events: &tokio::sync::broadcast::Sender<ClusterEvent>, event:
         | ClusterEvent::LeaderChanged { .. }
         | ClusterEvent::PromotionStarted { .. }
         | ClusterEvent::Promoted(_) => tracing::info!(?event, "cluster event"),
+        ClusterEvent::IncidentOpened(incident) => tracing::error!(%incident, "incident opened"),
+        ClusterEvent::IncidentClosed(incident) => tracing::info!(%incident, "incident closed"),
         ClusterEvent::SplitBrain { .. } | ClusterEvent::StaleTimeline { .. } => {
             tracing::error!(?event, "cluster event")
         }
@@ -340,6 +348,8 @@ impl ClusterEvent {
             ClusterEvent::Unfenced { .. } => "unfenced",
             ClusterEvent::LeaderChanged { .. } => "leader_changed",
             ClusterEvent::StaleTimeline { .. } => "stale_timeline",
+            ClusterEvent::IncidentOpened(_) => "incident_opened",
+            ClusterEvent::IncidentClosed(_) => "incident_closed",
         }
     }
 }
