@@ -13,7 +13,9 @@ use crate::error::ConfigError;
 use crate::failover::{
     ClusterEvent, HealthConfig, Promoted, PromotedHook, Promoter, PromotionConfig,
 };
-use crate::limit::{Aimd, AimdConfig, Fixed, Gradient, GradientConfig, Limiter};
+use crate::limit::{
+    Aimd, AimdConfig, Fixed, Gradient, GradientConfig, Limiter, Vegas, VegasConfig,
+};
 use crate::load::{LoadConfig, NodeLoad};
 use crate::pool::Pool;
 use crate::statements::StatementStats;
@@ -44,6 +46,12 @@ pub enum LimiterKind {
     GradientWith(GradientConfig),
     /// AIMD between 1 and the node's pool size.
     Aimd,
+    /// A delay-based [`Vegas`] limiter between 1 and the node's pool size, starting at the pool
+    /// size: it lowers the limit when latency rises past a multiple of the node's no-load
+    /// latency, which keeps a fleet of instances near the node's knee.
+    Vegas,
+    /// A Vegas limiter with this configuration.
+    VegasWith(VegasConfig),
     /// AIMD with this configuration.
     AimdWith(AimdConfig),
     /// A fixed limit equal to the node's pool size (no adaptation).
@@ -55,6 +63,13 @@ pub enum LimiterKind {
 /// Makes a node's limiter from the node's name and pool size.
 pub type LimiterFactory = Arc<dyn Fn(&str, usize) -> Box<dyn Limiter> + Send + Sync>;
 
+impl Default for LimiterKind {
+    /// [`LimiterKind::Gradient`].
+    fn default() -> Self {
+        LimiterKind::Gradient
+    }
+}
+
 impl std::fmt::Debug for LimiterKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -62,6 +77,8 @@ impl std::fmt::Debug for LimiterKind {
             LimiterKind::GradientWith(c) => f.debug_tuple("GradientWith").field(c).finish(),
             LimiterKind::Aimd => f.write_str("Aimd"),
             LimiterKind::AimdWith(c) => f.debug_tuple("AimdWith").field(c).finish(),
+            LimiterKind::Vegas => f.write_str("Vegas"),
+            LimiterKind::VegasWith(c) => f.debug_tuple("VegasWith").field(c).finish(),
             LimiterKind::PoolSize => f.write_str("PoolSize"),
             LimiterKind::Custom(_) => f.write_str("Custom(..)"),
         }
@@ -109,6 +126,20 @@ impl LimiterKind {
                 (Box::new(limiter), Some(Box::new(resize)))
             }
             LimiterKind::AimdWith(c) => (Box::new(Aimd::new(c.clone())?), None),
+            LimiterKind::Vegas => {
+                let limiter = Arc::new(Vegas::new(VegasConfig {
+                    initial_limit: pool_size,
+                    min_limit: 1,
+                    max_limit: pool_size,
+                    ..VegasConfig::default()
+                })?);
+                let handle = limiter.clone();
+                let resize = move |size: usize| {
+                    let _ = handle.set_max_limit(size);
+                };
+                (Box::new(limiter), Some(Box::new(resize)))
+            }
+            LimiterKind::VegasWith(c) => (Box::new(Vegas::new(c.clone())?), None),
             LimiterKind::PoolSize => {
                 let limiter = Arc::new(Fixed::new(pool_size));
                 let handle = limiter.clone();
@@ -168,7 +199,7 @@ impl Default for Settings {
             breaker: BreakerConfig::default(),
             admission: None,
             shed_load: false,
-            limiter: LimiterKind::Gradient,
+            limiter: LimiterKind::default(),
             health: HealthConfig::default(),
             promotion: PromotionConfig::default(),
             on_promoted: None,
