@@ -306,13 +306,14 @@ pub struct Admission {
 struct Inner {
     node: Arc<str>,
     limiter: Box<dyn Limiter>,
-    config: AdmissionConfig,
     state: Mutex<State>,
     metrics: Metrics,
 }
 
 struct State {
     in_flight: usize,
+    /// `config.max_queue`, or what [`Admission::set_max_queue`] made of it.
+    max_queue: usize,
     /// One queue per priority class, keyed by arrival number: first is oldest, last is newest.
     queues: [BTreeMap<u64, Waiter>; Priority::COUNT],
     queue_len: usize,
@@ -351,6 +352,7 @@ impl Admission {
         let node = node.into();
         let state = State {
             in_flight: 0,
+            max_queue: config.max_queue,
             queues: Default::default(),
             queue_len: 0,
             next_id: 0,
@@ -365,7 +367,6 @@ impl Admission {
             metrics: Metrics::new(&node),
             node,
             limiter: Box::new(limiter),
-            config,
             state: Mutex::new(state),
         };
         inner.publish(&inner.state.lock(), inner.limit());
@@ -429,6 +430,25 @@ impl Admission {
             }
         }
         self.inner.publish(&state, limit);
+    }
+
+    /// Changes how many waiters the queue holds (`max_queue`); waiters already queued beyond a
+    /// smaller size stay until served or shed. Also applies the limiter's current limit at once
+    /// ([`Admission::limit_changed`]).
+    pub fn set_max_queue(&self, max_queue: usize) {
+        self.inner.state.lock().max_queue = max_queue;
+        self.limit_changed();
+    }
+
+    /// Applies a limit changed outside of samples (by [`Fixed::set`](crate::limit::Fixed::set),
+    /// a limiter's new maximum) now rather than at the next admission or release: free slots go
+    /// to waiters at once.
+    pub fn limit_changed(&self) {
+        let inner = &self.inner;
+        let limit = inner.limit();
+        let mut state = inner.state.lock();
+        inner.dispatch(&mut state, Instant::now(), limit);
+        inner.publish(&state, limit);
     }
 
     /// The gate's current state and counters.
@@ -507,7 +527,7 @@ impl Inner {
         if deadline.is_some_and(|deadline| deadline <= now) {
             return Entry::Rejected(self.reject(&mut state, limit, ShedReason::Deadline));
         }
-        if state.queue_len >= self.config.max_queue {
+        if state.queue_len >= state.max_queue {
             match state.pop_oldest_below(priority) {
                 Some(victim) => self.shed(&mut state, victim, now, limit, ShedReason::Displaced),
                 None => {

@@ -728,3 +728,147 @@ proptest! {
         });
     }
 }
+
+mod resized_pool {
+    //! Issue 13: a node's pool resized inside a cluster resizes its admission gate too.
+
+    use std::time::Duration;
+
+    use seawall::admission::{AdmissionConfig, ShedReason};
+    use seawall::cluster::{ClusterBuilder, LimiterKind};
+    use seawall::sim::{SimBackend, SimConnector};
+    use seawall::{Cluster, Error, Pool};
+
+    fn cluster(
+        limiter: LimiterKind,
+        configure: impl FnOnce(ClusterBuilder<SimConnector>) -> ClusterBuilder<SimConnector>,
+    ) -> Cluster<SimConnector> {
+        let db = SimBackend::builder("primary").build();
+        let pool = Pool::builder(db.connector())
+            .name("primary")
+            .max_size(2)
+            .build()
+            .unwrap();
+        configure(Cluster::builder().primary("primary", pool).limiter(limiter))
+            .probe_interval(None)
+            .build()
+            .unwrap()
+    }
+
+    fn no_queue() -> AdmissionConfig {
+        AdmissionConfig {
+            max_queue: 0,
+            codel: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn growing_the_pool_raises_the_limit_of_every_pool_sized_limiter() {
+        for kind in [
+            LimiterKind::Gradient,
+            LimiterKind::Aimd,
+            LimiterKind::PoolSize,
+        ] {
+            let name = format!("{kind:?}");
+            let cluster = cluster(kind, |b| b.admission(no_queue()));
+            let node = cluster.node("primary").unwrap();
+            let mut held = vec![
+                cluster.write().await.unwrap(),
+                cluster.write().await.unwrap(),
+            ];
+            match cluster.write().await {
+                Err(Error::Overloaded(o)) => assert_eq!((o.in_flight, o.limit), (2, 2), "{name}"),
+                other => panic!("{name}: expected Overloaded at 2/2, got {other:?}"),
+            }
+
+            node.pool().set_max_size(8).unwrap();
+            assert_eq!(node.admission().snapshot().limit, 8, "{name}");
+            assert_eq!(node.snapshot().pool.max_size, 8, "{name}");
+            for _ in 2..8 {
+                held.push(cluster.write().await.expect("within the new size"));
+            }
+            match cluster.write().await {
+                Err(Error::Overloaded(o)) => assert_eq!((o.in_flight, o.limit), (8, 8), "{name}"),
+                other => panic!("{name}: expected Overloaded at 8/8, got {other:?}"),
+            }
+            assert_eq!(node.load().utilisation(), Some(1.0), "{name}");
+
+            // Shrinking lowers the limit: in flight over it, nothing new gets in.
+            node.pool().set_max_size(4).unwrap();
+            assert_eq!(node.admission().snapshot().limit, 4, "{name}");
+            held.truncate(5);
+            assert!(cluster.write().await.is_err(), "{name}: 5 in flight over 4");
+            held.truncate(3);
+            let _fourth = cluster.write().await.expect("3 in flight under 4");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_gets_the_new_slot_at_once_and_the_shed_load_queue_grows() {
+        // Default queue: the third write waits; growing the pool admits it with no other event.
+        let cluster = cluster(LimiterKind::Gradient, |b| b);
+        let node = cluster.node("primary").unwrap();
+        let _held = [
+            cluster.write().await.unwrap(),
+            cluster.write().await.unwrap(),
+        ];
+        let third = tokio::spawn({
+            let cluster = cluster.clone();
+            async move { cluster.write().await.map(drop) }
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(node.admission().snapshot().queue_len, 1);
+        node.pool().set_max_size(3).unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(third.is_finished());
+        third.await.unwrap().unwrap();
+
+        // shed_load: the queue is as deep as the pool, before and after.
+        let cluster = cluster_shedding();
+        let node = cluster.node("primary").unwrap();
+        let _held = [
+            cluster.write().await.unwrap(),
+            cluster.write().await.unwrap(),
+        ];
+        let queued = |n: usize| {
+            (0..n)
+                .map(|_| {
+                    let cluster = cluster.clone();
+                    tokio::spawn(async move {
+                        let _conn = cluster.write().await?;
+                        // Holds its slot for the rest of the test.
+                        std::future::pending::<()>().await;
+                        Ok::<(), Error>(())
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        let first = queued(3);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(node.admission().snapshot().queue_len, 2);
+        let mut shed = 0;
+        for task in first {
+            if task.is_finished() {
+                match task.await.unwrap() {
+                    Err(Error::Overloaded(o)) => {
+                        assert_eq!(o.reason, ShedReason::QueueFull);
+                        shed += 1;
+                    }
+                    other => panic!("expected QueueFull, got {other:?}"),
+                }
+            }
+        }
+        assert_eq!(shed, 1);
+        node.pool().set_max_size(4).unwrap();
+        // Two slots more served the two waiters; the queue now holds four.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(node.admission().snapshot().in_flight, 4);
+        let _more = queued(4);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(node.admission().snapshot().queue_len, 4);
+    }
+
+    fn cluster_shedding() -> Cluster<SimConnector> {
+        cluster(LimiterKind::PoolSize, |b| b.shed_load())
+    }
+}

@@ -13,7 +13,9 @@ use crate::error::ConfigError;
 use crate::failover::{
     ClusterEvent, HealthConfig, Promoted, PromotedHook, Promoter, PromotionConfig, PromotionLease,
 };
-use crate::limit::{Aimd, AimdConfig, Fixed, Gradient, GradientConfig, Limiter};
+use crate::limit::{
+    Aimd, AimdConfig, Fixed, Gradient, GradientConfig, Limiter, Vegas, VegasConfig,
+};
 use crate::load::{LoadConfig, NodeLoad};
 use crate::pool::Pool;
 use crate::statements::StatementStats;
@@ -45,6 +47,12 @@ pub enum LimiterKind {
     GradientWith(GradientConfig),
     /// AIMD between 1 and the node's pool size.
     Aimd,
+    /// A delay-based [`Vegas`] limiter between 1 and the node's pool size, starting at the pool
+    /// size: it lowers the limit when latency rises past a multiple of the node's no-load
+    /// latency, which keeps a fleet of instances near the node's knee.
+    Vegas,
+    /// A Vegas limiter with this configuration.
+    VegasWith(VegasConfig),
     /// AIMD with this configuration.
     AimdWith(AimdConfig),
     /// A fixed limit equal to the node's pool size (no adaptation).
@@ -56,6 +64,13 @@ pub enum LimiterKind {
 /// Makes a node's limiter from the node's name and pool size.
 pub type LimiterFactory = Arc<dyn Fn(&str, usize) -> Box<dyn Limiter> + Send + Sync>;
 
+impl Default for LimiterKind {
+    /// [`LimiterKind::Gradient`].
+    fn default() -> Self {
+        LimiterKind::Gradient
+    }
+}
+
 impl std::fmt::Debug for LimiterKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -63,31 +78,76 @@ impl std::fmt::Debug for LimiterKind {
             LimiterKind::GradientWith(c) => f.debug_tuple("GradientWith").field(c).finish(),
             LimiterKind::Aimd => f.write_str("Aimd"),
             LimiterKind::AimdWith(c) => f.debug_tuple("AimdWith").field(c).finish(),
+            LimiterKind::Vegas => f.write_str("Vegas"),
+            LimiterKind::VegasWith(c) => f.debug_tuple("VegasWith").field(c).finish(),
             LimiterKind::PoolSize => f.write_str("PoolSize"),
             LimiterKind::Custom(_) => f.write_str("Custom(..)"),
         }
     }
 }
 
+/// Applies a node's new pool size to a limiter sized after its pool.
+type Resize = Box<dyn Fn(usize) + Send + Sync>;
+
 impl LimiterKind {
-    fn build(&self, node: &str, pool_size: usize) -> Result<Box<dyn Limiter>, ConfigError> {
+    /// The node's limiter and, for the kinds sized after the pool, how to follow a resize (a
+    /// limiter configured in full or of your own keeps its bounds).
+    fn build(
+        &self,
+        node: &str,
+        pool_size: usize,
+    ) -> Result<(Box<dyn Limiter>, Option<Resize>), ConfigError> {
         Ok(match self {
-            LimiterKind::Gradient => Box::new(Gradient::new(GradientConfig {
-                initial_limit: pool_size,
-                min_limit: 1,
-                max_limit: pool_size,
-                ..GradientConfig::default()
-            })?),
-            LimiterKind::GradientWith(c) => Box::new(Gradient::new(c.clone())?),
-            LimiterKind::Aimd => Box::new(Aimd::new(AimdConfig {
-                initial_limit: pool_size,
-                min_limit: 1,
-                max_limit: pool_size,
-                ..AimdConfig::default()
-            })?),
-            LimiterKind::AimdWith(c) => Box::new(Aimd::new(c.clone())?),
-            LimiterKind::PoolSize => Box::new(Fixed::new(pool_size)),
-            LimiterKind::Custom(f) => f(node, pool_size),
+            LimiterKind::Gradient => {
+                let limiter = Arc::new(Gradient::new(GradientConfig {
+                    initial_limit: pool_size,
+                    min_limit: 1,
+                    max_limit: pool_size,
+                    ..GradientConfig::default()
+                })?);
+                let handle = limiter.clone();
+                let resize = move |size: usize| {
+                    // A pool size is at least 1, the minimum: this cannot fail.
+                    let _ = handle.set_max_limit(size);
+                };
+                (Box::new(limiter), Some(Box::new(resize)))
+            }
+            LimiterKind::GradientWith(c) => (Box::new(Gradient::new(c.clone())?), None),
+            LimiterKind::Aimd => {
+                let limiter = Arc::new(Aimd::new(AimdConfig {
+                    initial_limit: pool_size,
+                    min_limit: 1,
+                    max_limit: pool_size,
+                    ..AimdConfig::default()
+                })?);
+                let handle = limiter.clone();
+                let resize = move |size: usize| {
+                    let _ = handle.set_max_limit(size);
+                };
+                (Box::new(limiter), Some(Box::new(resize)))
+            }
+            LimiterKind::AimdWith(c) => (Box::new(Aimd::new(c.clone())?), None),
+            LimiterKind::Vegas => {
+                let limiter = Arc::new(Vegas::new(VegasConfig {
+                    initial_limit: pool_size,
+                    min_limit: 1,
+                    max_limit: pool_size,
+                    ..VegasConfig::default()
+                })?);
+                let handle = limiter.clone();
+                let resize = move |size: usize| {
+                    let _ = handle.set_max_limit(size);
+                };
+                (Box::new(limiter), Some(Box::new(resize)))
+            }
+            LimiterKind::VegasWith(c) => (Box::new(Vegas::new(c.clone())?), None),
+            LimiterKind::PoolSize => {
+                let limiter = Arc::new(Fixed::new(pool_size));
+                let handle = limiter.clone();
+                let resize = move |size: usize| handle.set(size);
+                (Box::new(limiter), Some(Box::new(resize)))
+            }
+            LimiterKind::Custom(f) => (f(node, pool_size), None),
         })
     }
 }
@@ -153,7 +213,7 @@ impl Default for Settings {
             breaker: BreakerConfig::default(),
             admission: None,
             shed_load: false,
-            limiter: LimiterKind::Gradient,
+            limiter: LimiterKind::default(),
             health: HealthConfig::default(),
             promotion: PromotionConfig::default(),
             on_promoted: None,
@@ -179,26 +239,46 @@ impl Settings {
         events: &broadcast::Sender<ClusterEvent>,
     ) -> Result<Node<C>, ConfigError> {
         let size = pool.max_size();
-        let limiter = self.limiter.build(&name, size)?;
-        let config = match (&self.admission, self.shed_load) {
-            (Some(config), _) => config.clone(),
-            (None, true) => AdmissionConfig {
-                max_queue: size,
-                ..AdmissionConfig::default()
-            },
+        let (limiter, resize_limiter) = self.limiter.build(&name, size)?;
+        let (config, queue_follows_pool) = match (&self.admission, self.shed_load) {
+            (Some(config), _) => (config.clone(), false),
+            (None, true) => (
+                AdmissionConfig {
+                    max_queue: size,
+                    ..AdmissionConfig::default()
+                },
+                true,
+            ),
             // Like a pool: every caller waits its turn, in priority order, until its deadline.
-            (None, false) => AdmissionConfig {
-                max_queue: usize::MAX,
-                codel: None,
-            },
+            (None, false) => (
+                AdmissionConfig {
+                    max_queue: usize::MAX,
+                    codel: None,
+                },
+                false,
+            ),
         };
         let admission = Admission::new(name.clone(), limiter, config)?;
         let breaker = CircuitBreaker::new(name.clone(), self.breaker.clone());
         let load = NodeLoad::with_config(self.load)?;
-        Ok(
-            Node::new(name, role, pool, load, breaker, admission, events.clone())
-                .with_ledger(self.ledger.clone()),
-        )
+        let node = Node::new(name, role, pool, load, breaker, admission, events.clone())
+            .with_ledger(self.ledger.clone());
+        // What is sized after the pool follows `Pool::set_max_size`.
+        let (gate, load) = (node.admission.clone(), Arc::downgrade(&node.load));
+        node.pool.on_resize(Box::new(move |size| {
+            if let Some(resize) = &resize_limiter {
+                resize(size);
+            }
+            if queue_follows_pool {
+                gate.set_max_queue(size);
+            } else {
+                gate.limit_changed();
+            }
+            if let Some(load) = load.upgrade() {
+                load.set_capacity(size);
+            }
+        }));
+        Ok(node)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Additive increase, multiplicative decrease: TCP Reno's congestion avoidance applied to
 //! in-flight requests.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::{check_bounds, Limiter, Sample};
@@ -86,6 +86,8 @@ pub struct Aimd {
     config: AimdConfig,
     /// High 32 bits: the limit. Low 32 bits: successes counted towards the next increase.
     state: AtomicU64,
+    /// `config.max_limit`, or what [`Aimd::set_max_limit`] made of it.
+    max_limit: AtomicU32,
 }
 
 impl Aimd {
@@ -93,17 +95,65 @@ impl Aimd {
     pub fn new(config: AimdConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         let state = AtomicU64::new(pack(config.initial_limit as u32, 0));
-        Ok(Aimd { config, state })
+        let max_limit = AtomicU32::new(config.max_limit as u32);
+        Ok(Aimd {
+            config,
+            state,
+            max_limit,
+        })
     }
 
-    /// The configuration this limiter runs with.
+    /// The configuration this limiter was built with (its `max_limit` as built: see
+    /// [`Aimd::max_limit`]).
     pub fn config(&self) -> &AimdConfig {
         &self.config
     }
 
+    /// The highest limit allowed now.
+    pub fn max_limit(&self) -> usize {
+        self.max_limit.load(Ordering::Relaxed) as usize
+    }
+
+    /// Changes the highest limit (a node's pool was resized). A limit at the old maximum moves
+    /// to the new one; a lower limit stays where the drops put it, within the new bounds. Fails
+    /// if `max_limit` is below `min_limit` or above `u32::MAX`.
+    ///
+    /// ```
+    /// use seawall::limit::{Aimd, AimdConfig, Limiter};
+    /// let aimd = Aimd::new(AimdConfig { initial_limit: 2, max_limit: 2, ..AimdConfig::default() })?;
+    /// aimd.set_max_limit(8)?;
+    /// assert_eq!(aimd.limit(), 8);
+    /// assert!(aimd.set_max_limit(0).is_err());
+    /// # Ok::<(), seawall::ConfigError>(())
+    /// ```
+    pub fn set_max_limit(&self, max_limit: usize) -> Result<(), ConfigError> {
+        let min = self.config.min_limit;
+        let new = u32::try_from(max_limit)
+            .ok()
+            .filter(|&m| m as usize >= min)
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "max_limit",
+                    format!(
+                        "must lie in [min_limit ({min}), {}], got {max_limit}",
+                        u32::MAX
+                    ),
+                )
+            })?;
+        let old = self.max_limit.swap(new, Ordering::Relaxed);
+        let _ = self
+            .state
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |word| {
+                let (limit, acked) = unpack(word);
+                let next = if limit >= old { new } else { limit.min(new) };
+                (next != limit).then(|| pack(next, acked))
+            });
+        Ok(())
+    }
+
     fn next(&self, limit: u32, acked: u32, sample: &Sample) -> (u32, u32) {
         let min = self.config.min_limit as u32;
-        let max = self.config.max_limit as u32;
+        let max = self.max_limit.load(Ordering::Relaxed);
         if sample.dropped || sample.latency > self.config.latency_threshold {
             // The epsilon keeps `10 * 0.7 = 6.9999…` from flooring to 6.
             let scaled = (f64::from(limit) * self.config.backoff_ratio + 1e-9).floor() as u32;

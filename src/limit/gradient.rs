@@ -168,6 +168,8 @@ pub struct Gradient {
 #[derive(Debug)]
 struct State {
     limit: f64,
+    /// `config.max_limit`, or what [`Gradient::set_max_limit`] made of it.
+    max_limit: usize,
     short: Ewma,
     long: Ewma,
 }
@@ -178,6 +180,7 @@ impl Gradient {
         config.validate()?;
         let state = State {
             limit: config.initial_limit as f64,
+            max_limit: config.max_limit,
             short: Ewma::new(config.short_window),
             long: Ewma::new(config.long_window),
         };
@@ -188,9 +191,46 @@ impl Gradient {
         })
     }
 
-    /// The configuration this limiter runs with.
+    /// The configuration this limiter was built with (its `max_limit` as built: see
+    /// [`Gradient::max_limit`]).
     pub fn config(&self) -> &GradientConfig {
         &self.config
+    }
+
+    /// The highest limit allowed now.
+    pub fn max_limit(&self) -> usize {
+        self.state.lock().max_limit
+    }
+
+    /// Changes the highest limit (a node's pool was resized). A limit at the old maximum, which
+    /// no measurement held back, moves to the new one; a lower limit stays where the
+    /// measurements put it, within the new bounds. Fails if `max_limit` is below `min_limit`.
+    ///
+    /// ```
+    /// use seawall::limit::{Gradient, GradientConfig, Limiter};
+    /// let gradient = Gradient::new(GradientConfig { initial_limit: 2, min_limit: 1, max_limit: 2, ..GradientConfig::default() })?;
+    /// gradient.set_max_limit(8)?;
+    /// assert_eq!(gradient.limit(), 8);
+    /// assert!(gradient.set_max_limit(0).is_err());
+    /// # Ok::<(), seawall::ConfigError>(())
+    /// ```
+    pub fn set_max_limit(&self, max_limit: usize) -> Result<(), ConfigError> {
+        let min = self.config.min_limit;
+        if max_limit < min {
+            return Err(ConfigError::new(
+                "max_limit",
+                format!("must be at least min_limit ({min}), got {max_limit}"),
+            ));
+        }
+        let mut state = self.state.lock();
+        let at_max = state.limit >= state.max_limit as f64;
+        state.max_limit = max_limit;
+        if at_max || state.limit > max_limit as f64 {
+            state.limit = max_limit as f64;
+        }
+        self.published
+            .store(state.limit as usize, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The short-term latency average (zero before the first sample).
@@ -238,7 +278,7 @@ impl Limiter for Gradient {
             // App limited: the backend was not pushed, so success says nothing about capacity.
             next = limit;
         }
-        let next = next.clamp(config.min_limit as f64, config.max_limit as f64);
+        let next = next.clamp(config.min_limit as f64, state.max_limit as f64);
         state.limit = next;
         self.published.store(next as usize, Ordering::Relaxed);
     }

@@ -8,22 +8,27 @@
 //! up and down when it stops keeping up. The admission gate ([`crate::admission`]) enforces the
 //! cap; the limiter only decides it.
 //!
-//! Three limiters:
+//! Four limiters:
 //!
 //! - [`Aimd`]: loss based. Grows by one per round of successes near the cap, shrinks by a ratio on
 //!   a drop or a latency above a threshold. Simple and predictable; blind to slow creep.
 //! - [`Gradient`]: latency based, after Netflix's Gradient2. Compares a short-term latency with a
 //!   long-term baseline and shrinks when the short term rises above the baseline by more than a
 //!   tolerance. Reacts to queueing before requests start to fail.
+//! - [`Vegas`]: delay based, after TCP Vegas. Shrinks when latency rises past a multiple of the
+//!   backend's no-load latency, grows slowly otherwise; many clients of one backend settle at
+//!   the same backend latency with equal shares, which suits a fleet of application instances.
 //! - [`Fixed`]: a cap set by hand, for backends whose capacity is known, and for tests.
 //!
 //! The trait is tiny so that the admission gate can take any of them, or yours.
 
 mod aimd;
 mod gradient;
+mod vegas;
 
 pub use aimd::{Aimd, AimdConfig};
 pub use gradient::{Gradient, GradientConfig, QueueSize};
+pub use vegas::{Vegas, VegasConfig};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -54,6 +54,7 @@ pub use pooled::Pooled;
 pub use state::{State, Totals, WaitSummary};
 
 pub(crate) use shared::deadline_after;
+pub(crate) use shared::ResizeHook;
 use shared::{Conn, Held, Shared, Take, WaitEnd, Waiter};
 
 /// A pool of connections to one backend. Cloning is cheap and shares the pool.
@@ -276,6 +277,10 @@ impl<C: Connector> Pool<C> {
 
     /// Changes the maximum size at run time. Growing lets waiters connect at once; shrinking
     /// closes idle connections now and checked-out ones as they return, until the pool fits.
+    /// In a [`Cluster`](crate::Cluster), the node's admission gate follows: a limit sized after
+    /// the pool (the default limiters, [`LimiterKind::PoolSize`](crate::cluster::LimiterKind))
+    /// takes the new size as its maximum, a queue sized after it (`shed_load`) its new depth,
+    /// and the node's load model its new capacity.
     pub fn set_max_size(&self, max_size: usize) -> Result<(), ConfigError> {
         if max_size == 0 {
             return Err(ConfigError::new("max_size", "must be at least 1"));
@@ -307,7 +312,16 @@ impl<C: Connector> Pool<C> {
         shared.metrics.closed.increment(closing.len() as u64);
         drop(closing);
         shared.spawn_openers(open);
+        for hook in shared.resize_hooks.lock().iter() {
+            hook(max_size);
+        }
         Ok(())
+    }
+
+    /// Calls `hook` with the new maximum size after every [`Pool::set_max_size`]: what is sized
+    /// after the pool (a cluster node's admission gate) follows it.
+    pub(crate) fn on_resize(&self, hook: ResizeHook) {
+        self.shared.resize_hooks.lock().push(hook);
     }
 
     /// Closes the pool and waits until every connection is closed: new acquires and waiters

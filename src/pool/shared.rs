@@ -299,7 +299,13 @@ pub(crate) struct Shared<C: Connector> {
     pub(crate) reachable: Arc<Notify>,
     /// Turns for cancels of interrupted statements (`max_connecting` at once).
     cancel_slots: Arc<tokio::sync::Semaphore>,
+    /// Told the new maximum size after every [`Pool::set_max_size`](super::Pool::set_max_size)
+    /// (a cluster node's admission gate and load model follow its pool).
+    pub(crate) resize_hooks: Mutex<Vec<ResizeHook>>,
 }
+
+/// Called with a pool's new maximum size when it is resized.
+pub(crate) type ResizeHook = Box<dyn Fn(usize) + Send + Sync>;
 
 impl<C: Connector> Shared<C> {
     pub(crate) fn new(connector: C, config: Config) -> Self {
@@ -341,6 +347,7 @@ impl<C: Connector> Shared<C> {
             runtime: OnceLock::new(),
             maintenance_started: AtomicBool::new(false),
             seeds: AtomicU64::new(seed),
+            resize_hooks: Mutex::new(Vec::new()),
             config,
         }
     }

@@ -48,8 +48,13 @@ use tokio::sync::Semaphore;
 use crate::breaker::Outcome;
 use crate::driver::{Connector, NodeStatus};
 
+pub mod episode;
+pub mod fleet;
 pub mod outage;
+pub mod usl;
 pub mod workload;
+
+use usl::Usl;
 
 /// How long a query takes on an idle server.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,6 +92,12 @@ struct Knobs {
     break_rate: f64,
     hang: bool,
     finish_abandoned: bool,
+    /// Stretches service times with the queries running at once.
+    usl: Option<Usl>,
+    /// Share of a query's service time added per open connection.
+    connection_cost: f64,
+    /// Waited by every query before its service (a checkpoint's I/O stall).
+    stall: Duration,
 }
 
 /// Counters of what a simulated server saw.
@@ -122,6 +133,8 @@ pub struct SimStats {
     pub resets: u64,
     /// Statements refused because they write and the server is a replica.
     pub refused_writes: u64,
+    /// Connects refused because `max_connections` were open.
+    pub refused_connects: u64,
 }
 
 /// One simulated database server.
@@ -155,6 +168,9 @@ pub struct SimBackend {
     refused_writes: AtomicU64,
     /// Lowercase names of functions that write, beyond what the classifier knows.
     writing_functions: Mutex<Vec<String>>,
+    /// Connects past this many open connections are refused.
+    max_connections: AtomicUsize,
+    refused_connects: AtomicU64,
 }
 
 impl fmt::Debug for SimBackend {
@@ -177,9 +193,36 @@ pub struct SimBackendBuilder {
     seed: u64,
     primary: bool,
     writing_functions: Vec<String>,
+    max_connections: usize,
 }
 
 impl SimBackendBuilder {
+    /// A concurrency–throughput curve: each query's service time is stretched by
+    /// [`Usl::stretch`] of the queries running at that moment (itself included), so that past
+    /// the curve's knee the server gets less done and every query takes longer. Default none
+    /// (service times do not depend on load). Give the server a `capacity` of at least
+    /// `max_connections` so that every connection's query runs, as on PostgreSQL, where each
+    /// connection is a process.
+    pub fn usl(mut self, usl: Usl) -> Self {
+        self.knobs.usl = Some(usl);
+        self
+    }
+
+    /// Share of a query's service time added per open connection (each backend process costs
+    /// memory, and snapshots scan every one): `0.0005` makes a query 50% slower with 1000
+    /// connections open. Default 0; negative or NaN is read as 0.
+    pub fn connection_cost(mut self, share: f64) -> Self {
+        self.knobs.connection_cost = if share > 0.0 { share } else { 0.0 };
+        self
+    }
+
+    /// Most connections open at once, as PostgreSQL's `max_connections`: connects past it fail
+    /// with [`SimError::TooManyConnections`]. Default unlimited.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
     /// Queries served at once; more queue inside the server. Default 8; at least 1.
     pub fn capacity(mut self, n: usize) -> Self {
         self.capacity = n.max(1);
@@ -275,6 +318,8 @@ impl SimBackendBuilder {
             down: AtomicBool::new(false),
             refused_writes: AtomicU64::new(0),
             writing_functions: Mutex::new(self.writing_functions),
+            max_connections: AtomicUsize::new(self.max_connections),
+            refused_connects: AtomicU64::new(0),
         })
     }
 }
@@ -294,10 +339,14 @@ impl SimBackend {
                 break_rate: 0.0,
                 hang: false,
                 finish_abandoned: false,
+                usl: None,
+                connection_cost: 0.0,
+                stall: Duration::ZERO,
             },
             seed: 0,
             primary: true,
             writing_functions: Vec::new(),
+            max_connections: usize::MAX,
         }
     }
 
@@ -354,6 +403,34 @@ impl SimBackend {
     /// Multiplies every service time (e.g. `10.0` for a server ten times slower).
     pub fn set_slowdown(&self, factor: f64) {
         self.knobs.lock().slowdown = factor.max(0.0);
+    }
+
+    /// Changes the concurrency–throughput curve ([`SimBackendBuilder::usl`]); `None`: service
+    /// times stop depending on load.
+    pub fn set_usl(&self, usl: Option<Usl>) {
+        self.knobs.lock().usl = usl;
+    }
+
+    /// The concurrency–throughput curve in force.
+    pub fn usl(&self) -> Option<Usl> {
+        self.knobs.lock().usl
+    }
+
+    /// Makes every query wait `stall` before its service (a checkpoint flushing, an I/O
+    /// stall); zero ends it.
+    pub fn set_stall(&self, stall: Duration) {
+        self.knobs.lock().stall = stall;
+    }
+
+    /// The slowdown factor in force ([`SimBackend::set_slowdown`]).
+    pub fn slowdown(&self) -> f64 {
+        self.knobs.lock().slowdown
+    }
+
+    /// Changes `max_connections` ([`SimBackendBuilder::max_connections`]); open connections
+    /// past it stay open.
+    pub fn set_max_connections(&self, n: usize) {
+        self.max_connections.store(n, Relaxed);
     }
 
     /// Changes the service time distribution.
@@ -452,6 +529,7 @@ impl SimBackend {
             pings: self.pings.load(Relaxed),
             resets: self.resets.load(Relaxed),
             refused_writes: self.refused_writes.load(Relaxed),
+            refused_connects: self.refused_connects.load(Relaxed),
         }
     }
 
@@ -479,6 +557,14 @@ pub enum SimError {
         /// Server name.
         backend: Arc<str>,
     },
+    /// The server refused the connection: `max_connections` were open (PostgreSQL's "sorry,
+    /// too many clients already").
+    TooManyConnections {
+        /// Server name.
+        backend: Arc<str>,
+        /// The server's `max_connections`.
+        max_connections: usize,
+    },
     /// The server is down or the connection broke.
     ConnectionLost {
         /// Server name.
@@ -503,6 +589,13 @@ impl fmt::Display for SimError {
             SimError::ConnectRefused { backend } => {
                 write!(f, "connection to `{backend}` refused")
             }
+            SimError::TooManyConnections {
+                backend,
+                max_connections,
+            } => write!(
+                f,
+                "connection to `{backend}` refused: too many clients already ({max_connections})"
+            ),
             SimError::ConnectionLost { backend } => {
                 write!(f, "connection to `{backend}` lost")
             }
@@ -673,13 +766,16 @@ async fn serve(backend: Arc<SimBackend>) -> Option<Knobs> {
     backend.hang_if_hung().await;
     let _permit = backend.servers.acquire().await.ok()?;
     let _running = Gauge::enter(&backend.running, &backend.peak_running);
+    let running = backend.running.load(Relaxed);
     let _busy = Busy(&backend.busy_nanos, tokio::time::Instant::now());
     let knobs = backend.knobs();
+    let stretch = knobs.usl.map_or(1.0, |usl| usl.stretch(running))
+        * (1.0 + knobs.connection_cost * backend.open.load(Relaxed) as f64);
     let service = knobs
         .service
         .sample(&mut backend.rng.lock())
-        .mul_f64(knobs.slowdown);
-    tokio::time::sleep(service).await;
+        .mul_f64(knobs.slowdown * stretch);
+    tokio::time::sleep(knobs.stall + service).await;
     Some(knobs)
 }
 
@@ -732,8 +828,18 @@ impl Connector for SimConnector {
                 backend: backend.name.clone(),
             });
         }
+        let max_connections = backend.max_connections.load(Relaxed);
+        let admitted = backend.open.fetch_update(Relaxed, Relaxed, |open| {
+            (open < max_connections).then_some(open + 1)
+        });
+        if admitted.is_err() {
+            backend.refused_connects.fetch_add(1, Relaxed);
+            return Err(SimError::TooManyConnections {
+                backend: backend.name.clone(),
+                max_connections,
+            });
+        }
         backend.connects.fetch_add(1, Relaxed);
-        backend.open.fetch_add(1, Relaxed);
         Ok(SimConnection {
             id: backend.next_id.fetch_add(1, Relaxed),
             backend: backend.clone(),
@@ -776,7 +882,9 @@ impl Connector for SimConnector {
     fn classify_error(&self, error: &SimError) -> Outcome {
         match error {
             SimError::Query { .. } | SimError::ReadOnly { .. } => Outcome::Ignored,
-            SimError::ConnectRefused { .. } | SimError::ConnectionLost { .. } => Outcome::Failure,
+            SimError::ConnectRefused { .. }
+            | SimError::TooManyConnections { .. }
+            | SimError::ConnectionLost { .. } => Outcome::Failure,
         }
     }
 
@@ -844,6 +952,72 @@ impl crate::failover::Promoter<SimConnector> for SimPromoter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn past_max_connections_connects_are_refused() {
+        let db = SimBackend::builder("db").max_connections(2).build();
+        let connector = db.connector();
+        let first = connector.connect().await.unwrap();
+        let _second = connector.connect().await.unwrap();
+        let refused = connector.connect().await.unwrap_err();
+        assert!(matches!(
+            refused,
+            SimError::TooManyConnections {
+                max_connections: 2,
+                ..
+            }
+        ));
+        assert!(
+            refused.to_string().contains("too many clients"),
+            "{refused}"
+        );
+        assert_eq!(connector.classify_error(&refused), Outcome::Failure);
+        drop(first);
+        let _third = connector.connect().await.unwrap();
+        let stats = db.stats();
+        assert_eq!((stats.open_connections, stats.refused_connects), (2, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn service_stretches_with_concurrency_connections_and_stalls() {
+        let ms = Duration::from_millis;
+        // No coherency cost: each running query adds 50% to the next one's service time.
+        let db = SimBackend::builder("db")
+            .capacity(16)
+            .service_time(ServiceTime::Fixed(ms(10)))
+            .usl(Usl::new(0.5, 0.0).unwrap())
+            .build();
+        let connector = db.connector();
+        let mut c = Vec::new();
+        for _ in 0..3 {
+            c.push(connector.connect().await.unwrap());
+        }
+        let [c1, c2, c3] = &mut c[..] else {
+            unreachable!("three connections")
+        };
+        let took = tokio::join!(
+            c1.query("SELECT 1"),
+            c2.query("SELECT 1"),
+            c3.query("SELECT 1")
+        );
+        // Started together with 1, 2 and 3 running: 10, 15 and 20 ms.
+        assert_eq!(took, (Ok(ms(10)), Ok(ms(15)), Ok(ms(20))));
+        let mut conns = c;
+
+        db.set_usl(None);
+        db.set_stall(ms(5));
+        assert_eq!(conns[0].query("SELECT 1").await, Ok(ms(15)));
+        db.set_stall(Duration::ZERO);
+
+        let db = SimBackend::builder("db")
+            .service_time(ServiceTime::Fixed(ms(10)))
+            .connection_cost(0.25)
+            .build();
+        let mut a = db.connector().connect().await.unwrap();
+        let _b = db.connector().connect().await.unwrap();
+        // Two open connections: 10 ms * (1 + 2 * 0.25).
+        assert_eq!(a.query("SELECT 1").await, Ok(ms(15)));
+    }
 
     async fn abandon_after(db: &Arc<SimBackend>, wait: Duration) -> SimConnection {
         let mut conn = db.connector().connect().await.unwrap();

@@ -336,6 +336,11 @@ impl Recording {
         &self.records
     }
 
+    /// Appends `records` (to summarise several recordings together).
+    pub fn extend<'a>(&mut self, records: impl IntoIterator<Item = &'a Record>) {
+        self.records.extend(records.into_iter().copied());
+    }
+
     /// Summarises the records `filter` keeps.
     pub fn summarize(&self, filter: impl Fn(&Record) -> bool) -> Summary {
         let mut summary = Summary::default();

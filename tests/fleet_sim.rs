@@ -1,0 +1,77 @@
+//! A small fleet (paused time, fixed seed) through the same code as `examples/fleet_replay.rs`
+//! (issue 13). The goals the default fleet does not meet yet (goodput >= 90% of the knee's,
+//! Jain >= 0.9, no failed admitted write) are printed, not asserted: see the README, "A fleet,
+//! simulated". Convergence within 2 s is not asserted either: this fleet took 2.9 s.
+
+use std::time::Duration;
+
+use seawall::sim::fleet::{run, FleetConfig};
+use seawall::sim::workload::Outcome;
+
+fn small() -> FleetConfig {
+    FleetConfig {
+        instances: 25,
+        knee: 100,
+        max_connections: 300,
+        pooler_cap: 100,
+        phase_durations: [
+            Duration::from_secs(2),
+            Duration::from_secs(3),
+            Duration::from_secs(2),
+        ],
+        seed: 7,
+        ..FleetConfig::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_limits_move_and_beat_fixed_pools_on_a_degrading_primary() {
+    let config = small();
+    let report = run(&config).await.unwrap();
+    let goals = report.goals();
+    println!("{goals}");
+    for (goal, met) in goals.check() {
+        println!("{} {goal}", if met { "met" } else { "NOT MET" });
+    }
+    let bound = config.knee as f64 * 1.25;
+    assert!(goals.naive_goodput_pct_of_knee <= 50.0, "{goals}");
+    assert!(goals.limit_min < goals.pool_size, "{goals}");
+    assert!(goals.primary_peak_inflight as f64 <= bound, "{goals}");
+    assert!(
+        goals.goodput_pct_of_knee > 2.0 * goals.naive_goodput_pct_of_knee,
+        "{goals}"
+    );
+    // Writes keep priority over reads.
+    assert!(
+        goals.surge_write_success_pct > goals.surge_read_success_pct,
+        "{goals:?}"
+    );
+    // Shed work fails fast, never at or after its deadline.
+    assert!(goals.slowest_shed < config.client_deadline, "{goals:?}");
+    let adaptive = report.setup("adaptive").unwrap();
+    let sheds = adaptive
+        .instances
+        .iter()
+        .flat_map(|r| r.records())
+        .filter(|r| r.outcome == Outcome::Shed)
+        .count();
+    assert!(sheds > 0);
+    // The limit comes back up after the surge.
+    assert!(goals.limit_end_mean > goals.limit_min as f64, "{goals:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_fleet_is_deterministic_for_a_seed_and_rejects_bad_input() {
+    let config = FleetConfig {
+        phase_durations: [Duration::from_millis(500); 3],
+        ..small()
+    };
+    let a = run(&config).await.unwrap().goals();
+    let b = run(&config).await.unwrap().goals();
+    assert_eq!(a, b);
+    let bad = FleetConfig {
+        instances: 0,
+        ..small()
+    };
+    assert_eq!(run(&bad).await.unwrap_err().field, "instances");
+}
