@@ -61,6 +61,24 @@ async fn main() {
         surge.shed,
     );
 
+    for (setup, title) in [
+        (
+            &report.naive,
+            "the shop's pool, read by seawall's diagnosis",
+        ),
+        (&report.seawall, "the seawall cluster's own diagnosis"),
+    ] {
+        println!("\n== what the diagnosis said as it happened: {title}");
+        for step in &setup.incidents {
+            println!(
+                "   {:>5.1} s  {} {}",
+                step.at.as_secs_f64(),
+                if step.opened { "opened" } else { "closed" },
+                step.incident
+            );
+        }
+    }
+
     println!("\n== goals");
     let goals = report.goals();
     for (goal, met) in goals.check() {
@@ -72,6 +90,7 @@ async fn main() {
         Err(e) => println!("\nchart not written to {}: {e}", output.display()),
     }
     println!("{goals}");
+    println!("{}", report.incident_summary());
 }
 
 fn describe(config: &OutageConfig) {

@@ -172,7 +172,7 @@ async fn a_primary_that_slows_under_load_is_saturated() {
         panic!("{verdict}");
     };
     assert!(query >= baseline * 4, "{verdict}");
-    assert!(replicas_healthy, "{verdict}");
+    assert_eq!(replicas_healthy, Some(true), "{verdict}");
     assert!(in_flight >= limit, "{verdict}");
     let text = verdict.to_string();
     assert!(text.starts_with("primary saturated (in flight"), "{text}");
@@ -315,7 +315,7 @@ async fn waits_for_a_small_pool_on_a_fast_server_blame_the_application() {
     assert_eq!(incident.verdict.layer(), Layer::Application);
     let text = incident.verdict.to_string();
     assert!(
-        text.starts_with("pool of primary too small (wait"),
+        text.starts_with("pool of primary too small for the demand (wait"),
         "{text}"
     );
     assert!(text.contains("not the database"), "{text}");

@@ -87,3 +87,50 @@ async fn the_replay_is_deterministic_for_a_seed() {
     assert_eq!(a.seawall.recording.records(), b.seawall.recording.records());
     assert_eq!(a.naive.recording.records(), b.naive.recording.records());
 }
+
+/// Issue 15: the diagnosis names the primary and the database within 3 s of the surge, and
+/// says nothing in the normal phases.
+#[tokio::test(start_paused = true)]
+async fn the_diagnosis_names_the_primary_within_3_s_and_nothing_else() {
+    let config = OutageConfig {
+        phase_durations: [
+            Duration::from_secs(6),
+            Duration::from_secs(6),
+            Duration::from_secs(6),
+        ],
+        seed: 7,
+        ..OutageConfig::default()
+    };
+    let report = replay(&config).await;
+    let summary = report.incident_summary();
+    println!("{summary}");
+    let detected = summary.detected_after.expect("a verdict during the surge");
+    assert!(detected <= Duration::from_secs(3), "{summary}");
+    assert_eq!(summary.culprit.as_deref(), Some("primary"), "{summary}");
+    assert_eq!(
+        summary.layer,
+        Some(seawall::diagnosis::Layer::Database),
+        "{summary}"
+    );
+    assert_eq!(summary.false_alarms, 0, "{summary}");
+    assert!(summary
+        .to_string()
+        .starts_with("incident detected_after_ms="));
+    // The cluster's own diagnosis of its replicas (at their pools' limits, shedding, answering
+    // at their usual speed) blames no database.
+    let opened: Vec<_> = report
+        .seawall
+        .incidents
+        .iter()
+        .filter(|s| s.opened)
+        .collect();
+    assert!(!opened.is_empty());
+    for step in opened {
+        assert_ne!(
+            step.incident.verdict.layer(),
+            seawall::diagnosis::Layer::Database,
+            "{}",
+            step.incident
+        );
+    }
+}

@@ -403,6 +403,7 @@ impl<C: Connector> Drop for ClusterConn<C> {
             // answer. Cancel it on the server instead of leaving the next borrower behind it.
             // Says nothing about the node's health.
             self.conn.mark_interrupted();
+            self.node.held.abandoned();
             if self.outcome == Outcome::Success {
                 self.outcome = Outcome::Ignored;
             }

@@ -50,9 +50,15 @@ pub(crate) struct HeldTime {
     held: std::sync::atomic::AtomicU64,
     waited: std::sync::atomic::AtomicU64,
     count: std::sync::atomic::AtomicU64,
+    abandoned: std::sync::atomic::AtomicU64,
 }
 
 impl HeldTime {
+    /// A handle dropped while its statement ran: its caller gave up on the node.
+    pub(crate) fn abandoned(&self) {
+        self.abandoned.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn record(&self, held: std::time::Duration, waited: std::time::Duration) {
         let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.held.fetch_add(nanos(held), Ordering::Relaxed);
@@ -62,8 +68,8 @@ impl HeldTime {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Held, waited, handles.
-    fn totals(&self) -> (std::time::Duration, std::time::Duration, u64) {
+    /// Held, waited, handles, abandoned handles.
+    fn totals(&self) -> (std::time::Duration, std::time::Duration, u64, u64) {
         let d = |a: &std::sync::atomic::AtomicU64| {
             std::time::Duration::from_nanos(a.load(Ordering::Relaxed))
         };
@@ -71,6 +77,7 @@ impl HeldTime {
             d(&self.held),
             d(&self.waited),
             self.count.load(Ordering::Relaxed),
+            self.abandoned.load(Ordering::Relaxed),
         )
     }
 }
@@ -216,11 +223,12 @@ impl<C: Connector> Node<C> {
     /// Everything known about the node, at one instant.
     pub fn snapshot(&self) -> NodeSnapshot {
         let load = &self.load;
-        let (held_total, waited_total, held_count) = self.held.totals();
+        let (held_total, waited_total, held_count, abandoned) = self.held.totals();
         NodeSnapshot {
             held_total,
             waited_total,
             held_count,
+            abandoned,
             name: self.name.clone(),
             role: self.role(),
             latency: load.latency(),
@@ -286,6 +294,9 @@ pub struct NodeSnapshot {
     pub waited_total: std::time::Duration,
     /// Handles returned since it was built.
     pub held_count: u64,
+    /// Handles among them dropped while a statement run through the cluster was still running
+    /// (the caller gave up, its future cancelled).
+    pub abandoned: u64,
 }
 
 /// What the health monitor remembers of a node's recent probes.

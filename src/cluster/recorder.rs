@@ -155,6 +155,7 @@ fn sample<C: Connector>(shared: &Shared<C>, at: SystemTime) -> Recording {
                     waited_total: s.waited_total,
                     held_total: s.held_total,
                     held_count: s.held_count,
+                    abandoned: s.abandoned,
                 }
             })
             .collect(),

@@ -7,11 +7,11 @@
 //! | verdict | layer | when |
 //! |---|---|---|
 //! | [`Unreachable`](Finding::Unreachable) | database | the health monitor marked it down, or its connects fail with most of its work |
-//! | [`Saturated`](Finding::Saturated) | database | work waits for it (a queue, pool waiters, shed work) and its query time is ≥ 2× its baseline |
+//! | [`Saturated`](Finding::Saturated) | database | work waits for it (a queue, pool waiters, shed work) and its query time is ≥ 2× its baseline, or ≥ 10% of its queries are abandoned by callers who gave up |
 //! | [`Slow`](Finding::Slow) | database | nothing waits, but its query time is ≥ 3× its baseline |
 //! | [`Lagging`](Finding::Lagging) | replication | a replica's lag is past [`DiagnosisConfig::max_lag`] |
 //! | [`ConnectionStorm`](Finding::ConnectionStorm) | database | its pool opened more connections in one interval than it holds |
-//! | [`PoolTooSmall`](Finding::PoolTooSmall) | application | work waits for a connection while the node answers as fast as usual |
+//! | [`PoolTooSmall`](Finding::PoolTooSmall) | application | work waits for a connection longer than its queries take, or ≥ 5% of it is shed, while the node answers as fast as usual |
 //! | [`CallerErrors`](Finding::CallerErrors) | application | statements fail with the caller's own errors (syntax, constraints) |
 //!
 //! A finding must hold for [`DiagnosisConfig::confirm`] consecutive samples to open an
@@ -82,8 +82,11 @@ pub enum Finding {
         baseline: Duration,
         /// Share of its requests shed in the interval, in percent.
         shed_pct: f64,
-        /// Whether every replica was up and unsaturated.
-        replicas_healthy: bool,
+        /// Share of its queries whose callers gave up while they ran, in percent.
+        abandoned_pct: f64,
+        /// For the primary, whether every replica was up and unsaturated; `None` for a replica,
+        /// or a primary without replicas.
+        replicas_healthy: Option<bool>,
     },
     /// Slower than its baseline with nothing waiting.
     Slow {
@@ -112,6 +115,8 @@ pub enum Finding {
         query: Duration,
         /// Requests waiting (queue and pool) at the sample.
         waiting: usize,
+        /// Share of its requests shed (turned away or expired in the queue), in percent.
+        shed_pct: f64,
     },
     /// Statements fail with errors of their own.
     CallerErrors {
@@ -195,17 +200,19 @@ impl fmt::Display for Verdict {
                 query,
                 baseline,
                 shed_pct,
+                abandoned_pct,
                 replicas_healthy,
             } => write!(
                 f,
                 "{node} saturated (in flight {in_flight}/{limit}, query {} vs baseline {}, \
-                 {shed_pct:.0}% of its requests shed, {})",
+                 {shed_pct:.0}% of its requests shed, {abandoned_pct:.0}% of its queries abandoned \
+                 by their callers{})",
                 ms(*query),
                 ms(*baseline),
-                if *replicas_healthy {
-                    "replicas healthy"
-                } else {
-                    "replicas not healthy either"
+                match replicas_healthy {
+                    Some(true) => ", replicas healthy",
+                    Some(false) => ", replicas saturated or down too",
+                    None => "",
                 }
             )?,
             Finding::Slow { query, baseline } => write!(
@@ -224,10 +231,12 @@ impl fmt::Display for Verdict {
                 wait,
                 query,
                 waiting,
+                shed_pct,
             } => write!(
                 f,
-                "pool of {node} too small (wait {} for a connection, query {} as usual, \
-                 {waiting} waiting): not the database",
+                "pool of {node} too small for the demand (wait {} for a connection, query {} as \
+                 usual, {waiting} waiting, {shed_pct:.0}% shed): the server answers as fast as \
+                 usual, so not the database unless it has no headroom left",
                 ms(*wait),
                 ms(*query)
             )?,
@@ -291,6 +300,12 @@ pub struct DiagnosisConfig {
     pub max_lag: Duration,
     /// Share of requests failing with the caller's own errors that is reported. Default 5%.
     pub caller_error_pct: f64,
+    /// Share of a node's requests shed (turned away, or expired in its queue) that reports its
+    /// pool as too small for the demand when its query time is as usual. Default 5%.
+    pub shed_pct: f64,
+    /// Share of a node's queries abandoned by their callers (who gave up while the query ran)
+    /// that makes it saturated whatever its query time. Default 10%.
+    pub abandoned_pct: f64,
 }
 
 impl Default for DiagnosisConfig {
@@ -303,6 +318,8 @@ impl Default for DiagnosisConfig {
             min_excess: Duration::from_millis(2),
             max_lag: Duration::from_secs(5),
             caller_error_pct: 5.0,
+            shed_pct: 5.0,
+            abandoned_pct: 10.0,
         }
     }
 }
@@ -445,11 +462,14 @@ impl Diagnoser {
         let saturated_or_down = |n: &NodeSample, b: &NodeSample| -> bool {
             !n.up || (pressure(n, b) && n.in_flight >= n.limit)
         };
-        let replicas_healthy = now
+        let mut replicas = now
             .nodes
             .iter()
             .filter(|n| n.role == Role::Replica && !n.fenced)
-            .all(|n| find(before, &n.name).is_some_and(|b| !saturated_or_down(n, b)));
+            .peekable();
+        let replicas_healthy = replicas.peek().is_some().then(|| {
+            replicas.all(|n| find(before, &n.name).is_some_and(|b| !saturated_or_down(n, b)))
+        });
         for n in &now.nodes {
             let Some(b) = find(before, &n.name) else {
                 continue;
@@ -487,26 +507,34 @@ impl Diagnoser {
                 query.as_secs_f64() >= baseline.as_secs_f64() * ratio
                     && query >= baseline + cfg.min_excess
             };
+            let shed = n.shed.saturating_sub(b.shed);
+            let shed_pct = pct(shed, shed + n.acquired.saturating_sub(b.acquired));
+            let abandoned_pct = pct(
+                n.abandoned.saturating_sub(b.abandoned),
+                n.held_count.saturating_sub(b.held_count),
+            );
             if pressure(n, b) {
-                if above(cfg.saturated_ratio) {
-                    let shed = n.shed.saturating_sub(b.shed);
-                    let served = n.acquired.saturating_sub(b.acquired);
+                // Slower under the load, so far past its limit that work is turned away, or so
+                // slow to answer that callers give up on their queries.
+                if above(cfg.saturated_ratio) || abandoned_pct >= cfg.abandoned_pct {
                     found.push(verdict(Finding::Saturated {
                         in_flight: n.in_flight,
                         limit: n.limit,
                         query,
                         baseline,
-                        shed_pct: pct(shed, shed + served),
-                        replicas_healthy: n.role == Role::Primary && replicas_healthy,
+                        shed_pct,
+                        abandoned_pct,
+                        replicas_healthy: replicas_healthy.filter(|_| n.role == Role::Primary),
                     }));
                 } else {
                     let wait = mean(n.waited_total, b.waited_total, n.held_count, b.held_count)
                         .unwrap_or_default();
-                    if wait > query.max(cfg.min_excess) {
+                    if wait > query.max(cfg.min_excess) || shed_pct >= cfg.shed_pct {
                         found.push(verdict(Finding::PoolTooSmall {
                             wait,
                             query,
                             waiting: n.queue + n.pool_waiters,
+                            shed_pct,
                         }));
                     }
                 }
@@ -544,11 +572,22 @@ impl Diagnoser {
             let i = match self.open.iter().position(|o| o.key == key) {
                 Some(i) => i,
                 None => {
+                    // A node already in trouble in the last sample under another finding (its
+                    // waits first looked like a small pool, then its callers gave up): the
+                    // trouble is confirmed by both samples, whatever they called it.
+                    const LOAD: [&str; 3] = ["saturated", "pool_too_small", "slow"];
+                    let before = self
+                        .open
+                        .iter()
+                        .filter(|o| o.key.0 == key.0 && o.incident.is_none() && o.clear == 1)
+                        .filter(|o| LOAD.contains(&o.key.1) && LOAD.contains(&key.1))
+                        .max_by_key(|o| o.seen);
+                    let (seen, first_seen) = before.map_or((0, at), |o| (o.seen, o.first_seen));
                     self.open.push(Open {
                         key,
-                        seen: 0,
+                        seen,
                         clear: 1,
-                        first_seen: at,
+                        first_seen,
                         incident: None,
                     });
                     self.open.len() - 1

@@ -73,6 +73,8 @@ pub struct NodeSample {
     pub held_total: Duration,
     /// See [`held_total`](Self::held_total).
     pub held_count: u64,
+    /// Handles among them whose caller gave up while their statement ran, total.
+    pub abandoned: u64,
 }
 
 /// How the cluster routed its work since it was built.

@@ -61,6 +61,10 @@ use crate::admission::{AdmissionConfig, ShedReason};
 use crate::balance::P2c;
 use crate::breaker::BreakerConfig;
 use crate::cluster::{AcquireOptions, Cluster, LimiterKind};
+use crate::diagnosis::{
+    Diagnoser, DiagnosisConfig, Incident, Layer, NodeSample, Recording as Sample,
+};
+use crate::failover::ClusterEvent;
 use crate::pool::Pool;
 use crate::Error;
 
@@ -228,6 +232,50 @@ pub struct SetupReport {
     pub shed_reasons: BTreeMap<String, usize>,
     /// Every backend's counters at the end, primary first.
     pub backends: Vec<(String, SimStats)>,
+    /// What the diagnosis said as the run unfolded: the cluster's own for the seawall set-up;
+    /// for the naive one, a [`Diagnoser`] reading its pool's figures every second.
+    pub incidents: Vec<IncidentStep>,
+}
+
+/// The diagnosis of the replay ([`OutageReport::incident_summary`]). `Display` prints the
+/// replay's `incident detected_after_ms=… culprit=… layer=… false_alarms=…` line.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct IncidentSummary {
+    /// From the surge's start to the first verdict; `None`: no verdict during the surge.
+    pub detected_after: Option<Duration>,
+    /// The node that verdict blamed (`None` for the application as a whole, or no verdict).
+    pub culprit: Option<String>,
+    /// The layer it blamed.
+    pub layer: Option<Layer>,
+    /// Incidents opened outside the surge.
+    pub false_alarms: usize,
+}
+
+impl fmt::Display for IncidentSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let none = || "none".to_owned();
+        write!(
+            f,
+            "incident detected_after_ms={} culprit={} layer={} false_alarms={}",
+            self.detected_after
+                .map_or_else(none, |d| d.as_millis().to_string()),
+            self.culprit.clone().unwrap_or_else(none),
+            self.layer.map_or_else(none, |l| l.to_string()),
+            self.false_alarms
+        )
+    }
+}
+
+/// An incident opened or closed during a run, with when (since the run's start).
+#[derive(Debug, Clone)]
+pub struct IncidentStep {
+    /// Since the start of the run.
+    pub at: Duration,
+    /// Opened (`true`) or closed.
+    pub opened: bool,
+    /// The incident then.
+    pub incident: Incident,
 }
 
 impl SetupReport {
@@ -301,6 +349,28 @@ impl OutageReport {
     /// Successful requests per second among those that arrived in phase `phase`.
     pub fn goodput(&self, setup: &SetupReport, phase: usize) -> f64 {
         setup.phase(phase).ok as f64 / self.config.phase_durations[phase].as_secs_f64()
+    }
+
+    /// What the diagnosis said of the outage as the shop lived it (the naive set-up's pool,
+    /// watched by seawall's [`Diagnoser`]), judged against the phases: how long after the surge
+    /// started its first verdict came, whom and which layer it blamed, and how many incidents
+    /// it opened outside the surge (before it, or more than 2 s after its end, the time the
+    /// last samples of the surge take to leave the diagnosis).
+    pub fn incident_summary(&self) -> IncidentSummary {
+        let workload = self.config.workload();
+        let (surge_start, surge_end) = (workload.phase_start(1), workload.phase_start(2));
+        let opened = self.naive.incidents.iter().filter(|s| s.opened);
+        let first = opened
+            .clone()
+            .find(|s| s.at >= surge_start && s.at < surge_end);
+        IncidentSummary {
+            detected_after: first.map(|s| s.at - surge_start),
+            culprit: first.and_then(|s| s.incident.verdict.node.as_deref().map(str::to_owned)),
+            layer: first.map(|s| s.incident.verdict.layer()),
+            false_alarms: opened
+                .filter(|s| s.at < surge_start || s.at >= surge_end + Duration::from_secs(2))
+                .count(),
+        }
     }
 
     /// The figures the goals are about.
@@ -431,14 +501,27 @@ async fn run_naive(config: &OutageConfig, arrivals: &[workload::Arrival]) -> Set
     warm_up(&pool, config.capacity).await;
     let capacity = config.capacity;
     let sampler = Sampler::start(config, primary.clone(), move || capacity);
+    let watch = Arc::new(Watched::default());
+    let watcher = tokio::spawn(watch_naive(pool.clone(), watch.clone()));
     let recording = workload::run(arrivals, config.client_deadline, |request| {
-        let pool = pool.clone();
+        let (pool, watch) = (pool.clone(), watch.clone());
         async move {
+            let asked = Instant::now();
             let Ok(mut conn) = pool.get().await else {
                 return Outcome::TimedOut;
             };
             request.admitted();
-            match conn.query(sql(&request)).await {
+            // Recorded when the query ends or its caller gives up (dropping this), as a
+            // cluster's handle records its time.
+            let mut held = Held {
+                watch,
+                waited: asked.elapsed(),
+                got: Instant::now(),
+                answered: false,
+            };
+            let result = conn.query(sql(&request)).await;
+            held.answered = true;
+            match result {
                 Ok(_) => Outcome::Ok,
                 Err(_) => Outcome::Failed,
             }
@@ -446,6 +529,8 @@ async fn run_naive(config: &OutageConfig, arrivals: &[workload::Arrival]) -> Set
     })
     .await;
     let (primary_peaks, primary_limits) = sampler.finish().await;
+    watcher.abort();
+    let incidents = std::mem::take(&mut *watch.incidents.lock());
     pool.close().await;
     SetupReport {
         name: "naive",
@@ -454,6 +539,101 @@ async fn run_naive(config: &OutageConfig, arrivals: &[workload::Arrival]) -> Set
         primary_limits,
         shed_reasons: BTreeMap::new(),
         backends: vec![(primary.name().to_owned(), primary.stats())],
+        incidents,
+    }
+}
+
+/// What the naive set-up's requests saw, for the diagnosis that watches it.
+#[derive(Default)]
+struct Watched {
+    /// Query time, wait, requests, abandoned requests.
+    held: Mutex<(Duration, Duration, u64, u64)>,
+    incidents: Mutex<Vec<IncidentStep>>,
+}
+
+impl Watched {
+    fn record(&self, waited: Duration, held: Duration, abandoned: bool) {
+        let mut h = self.held.lock();
+        h.0 += held;
+        h.1 += waited;
+        h.2 += 1;
+        h.3 += u64::from(abandoned);
+    }
+}
+
+/// A naive request's connection, held: its time goes to the watch when it ends.
+struct Held {
+    watch: Arc<Watched>,
+    waited: Duration,
+    got: Instant,
+    answered: bool,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.watch
+            .record(self.waited, self.got.elapsed(), !self.answered);
+    }
+}
+
+/// The shop's pool had no seawall, but its figures are there to read: every second, the same
+/// figures the flight recorder samples from a cluster's node (its pool's state, the requests'
+/// query and wait times) go to the same [`Diagnoser`], as seawall's diagnosis would have read
+/// them.
+async fn watch_naive(pool: Pool<SimConnector>, watch: Arc<Watched>) {
+    let mut diagnoser = Diagnoser::new(DiagnosisConfig::default());
+    let started = Instant::now();
+    let base = std::time::SystemTime::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let state = pool.state();
+        let (held_total, waited_total, held_count, abandoned) = *watch.held.lock();
+        let node = NodeSample {
+            name: Arc::from(pool.name()),
+            role: crate::cluster::Role::Primary,
+            up: true,
+            fenced: false,
+            breaker: crate::breaker::BreakerState::Closed,
+            in_flight: state.in_use + state.waiters,
+            limit: pool.max_size(),
+            queue: 0,
+            pool_in_use: state.in_use,
+            pool_size: state.size,
+            pool_waiters: state.waiters,
+            acquire_wait_p99: state.acquire_wait.p99,
+            latency: Duration::ZERO,
+            error_rate: 0.0,
+            lag: None,
+            timeouts: state.totals.timed_out,
+            connect_failures: state.totals.connect_failures,
+            shed: 0,
+            acquired: state.totals.acquired,
+            connects: state.totals.created,
+            waited_total,
+            held_total,
+            held_count,
+            abandoned,
+        };
+        let recording = Sample {
+            at: base + started.elapsed(),
+            nodes: vec![node],
+            routes: Default::default(),
+        };
+        let changes = diagnoser.observe(&recording);
+        let at = started.elapsed();
+        let mut steps = watch.incidents.lock();
+        for (opened, incident) in changes
+            .opened
+            .into_iter()
+            .map(|i| (true, i))
+            .chain(changes.closed.into_iter().map(|i| (false, i)))
+        {
+            steps.push(IncidentStep {
+                at,
+                opened,
+                incident,
+            });
+        }
     }
 }
 
@@ -512,6 +692,26 @@ async fn run_seawall(config: &OutageConfig, arrivals: &[workload::Arrival]) -> S
     };
     let sampler = Sampler::start(config, primary.clone(), limit_of);
     let shed_reasons = Arc::new(Mutex::new(BTreeMap::new()));
+    let incidents = Arc::new(Mutex::new(Vec::new()));
+    let listener = {
+        let mut events = cluster.subscribe();
+        let incidents = incidents.clone();
+        let started = Instant::now();
+        tokio::spawn(async move {
+            while let Ok(event) = events.recv().await {
+                let (opened, incident) = match event {
+                    ClusterEvent::IncidentOpened(i) => (true, i),
+                    ClusterEvent::IncidentClosed(i) => (false, i),
+                    _ => continue,
+                };
+                incidents.lock().push(IncidentStep {
+                    at: started.elapsed(),
+                    opened,
+                    incident,
+                });
+            }
+        })
+    };
     let recording = workload::run(arrivals, config.client_deadline, |request| {
         let cluster = cluster.clone();
         let shed_reasons = shed_reasons.clone();
@@ -534,6 +734,8 @@ async fn run_seawall(config: &OutageConfig, arrivals: &[workload::Arrival]) -> S
     })
     .await;
     let (primary_peaks, primary_limits) = sampler.finish().await;
+    listener.abort();
+    let incidents = std::mem::take(&mut *incidents.lock());
     let shed_reasons = std::mem::take(&mut *shed_reasons.lock());
     let backends = cluster
         .snapshot()
@@ -552,6 +754,7 @@ async fn run_seawall(config: &OutageConfig, arrivals: &[workload::Arrival]) -> S
         primary_limits,
         shed_reasons,
         backends,
+        incidents,
     }
 }
 
