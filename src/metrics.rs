@@ -28,6 +28,11 @@
 //! | `seawall_pool_waiters` | gauge | `pool` | acquires waiting for a connection |
 //! | `seawall_pool_connecting` | gauge | `pool` | connects in flight, including those waiting in backoff |
 //! | `seawall_breaker_state` | gauge | `node` | the node's breaker: 0 closed, 1 open, 2 half-open |
+//! | `seawall_breaker_in_state` | gauge | `node`, `state` | 1 for the breaker's current state (`closed`, `open`, `half_open`), 0 for the others |
+//! | `seawall_node_up` | gauge | `node` | 1 while the health monitor counts the node up, 0 while down (sampled by the flight recorder) |
+//! | `seawall_node_fenced` | gauge | `node` | 1 while the node is fenced (split brain, stale timeline, not the named leader), else 0 (sampled by the flight recorder) |
+//! | `seawall_replication_lag_seconds` | gauge | `node` | a node's replication lag from its last probe, 0 for the primary, absent while unknown (sampled by the flight recorder) |
+//! | `seawall_query_seconds` | histogram | `node` | time callers held a connection of the node through the cluster: the work's own time, waits excluded |
 //! | `seawall_breaker_transitions_total` | counter | `node`, `to` | breaker state changes, by new state (`closed`, `open`, `half_open`) |
 //! | `seawall_breaker_rejected_total` | counter | `node`, `state` | calls refused by an open or full half-open breaker, by its state |
 //! | `seawall_admission_limit` | gauge | `node` | the node's adaptive concurrency limit |
@@ -44,9 +49,59 @@
 //! | `seawall_learned_writes_total` | counter | | statements learned as writes after a replica refused them ([`RouteMemory`](crate::classify::RouteMemory)) |
 //! | `seawall_cluster_events_total` | counter | `event` | [`ClusterEvent`](crate::ClusterEvent)s by [name](crate::ClusterEvent::name) (`node_down`, `node_up`, `breaker_opened`, `promoted`, ...) |
 //!
+//! With [`MetricNames::OpenTelemetry`](crate::pool::MetricNames::OpenTelemetry) on a pool's
+//! builder, its pool metrics follow OpenTelemetry's semantic conventions for database client
+//! connection pools instead, each labelled `db.client.connection.pool.name` (exporters such as
+//! Prometheus's turn the dots into underscores):
+//!
+//! * `db.client.connection.count` (gauge, `db.client.connection.state` = `idle` or `used`):
+//!   instead of `seawall_pool_idle` and `seawall_pool_in_use`;
+//! * `db.client.connection.idle.min`, `db.client.connection.max` (gauges): the pool's
+//!   `min_idle` and `max_size`;
+//! * `db.client.connection.pending_requests` (gauge): instead of `seawall_pool_waiters`;
+//! * `db.client.connection.timeouts` (counter): instead of `seawall_pool_timeouts_total`;
+//! * `db.client.connection.create_time`, `db.client.connection.wait_time` (histograms,
+//!   seconds): instead of `seawall_pool_connect_seconds` and `seawall_pool_acquire_wait_seconds`.
+//!
+//! The other pool metrics have no equivalent there and are not emitted; `use_time` is the
+//! cluster's `seawall_query_seconds` per node. Breaker, admission and cluster metrics keep their
+//! names.
+//!
+//! Every metric has a `# HELP` text (its meaning here) for exporters that show one: seawall
+//! describes them when a pool is built, from this table.
+//!
 //! The pool gauges are sampled by the pool's maintenance task (every `maintenance_interval`) and
 //! on [`Pool::state`](crate::pool::Pool::state); the admission gauges change with every admission.
 //! Per-statement figures are not metrics (one series per statement would swamp a metrics
 //! backend): read them from [`Cluster::statements`](crate::Cluster::statements).
 //! `seawall_cluster_events_total` is labelled by event only: which node an event concerns is in
 //! the event itself, for a subscriber of [`Cluster::subscribe`](crate::Cluster::subscribe).
+
+/// Describes every metric of the table above (`# HELP` in Prometheus) to the installed
+/// recorder. Called when a pool is built; cheap after the first call (the table is parsed once).
+pub(crate) fn describe() {
+    use std::sync::OnceLock;
+    static TABLE: OnceLock<Vec<(&'static str, &'static str, &'static str)>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        include_str!("metrics.rs")
+            .lines()
+            .filter_map(|line| line.strip_prefix("//! | `seawall_"))
+            .filter_map(|row| {
+                let mut cells = row.splitn(4, '|').map(str::trim);
+                let name = cells.next()?.trim_end_matches('`');
+                let kind = cells.next()?;
+                let _labels = cells.next()?;
+                let meaning = cells.next()?.trim_end_matches('|').trim();
+                Some((name, kind, meaning))
+            })
+            .collect()
+    });
+    for &(name, kind, meaning) in table {
+        let name = format!("seawall_{name}");
+        match kind {
+            "counter" => metrics::describe_counter!(name, meaning),
+            "gauge" => metrics::describe_gauge!(name, meaning),
+            _ => metrics::describe_histogram!(name, metrics::Unit::Seconds, meaning),
+        }
+    }
+}

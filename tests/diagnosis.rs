@@ -232,7 +232,30 @@ async fn a_primary_that_goes_away_is_unreachable() {
         sleep(ms(20_000)).await;
         primary.set_down(true);
     });
+    // The operator's table in the middle of it.
+    let cluster = bed.cluster.clone();
+    let table = tokio::spawn(async move {
+        sleep(ms(30_000)).await;
+        cluster.snapshot().to_string()
+    });
     drive(&bed, Duration::from_secs(40), 0.3, 13, |_| NORMAL).await;
+    let table = table.await.unwrap();
+    println!("{table}");
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{table}"))
+            .to_owned()
+    };
+    assert!(
+        table.lines().next().unwrap().contains("= query + wait"),
+        "{table}"
+    );
+    // Why the primary is down; what the replicas' latency is made of.
+    assert!(row("primary ").contains("probe: "), "{table}");
+    assert!(row("replica-1").contains(" + "), "{table}");
+    assert!(row("replica-1").ends_with('-'), "{table}");
     let incidents = bed.cluster.incidents();
     let incident = incidents
         .iter()

@@ -38,9 +38,11 @@ async fn every_metric_is_documented_and_exported() {
     let addr = free_loopback_addr();
     example::serve(addr).expect("the exporter installs");
     let mut scraped = BTreeMap::new();
+    let mut text = String::new();
     for _ in 0..MAX_CYCLES {
         example::run_workload(Duration::ZERO).await;
-        scraped = parse(&scrape(addr).await);
+        text = scrape(addr).await;
+        scraped = parse(&text);
         if documented.keys().all(|name| scraped.contains_key(name)) {
             break;
         }
@@ -62,6 +64,12 @@ async fn every_metric_is_documented_and_exported() {
         undocumented.is_empty(),
         "exported but not in the table of src/metrics.rs: {undocumented:?}"
     );
+    // Every metric says what it is (issue 15, item 6: there were no HELP lines).
+    let without_help: Vec<_> = documented
+        .keys()
+        .filter(|name| !text.contains(&format!("# HELP {name} ")))
+        .collect();
+    assert!(without_help.is_empty(), "no # HELP line: {without_help:?}");
     for (name, doc) in &documented {
         let got = &scraped[name];
         let kind_matches =

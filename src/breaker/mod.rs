@@ -295,8 +295,7 @@ impl CircuitBreaker {
             rejected: 0,
             rng,
         };
-        metrics::gauge!("seawall_breaker_state", "node" => name.clone())
-            .set(BreakerState::Closed.as_gauge());
+        publish_state(&name, BreakerState::Closed);
         CircuitBreaker {
             shared: Arc::new(Shared {
                 name,
@@ -570,7 +569,7 @@ impl Machine {
         shared
             .phase
             .store(self.generation << STATE_BITS | to.code(), Ordering::Release);
-        metrics::gauge!("seawall_breaker_state", "node" => shared.name.clone()).set(to.as_gauge());
+        publish_state(&shared.name, to);
         metrics::counter!(
             "seawall_breaker_transitions_total",
             "node" => shared.name.clone(),
@@ -662,5 +661,22 @@ impl fmt::Debug for CallGuard {
             .field("trial", &self.trial)
             .field("elapsed", &self.elapsed())
             .finish()
+    }
+}
+
+/// The state gauges: the number, and 1/0 per state name.
+fn publish_state(node: &Arc<str>, state: BreakerState) {
+    metrics::gauge!("seawall_breaker_state", "node" => node.clone()).set(state.as_gauge());
+    for each in [
+        BreakerState::Closed,
+        BreakerState::Open,
+        BreakerState::HalfOpen,
+    ] {
+        metrics::gauge!(
+            "seawall_breaker_in_state",
+            "node" => node.clone(),
+            "state" => each.as_str()
+        )
+        .set(if each == state { 1.0 } else { 0.0 });
     }
 }

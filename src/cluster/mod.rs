@@ -929,8 +929,33 @@ impl<C: Connector> Cluster<C> {
     pub fn snapshot(&self) -> ClusterSnapshot {
         let nodes = self.nodes();
         let ledger = &self.shared.settings.ledger;
+        let last = self.shared.recorder.as_ref().and_then(|r| r.last_two());
+        let recent = |s: &mut NodeSnapshot| {
+            let Some((before, now)) = &last else { return };
+            let find = |r: &Recording| r.nodes.iter().find(|n| n.name == s.name).cloned();
+            let (Some(b), Some(n)) = (find(before), find(now)) else {
+                return;
+            };
+            let count = n.held_count.saturating_sub(b.held_count);
+            if let Ok(count) = u32::try_from(count) {
+                if count > 0 {
+                    s.recent_query = n.held_total.checked_sub(b.held_total).map(|d| d / count);
+                    s.recent_wait = n
+                        .waited_total
+                        .checked_sub(b.waited_total)
+                        .map(|d| d / count);
+                }
+            }
+        };
         ClusterSnapshot {
-            nodes: nodes.iter().map(|n| n.snapshot()).collect(),
+            nodes: nodes
+                .iter()
+                .map(|n| {
+                    let mut s = n.snapshot();
+                    recent(&mut s);
+                    s
+                })
+                .collect(),
             fallback_reads_in_flight: self.shared.fallback_reads.load(Ordering::Relaxed),
             primary_read_share: self.shared.settings.primary_read_share,
             routes: ledger.routes.snapshot(),

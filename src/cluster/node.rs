@@ -45,8 +45,10 @@ pub struct Node<C: Connector> {
 /// Time connections were held by callers and time their acquires waited, summed, and how many
 /// handles: three relaxed adds per handle, read by the flight recorder to tell query time from
 /// waiting.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct HeldTime {
+    /// `seawall_query_seconds{node}`.
+    histogram: metrics::Histogram,
     held: std::sync::atomic::AtomicU64,
     waited: std::sync::atomic::AtomicU64,
     count: std::sync::atomic::AtomicU64,
@@ -54,6 +56,16 @@ pub(crate) struct HeldTime {
 }
 
 impl HeldTime {
+    fn new(node: &Arc<str>) -> Self {
+        HeldTime {
+            histogram: metrics::histogram!("seawall_query_seconds", "node" => node.clone()),
+            held: Default::default(),
+            waited: Default::default(),
+            count: Default::default(),
+            abandoned: Default::default(),
+        }
+    }
+
     /// A handle dropped while its statement ran: its caller gave up on the node.
     pub(crate) fn abandoned(&self) {
         self.abandoned.fetch_add(1, Ordering::Relaxed);
@@ -61,6 +73,7 @@ impl HeldTime {
 
     pub(crate) fn record(&self, held: std::time::Duration, waited: std::time::Duration) {
         let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.histogram.record(held.as_secs_f64());
         self.held.fetch_add(nanos(held), Ordering::Relaxed);
         if !waited.is_zero() {
             self.waited.fetch_add(nanos(waited), Ordering::Relaxed);
@@ -97,6 +110,7 @@ impl<C: Connector> Node<C> {
             // A primary is never behind itself.
             load.set_replication_lag(Some(std::time::Duration::ZERO));
         }
+        let held = HeldTime::new(&name);
         Node {
             name,
             primary: AtomicBool::new(role == Role::Primary),
@@ -111,7 +125,7 @@ impl<C: Connector> Node<C> {
             admission,
             events,
             ledger: Arc::default(),
-            held: HeldTime::default(),
+            held,
         }
     }
 
@@ -224,7 +238,16 @@ impl<C: Connector> Node<C> {
     pub fn snapshot(&self) -> NodeSnapshot {
         let load = &self.load;
         let (held_total, waited_total, held_count, abandoned) = self.held.totals();
+        let last_error = {
+            let health = self.health.lock();
+            (health.failures > 0 && !health.last_error.is_empty())
+                .then(|| format!("probe: {}", health.last_error))
+        }
+        .or_else(|| self.pool.connect_error().map(|e| format!("connect: {e}")));
         NodeSnapshot {
+            last_error,
+            recent_query: None,
+            recent_wait: None,
             held_total,
             waited_total,
             held_count,
@@ -297,6 +320,14 @@ pub struct NodeSnapshot {
     /// Handles among them dropped while a statement run through the cluster was still running
     /// (the caller gave up, its future cancelled).
     pub abandoned: u64,
+    /// Why it is down or failing: its last probe error while probes fail, else its pool's last
+    /// connect error while connects fail.
+    pub last_error: Option<String>,
+    /// Mean query time (callers holding its connections) over the flight recorder's last
+    /// interval; `None` without two samples or without work in it.
+    pub recent_query: Option<std::time::Duration>,
+    /// Mean wait for its connections (admission queue and pool) over the same interval.
+    pub recent_wait: Option<std::time::Duration>,
 }
 
 /// What the health monitor remembers of a node's recent probes.

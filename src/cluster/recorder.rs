@@ -66,6 +66,13 @@ impl Recorder {
         self.samples.lock().iter().cloned().collect()
     }
 
+    /// The last two samples, for the figures of the last interval.
+    pub(crate) fn last_two(&self) -> Option<(Recording, Recording)> {
+        let samples = self.samples.lock();
+        let n = samples.len();
+        (n >= 2).then(|| (samples[n - 2].clone(), samples[n - 1].clone()))
+    }
+
     fn push(&self, recording: Recording) {
         let mut samples = self.samples.lock();
         while samples.len() >= self.config.keep {
@@ -131,6 +138,7 @@ fn sample<C: Connector>(shared: &Shared<C>, at: SystemTime) -> Recording {
             .iter()
             .map(|node| {
                 let s = node.snapshot();
+                publish(&s);
                 NodeSample {
                     name: s.name,
                     role: s.role,
@@ -160,5 +168,15 @@ fn sample<C: Connector>(shared: &Shared<C>, at: SystemTime) -> Recording {
             })
             .collect(),
         routes: shared.settings.ledger.routes.snapshot(),
+    }
+}
+
+/// The node gauges the recorder samples (see [`crate::metrics`]).
+fn publish(s: &super::NodeSnapshot) {
+    let node = || s.name.clone();
+    metrics::gauge!("seawall_node_up", "node" => node()).set(if s.up { 1.0 } else { 0.0 });
+    metrics::gauge!("seawall_node_fenced", "node" => node()).set(if s.fenced { 1.0 } else { 0.0 });
+    if let Some(lag) = s.replication_lag {
+        metrics::gauge!("seawall_replication_lag_seconds", "node" => node()).set(lag.as_secs_f64());
     }
 }

@@ -53,7 +53,7 @@ impl fmt::Display for ClusterSnapshot {
             .max(4);
         writeln!(
             f,
-            "{:<name_width$}  {:<7}  {:<6}  {:<9}  {:>5}  {:>9}  {:>5}  {:>9}  {:>6}  {:>8}  {:<38}  {:>8}",
+            "{:<name_width$}  {:<7}  {:<6}  {:<9}  {:>5}  {:>9}  {:>5}  {:>9}  {:>17}  {:>6}  {:>8}  {:<38}  {:>8}  why",
             "node",
             "role",
             "health",
@@ -62,6 +62,7 @@ impl fmt::Display for ClusterSnapshot {
             "in-flight",
             "queue",
             "latency",
+            "= query + wait",
             "errors",
             "lag",
             "pool (size/idle/in use/waiting of max)",
@@ -89,7 +90,7 @@ impl fmt::Display for ClusterSnapshot {
             );
             writeln!(
                 f,
-                "{:<name_width$}  {:<7}  {:<6}  {:<9}  {:>5}  {:>9}  {:>5}  {:>9}  {:>5.1}%  {:>8}  {:<38}  {:>8}",
+                "{:<name_width$}  {:<7}  {:<6}  {:<9}  {:>5}  {:>9}  {:>5}  {:>9}  {:>17}  {:>5.1}%  {:>8}  {:<38}  {:>8}  {}",
                 n.name,
                 n.role.to_string(),
                 health,
@@ -98,10 +99,15 @@ impl fmt::Display for ClusterSnapshot {
                 n.admission.in_flight,
                 n.admission.queue_len,
                 Short(n.latency).to_string(),
+                match (n.recent_query, n.recent_wait) {
+                    (Some(q), Some(w)) => format!("{} + {}", Short(q), Short(w)),
+                    _ => "-".to_owned(),
+                },
                 n.error_rate * 100.0,
                 lag,
                 pool,
                 Short(n.pool.acquire_wait.p99).to_string(),
+                n.last_error.as_deref().unwrap_or("-"),
             )?;
         }
         writeln!(

@@ -47,6 +47,21 @@ pub(crate) struct Config {
     pub(crate) reset_timeout: Duration,
     pub(crate) maintenance_interval: Duration,
     pub(crate) seed: Option<u64>,
+    pub(crate) metric_names: MetricNames,
+}
+
+/// Which names the pool's metrics use ([`Builder::metric_names`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MetricNames {
+    /// seawall's own (`seawall_pool_*{pool}`, every one listed in [`crate::metrics`]). The
+    /// default.
+    #[default]
+    Seawall,
+    /// OpenTelemetry's semantic conventions for database client connection pools
+    /// (`db.client.connection.*`, labelled `db.client.connection.pool.name`; see
+    /// [`crate::metrics`] for the list). Metrics without an equivalent there are not emitted.
+    OpenTelemetry,
 }
 
 impl Default for Config {
@@ -66,6 +81,7 @@ impl Default for Config {
             reset_timeout: Duration::from_secs(5),
             maintenance_interval: Duration::from_secs(1),
             seed: None,
+            metric_names: MetricNames::Seawall,
         }
     }
 }
@@ -173,6 +189,26 @@ impl<C: Connector> Builder<C> {
     /// Name used in errors, metrics labels and traces. Default `"default"`.
     pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
         self.config.name = name.into();
+        self
+    }
+
+    /// The names of the pool's metrics: seawall's (default) or OpenTelemetry's semantic
+    /// conventions (`db.client.connection.*`), for a backend that expects those.
+    ///
+    /// ```
+    /// use seawall::pool::{MetricNames, Pool};
+    /// use seawall::sim::SimBackend;
+    ///
+    /// let db = SimBackend::builder("primary").build();
+    /// let pool = Pool::builder(db.connector())
+    ///     .name("primary")
+    ///     .metric_names(MetricNames::OpenTelemetry)
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(pool);
+    /// ```
+    pub fn metric_names(mut self, names: MetricNames) -> Self {
+        self.config.metric_names = names;
         self
     }
 

@@ -2,9 +2,11 @@
 
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
+use super::config::MetricNames;
 use super::State;
 
-/// Handles for one pool's metrics.
+/// Handles for one pool's metrics. Under OpenTelemetry's names, those without an equivalent
+/// are no-op handles.
 #[derive(Debug)]
 pub(crate) struct PoolMetrics {
     pub(crate) acquired: Counter,
@@ -20,10 +22,19 @@ pub(crate) struct PoolMetrics {
     in_use: Gauge,
     waiters: Gauge,
     connecting: Gauge,
+    /// OpenTelemetry's `db.client.connection.max` (seawall's names: none).
+    max: Gauge,
 }
 
 impl PoolMetrics {
-    pub(crate) fn new(pool: &str) -> Self {
+    pub(crate) fn new(pool: &str, names: MetricNames, min_idle: usize) -> Self {
+        match names {
+            MetricNames::Seawall => Self::seawall(pool),
+            MetricNames::OpenTelemetry => Self::open_telemetry(pool, min_idle),
+        }
+    }
+
+    fn seawall(pool: &str) -> Self {
         let labels = [("pool", pool.to_owned())];
         PoolMetrics {
             acquired: counter!("seawall_pool_acquired_total", &labels),
@@ -39,6 +50,32 @@ impl PoolMetrics {
             in_use: gauge!("seawall_pool_in_use", &labels),
             waiters: gauge!("seawall_pool_waiters", &labels),
             connecting: gauge!("seawall_pool_connecting", &labels),
+            max: Gauge::noop(),
+        }
+    }
+
+    /// OpenTelemetry's semantic conventions for connection pools (`db.client.connection.*`).
+    fn open_telemetry(pool: &str, min_idle: usize) -> Self {
+        const POOL: &str = "db.client.connection.pool.name";
+        const STATE: &str = "db.client.connection.state";
+        let labels = [(POOL, pool.to_owned())];
+        let count = |state: &'static str| gauge!("db.client.connection.count", POOL => pool.to_owned(), STATE => state);
+        gauge!("db.client.connection.idle.min", &labels).set(min_idle as f64);
+        PoolMetrics {
+            acquired: Counter::noop(),
+            timeouts: counter!("db.client.connection.timeouts", &labels),
+            broken: Counter::noop(),
+            connects: Counter::noop(),
+            connect_failures: Counter::noop(),
+            closed: Counter::noop(),
+            acquire_wait: histogram!("db.client.connection.wait_time", &labels),
+            connect_time: histogram!("db.client.connection.create_time", &labels),
+            size: Gauge::noop(),
+            idle: count("idle"),
+            in_use: count("used"),
+            waiters: gauge!("db.client.connection.pending_requests", &labels),
+            connecting: Gauge::noop(),
+            max: gauge!("db.client.connection.max", &labels),
         }
     }
 
@@ -48,5 +85,6 @@ impl PoolMetrics {
         self.in_use.set(state.in_use as f64);
         self.waiters.set(state.waiters as f64);
         self.connecting.set(state.connecting as f64);
+        self.max.set(state.max_size as f64);
     }
 }

@@ -48,7 +48,7 @@ use tracing::Instrument;
 use crate::driver::Connector;
 use crate::error::{ConfigError, DriverError, Error, TimeoutError, WaitCause};
 
-pub use config::{Builder, CheckoutTest};
+pub use config::{Builder, CheckoutTest, MetricNames};
 pub use opener::ConnectTimedOut;
 pub use pooled::Pooled;
 pub use state::{State, Totals, WaitSummary};

@@ -330,7 +330,10 @@ impl<C: Connector> Shared<C> {
             rng: SmallRng::seed_from_u64(seed),
         };
         Shared {
-            metrics: PoolMetrics::new(&config.name),
+            metrics: {
+                crate::metrics::describe();
+                PoolMetrics::new(&config.name, config.metric_names, config.min_idle)
+            },
             connector,
             inner: CachePadded::new(Locked {
                 mutex: std::sync::Mutex::new(inner),
