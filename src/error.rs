@@ -177,8 +177,12 @@ pub struct NoReplica {
     /// an older timeline (or none), or the position was taken before a failover (see
     /// [`AcquireOptions::timeline`](crate::cluster::AcquireOptions::timeline)).
     pub older_timeline: usize,
-    /// Replicas that refused the read (breaker, admission, or failing connects) when tried.
+    /// Replicas that refused the read at once as busy (breaker, full admission queue) when
+    /// tried.
     pub refused: usize,
+    /// Replicas that could not take the read because their connects fail and they have no
+    /// open connection to spare (unreachable, not busy).
+    pub unreachable: usize,
     /// Replicas skipped because their health monitor marks them down or fenced.
     pub down: usize,
     /// Whether the read was allowed to fall back to the primary at all.
@@ -191,6 +195,9 @@ pub struct NoReplica {
     pub fallback_budget: usize,
     /// How long the read spent trying before it gave up.
     pub waited: Duration,
+    /// Every node as the cluster saw it when the read gave up: role, health and the last probe
+    /// or connect error.
+    pub nodes: Vec<NodeReport>,
 }
 
 impl fmt::Display for NoReplica {
@@ -205,7 +212,8 @@ impl fmt::Display for NoReplica {
                 self.older_timeline,
                 "not on the requested position's timeline",
             ),
-            (self.refused, "refused"),
+            (self.refused, "busy (refused at once)"),
+            (self.unreachable, "unreachable (connects failing)"),
             (self.down, "down"),
         ] {
             if n > 0 {
@@ -223,7 +231,12 @@ impl fmt::Display for NoReplica {
         } else {
             f.write_str(") and the read may not go to the primary")?;
         }
-        write!(f, "; gave up after {:?}", self.waited)
+        write!(f, "; gave up after {:?}", self.waited)?;
+        for (i, node) in self.nodes.iter().enumerate() {
+            f.write_str(if i == 0 { "; nodes: " } else { ", " })?;
+            node.fmt(f)?;
+        }
+        Ok(())
     }
 }
 

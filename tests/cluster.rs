@@ -817,8 +817,10 @@ async fn a_full_replica_is_skipped_for_the_next() {
             .read_with(AcquireOptions::new().replica_only())
             .await,
     );
-    assert_eq!(why.refused, 2);
-    assert!(Error::NoReplica(why).to_string().contains("2 refused"));
+    assert_eq!((why.refused, why.unreachable), (2, 0));
+    let text = Error::NoReplica(why).to_string();
+    assert!(text.contains("2 busy (refused at once)"), "{text}");
+    assert!(text.contains("nodes: `primary` (primary, up)"), "{text}");
 }
 
 // ---- Topology ----

@@ -564,6 +564,7 @@ impl<C: Connector> Cluster<C> {
         let deadline = self.deadline_from(started, &options);
         let priority = options.priority.unwrap_or(Priority::READ);
         let mut tried = Tried::default();
+        let mut unreachable = 0;
         loop {
             let (index, node) = match self.pick_replica(&options, &tried, true) {
                 Ok(picked) => picked,
@@ -577,7 +578,8 @@ impl<C: Connector> Cluster<C> {
                             return Ok(conn);
                         }
                     }
-                    why.refused = tried.count;
+                    why.unreachable = unreachable;
+                    why.refused = tried.count - unreachable;
                     return self
                         .read_from_primary(why, &options, priority, started, deadline)
                         .await;
@@ -587,6 +589,7 @@ impl<C: Connector> Cluster<C> {
                 // Its pool cannot grow and has nothing idle: waiting there would hold the read
                 // until its deadline.
                 tried.insert(index);
+                unreachable += 1;
                 continue;
             }
             match acquire_on(&node, priority, deadline, None, true).await {
@@ -597,7 +600,10 @@ impl<C: Connector> Cluster<C> {
                     if matches!(
                         t.cause,
                         WaitCause::ConnectFailing { .. } | WaitCause::BackingOff { .. }
-                    ) && Instant::now() < deadline => {}
+                    ) && Instant::now() < deadline =>
+                {
+                    unreachable += 1;
+                }
                 other => return other,
             }
             tried.insert(index);
@@ -800,12 +806,14 @@ impl<C: Connector> Cluster<C> {
     ) -> Result<ClusterConn<C>, Error> {
         if options.replica_only {
             why.waited = started.elapsed();
+            why.nodes = self.node_reports();
             return Err(Error::NoReplica(why));
         }
         why.fallback_allowed = true;
         let Some(primary) = self.usable_primary() else {
             why.primary_down = true;
             why.waited = started.elapsed();
+            why.nodes = self.node_reports();
             return Err(Error::NoReplica(why));
         };
         let share = self.shared.settings.primary_read_share;
@@ -826,6 +834,7 @@ impl<C: Connector> Cluster<C> {
             Err(in_flight) => {
                 why.fallback_in_flight = in_flight;
                 why.waited = started.elapsed();
+                why.nodes = self.node_reports();
                 return Err(Error::NoReplica(why));
             }
         };
