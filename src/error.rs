@@ -159,40 +159,40 @@ impl From<Overloaded> for Error {
 #[non_exhaustive]
 pub struct NoReplica {
     /// Replicas configured.
-    pub replicas: usize,
+    pub replicas: u32,
     /// Replicas skipped because their breaker is open.
-    pub breaker_open: usize,
+    pub breaker_open: u32,
     /// Replicas skipped for lagging more than `max_replica_lag`.
-    pub lagging: usize,
+    pub lagging: u32,
     /// Replicas skipped because `max_replica_lag` is set and their lag is not known yet (no
     /// probe has answered since the cluster was built: [`Cluster::probe_now`] before serving
     /// reads, or wait for [`Cluster::ready`]).
     ///
     /// [`Cluster::probe_now`]: crate::Cluster::probe_now
     /// [`Cluster::ready`]: crate::Cluster::ready
-    pub lag_unknown: usize,
+    pub lag_unknown: u32,
     /// Replicas skipped for not having replayed the requested position yet.
-    pub behind_position: usize,
+    pub behind_position: u32,
     /// Replicas skipped because the requested position's timeline rules them out: they report
     /// an older timeline (or none), or the position was taken before a failover (see
     /// [`AcquireOptions::timeline`](crate::cluster::AcquireOptions::timeline)).
-    pub older_timeline: usize,
+    pub older_timeline: u32,
     /// Replicas that refused the read at once as busy (breaker, full admission queue) when
     /// tried.
-    pub refused: usize,
+    pub refused: u32,
     /// Replicas that could not take the read because their connects fail and they have no
     /// open connection to spare (unreachable, not busy).
-    pub unreachable: usize,
+    pub unreachable: u32,
     /// Replicas skipped because their health monitor marks them down or fenced.
-    pub down: usize,
+    pub down: u32,
     /// Whether the read was allowed to fall back to the primary at all.
     pub fallback_allowed: bool,
     /// The read could have fallen back, but no usable primary was there to take it.
     pub primary_down: bool,
     /// Fallback reads in flight on the primary.
-    pub fallback_in_flight: usize,
+    pub fallback_in_flight: u32,
     /// Most fallback reads the primary takes at once (its protection budget).
-    pub fallback_budget: usize,
+    pub fallback_budget: u32,
     /// How long the read spent trying before it gave up.
     pub waited: Duration,
     /// Every node as the cluster saw it when the read gave up: role, health and the last probe

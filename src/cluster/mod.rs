@@ -579,7 +579,7 @@ impl<C: Connector> Cluster<C> {
                         }
                     }
                     why.unreachable = unreachable;
-                    why.refused = tried.count - unreachable;
+                    why.refused = count(tried.count) - unreachable;
                     return self
                         .read_from_primary(why, &options, priority, started, deadline)
                         .await;
@@ -717,7 +717,7 @@ impl<C: Connector> Cluster<C> {
         let topology = shared.topology.read();
         let replicas = &topology.replicas;
         let mut why = NoReplica {
-            replicas: replicas.len(),
+            replicas: count(replicas.len()),
             ..NoReplica::default()
         };
         let max_lag = shared.settings.max_replica_lag;
@@ -828,11 +828,11 @@ impl<C: Connector> Cluster<C> {
             0 if share > 0.0 => 1,
             n => n,
         };
-        why.fallback_budget = budget;
+        why.fallback_budget = count(budget);
         let slot = match FallbackRead::try_take(&self.shared.fallback_reads, budget) {
             Ok(slot) => slot,
             Err(in_flight) => {
-                why.fallback_in_flight = in_flight;
+                why.fallback_in_flight = count(in_flight);
                 why.waited = started.elapsed();
                 why.nodes = self.node_reports();
                 return Err(Error::NoReplica(why));
@@ -981,6 +981,11 @@ impl<C: Connector> Cluster<C> {
             monitor::observe(&self.shared, &node, result);
         }
     }
+}
+
+/// A count for an error report (saturates: no cluster has 4 billion nodes).
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Breaker, admission, pool: one node's part of an acquire.
