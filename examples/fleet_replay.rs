@@ -106,6 +106,23 @@ fn tables(report: &FleetReport) {
                 "adaptive writes {}/{} ok, reads {}/{} ok",
                 w.ok, w.requests, r.ok, r.requests
             );
+            let limits: Vec<usize> = adaptive
+                .limits
+                .iter()
+                .flat_map(|l| {
+                    report
+                        .phase_buckets(phase)
+                        .filter_map(|b| l.get(b).copied())
+                })
+                .collect();
+            if let (Some(min), Some(max)) = (limits.iter().min(), limits.iter().max()) {
+                println!(
+                    "adaptive primary limits (every instance, every 100 ms): mean {:.2}, min {min}, \
+                     max {max} (pool size {})",
+                    limits.iter().sum::<usize>() as f64 / limits.len() as f64,
+                    report.config.pool_size
+                );
+            }
         }
     }
     println!();

@@ -48,8 +48,9 @@ pub enum LimiterKind {
     /// AIMD between 1 and the node's pool size.
     Aimd,
     /// A delay-based [`Vegas`] limiter between 1 and the node's pool size, starting at the pool
-    /// size: it lowers the limit when latency rises past a multiple of the node's no-load
-    /// latency, which keeps a fleet of instances near the node's knee.
+    /// size: it heads for the limit at which two of its requests wait at the node (from the
+    /// node's latency over its no-load latency), which gives a fleet of instances equal shares
+    /// near the node's knee, and follows the work actually in flight while that is lower.
     Vegas,
     /// A Vegas limiter with this configuration.
     VegasWith(VegasConfig),

@@ -18,14 +18,23 @@ pub struct VegasConfig {
     pub min_limit: usize,
     /// The limit never goes above this. Default 200.
     pub max_limit: usize,
-    /// Samples in the latency average. Default 30.
+    /// Samples in the latency and in-flight averages. Default 30.
     pub window: u32,
-    /// Latency, in multiples of the no-load latency, above which the limit shrinks; above 1.
-    /// Default 3.0.
-    pub tolerance: f64,
-    /// What the limit grows by per round (a limit's worth of samples) while latency is within
-    /// tolerance, in `(0, 1]`. Default 0.5.
+    /// Requests this client aims to keep queued at the backend (TCP Vegas's `alpha`): the limit
+    /// heads for `queue × latency / (latency - no_load)`, the limit at which `queue` of its
+    /// requests are waiting behind others. Positive. Default 2.0.
+    pub queue: f64,
+    /// Share of the way to that target the limit moves per round (a limit's worth of samples),
+    /// in `(0, 1]`. Default 0.5.
+    pub smoothing: f64,
+    /// Most the limit grows per round, positive. Default 1.0.
     pub increase: f64,
+    /// While the client uses less than its limit, the limit heads for `headroom` times the
+    /// requests in flight it actually has (their average at admission), at least 1. Default 2.0.
+    pub headroom: f64,
+    /// Factor applied to the limit on a drop (a failed or timed-out request), at most once per
+    /// round trip, in `[0.5, 1)`. Default 0.5.
+    pub backoff: f64,
     /// Share of the way from the no-load latency to the current average the no-load estimate
     /// moves per sample when the average is higher, in `[0, 1)`: how fast a lasting change of
     /// the backend's speed is accepted. Default 0.0002.
@@ -39,8 +48,11 @@ impl Default for VegasConfig {
             min_limit: 1,
             max_limit: 200,
             window: 30,
-            tolerance: 3.0,
-            increase: 0.5,
+            queue: 2.0,
+            smoothing: 0.5,
+            increase: 1.0,
+            headroom: 2.0,
+            backoff: 0.5,
             drift: 0.0002,
         }
     }
@@ -53,16 +65,30 @@ impl VegasConfig {
         if self.window == 0 {
             return Err(ConfigError::new("window", "must be at least 1"));
         }
-        if !(self.tolerance > 1.0 && self.tolerance.is_finite()) {
+        for (field, value) in [("queue", self.queue), ("increase", self.increase)] {
+            if !(value > 0.0 && value.is_finite()) {
+                return Err(ConfigError::new(
+                    field,
+                    format!("must be finite and positive, got {value}"),
+                ));
+            }
+        }
+        if !(self.smoothing > 0.0 && self.smoothing <= 1.0) {
             return Err(ConfigError::new(
-                "tolerance",
-                format!("must be finite and above 1.0, got {}", self.tolerance),
+                "smoothing",
+                format!("must lie in (0, 1], got {}", self.smoothing),
             ));
         }
-        if !(self.increase > 0.0 && self.increase <= 1.0) {
+        if !(self.headroom >= 1.0 && self.headroom.is_finite()) {
             return Err(ConfigError::new(
-                "increase",
-                format!("must lie in (0, 1], got {}", self.increase),
+                "headroom",
+                format!("must be finite and at least 1.0, got {}", self.headroom),
+            ));
+        }
+        if !(0.5..1.0).contains(&self.backoff) {
+            return Err(ConfigError::new(
+                "backoff",
+                format!("must lie in [0.5, 1), got {}", self.backoff),
             ));
         }
         if !(0.0..1.0).contains(&self.drift) {
@@ -79,42 +105,58 @@ impl VegasConfig {
 ///
 /// # Algorithm
 ///
-/// The limiter keeps an average of recent latency (an EWMA over `window` samples) and an
-/// estimate of the backend's *no-load* latency: the lowest average seen, which rises only
-/// slowly (`drift`) so that a backend that became lastingly slower is eventually accepted. Per
-/// sample, with `ratio = average / no_load`:
+/// The limiter keeps an average of recent latency (an EWMA over `window` samples), an estimate
+/// of the backend's *no-load* latency (the lowest average seen, rising only slowly, by `drift`,
+/// so that a backend that became lastingly slower is eventually accepted), and an average of
+/// the requests it had in flight at admission. The limit is a real number (the gate admits its
+/// integer part). Per sample that was not dropped:
 ///
 /// ```text
-/// ratio > tolerance or dropped:  limit *= max(0.5, tolerance / ratio)   (once per round trip)
-/// otherwise:                     limit += increase / limit
+/// target = queue × average / (average - no_load)        (unbounded when average = no_load)
+/// cap    = headroom × average in flight
+/// goal   = min(target, cap, max_limit)
+/// limit += min(smoothing × (goal - limit), increase) / limit
 /// ```
 ///
-/// so that the limit moves at once to where the ratio would be back within tolerance (at most
-/// halving), then waits for the requests admitted since (a sample admitted before the last cut
-/// does not cut again, like TCP's one reduction per round trip); within tolerance it grows by
-/// `increase` per round (a limit's worth of samples). A drop counts as a ratio of twice the
-/// tolerance.
+/// so that per round (a limit's worth of samples) the limit moves `smoothing` of the way to its
+/// goal, growing by at most `increase`. A dropped sample multiplies the limit by `backoff`, at
+/// most once per round trip (a request admitted before the last cut ran under the old limit and
+/// says nothing about the new one).
 ///
 /// # Why it suits a fleet
 ///
-/// Every application instance that talks to one primary sees the same latency, so every
-/// instance's limiter backs off at the same *server* state, whatever the number of instances:
-/// the fleet's total in flight settles where the primary's latency is `tolerance` times its
-/// no-load latency, a point on its concurrency curve rather than a share of anyone's pool. A
-/// latency-gradient limiter ([`Gradient`](super::Gradient)) instead compares with a baseline
-/// that follows the latency up, so under a lasting overload it stops backing off. The decrease
-/// is multiplicative and the increase additive, so the instances' limits converge to equal
-/// shares (Chiu and Jain's AIMD argument). Unlike [`Gradient`](super::Gradient) and
-/// [`Aimd`](super::Aimd), the limit also grows while the backend is app limited, as long as
-/// latency is within tolerance: after an overload it returns to its maximum.
+/// With `rtt` the latency and `base` the no-load latency, TCP Vegas reads `limit × (1 - base /
+/// rtt)` as the client's requests *queued* at the backend, beyond those it would have in flight
+/// if nothing waited, and keeps that near `queue`. Solved for the limit, that is the target
+/// above: a function of the backend's latency only, not of the client's own limit. Every
+/// application instance of a fleet sees the same latency, so every instance aims at the *same*
+/// limit, whatever it had before: shares are equal from the first round, where a limiter that
+/// compares latency with a per-instance threshold lets the instance with the lowest threshold
+/// back off forever while the others grow. As the backend's latency climbs the target falls
+/// towards `queue`, so the fleet's total in flight settles where `instances × queue` requests
+/// wait: near the backend's knee for a fleet of tens of instances. A latency-gradient limiter
+/// ([`Gradient`](super::Gradient)) instead compares with a baseline that follows the latency up,
+/// so under a lasting overload it stops backing off.
+///
+/// # The limit follows what is used
+///
+/// A limit nobody uses is not a measurement: after a quiet hour every instance would sit at its
+/// maximum, and the first surge would land `instances × max_limit` requests on the backend at
+/// once, far past its knee, before any latency could be measured. As TCP's congestion window
+/// validation (RFC 7661) decays an unused window, the limit heads for `headroom` times the
+/// requests actually in flight while it is not used in full, and grows from there by at most
+/// `increase` per round when the load comes.
 ///
 /// # Where this differs from TCP Vegas and Netflix's `VegasLimit`
 ///
-/// Vegas estimates the packets queued as `limit × (1 - rtt_min / rtt)` and keeps it between
-/// two small constants (`alpha`, `beta`). A database's latency rises with concurrency even with
-/// no queue (contention), and each instance of a fleet holds a small share of the backend, so
-/// a latency *ratio* is the signal here. The minimum is taken over averages, not single
-/// samples: the minimum of single service times says nothing about the backend's state.
+/// Both keep the queue estimate between two thresholds (`alpha`, `beta`) and step the limit by
+/// one (or a logarithm of it) per round when outside; here the limit moves smoothly towards the
+/// limit that puts it at `queue`, so a fleet that starts far from it (an overload) gets there
+/// in a few rounds rather than one request per round trip. A database's latency rises with
+/// concurrency even with no queue (contention), and each instance of a fleet holds a small
+/// share of the backend, so the average latency, not its minimum sample, is the signal; the
+/// no-load estimate is the minimum of averages, not of single samples, which say nothing about
+/// the backend's state.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -124,16 +166,16 @@ impl VegasConfig {
 ///
 /// let vegas = Vegas::new(VegasConfig { initial_limit: 10, ..VegasConfig::default() })?;
 /// let ms = Duration::from_millis;
+/// // Ten in flight at 10 ms: the backend keeps up, the limit stays where it is used.
 /// for _ in 0..50 {
 ///     vegas.on_sample(Sample::success(ms(10), 10));
 /// }
 /// assert!(vegas.limit() >= 10);
-/// // Latency five times the no-load latency: the limit backs off, once per round trip.
-/// for _ in 0..20 {
-///     tokio::time::advance(ms(50)).await;
+/// // Latency five times the no-load latency: the limit heads for 2 × 50 / 40 = 2.5.
+/// for _ in 0..100 {
 ///     vegas.on_sample(Sample::success(ms(50), 10));
 /// }
-/// assert!(vegas.limit() < 10);
+/// assert!(vegas.limit() < 5);
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
@@ -149,9 +191,11 @@ struct State {
     limit: f64,
     max_limit: usize,
     average: f64,
+    /// Average requests in flight at admission.
+    used: f64,
     samples: u32,
     no_load: Option<f64>,
-    /// When the limit was last cut: samples admitted before it do not cut it again.
+    /// When the limit was last cut for a drop: samples admitted before it do not cut it again.
     last_cut: Option<Instant>,
 }
 
@@ -165,6 +209,7 @@ impl Vegas {
                 limit: config.initial_limit as f64,
                 max_limit: config.max_limit,
                 average: 0.0,
+                used: 0.0,
                 samples: 0,
                 no_load: None,
                 last_cut: None,
@@ -187,6 +232,11 @@ impl Vegas {
     /// The recent latency average (zero before the first sample).
     pub fn latency(&self) -> Duration {
         Duration::from_secs_f64(self.state.lock().average)
+    }
+
+    /// The limit as the limiter keeps it, before rounding down for the gate.
+    pub fn exact_limit(&self) -> f64 {
+        self.state.lock().limit
     }
 
     /// The highest limit allowed now.
@@ -225,10 +275,17 @@ impl Limiter for Vegas {
         let config = &self.config;
         let mut state = self.state.lock();
         let limit = state.limit;
-        let ratio = if sample.dropped {
-            2.0 * config.tolerance
+        let next = if sample.dropped {
+            // One cut per round trip, as TCP: a request admitted before the last cut ran under
+            // the old limit and says nothing about the new one.
+            let now = Instant::now();
+            let admitted = now.checked_sub(sample.latency).unwrap_or(now);
+            if state.last_cut.is_some_and(|cut| admitted < cut) {
+                return;
+            }
+            state.last_cut = Some(now);
+            limit * config.backoff
         } else {
-            let rtt = sample.latency.as_secs_f64();
             // A plain average over the first window, then an EWMA.
             state.samples = state.samples.saturating_add(1);
             let weight = if state.samples <= config.window {
@@ -236,7 +293,8 @@ impl Limiter for Vegas {
             } else {
                 2.0 / (f64::from(config.window) + 1.0)
             };
-            state.average += (rtt - state.average) * weight;
+            state.average += (sample.latency.as_secs_f64() - state.average) * weight;
+            state.used += (sample.in_flight as f64 - state.used) * weight;
             if state.samples < config.window {
                 return;
             }
@@ -247,24 +305,22 @@ impl Limiter for Vegas {
                 None => average,
             };
             state.no_load = Some(no_load);
-            if no_load > 0.0 {
-                average / no_load
+            let target = if average > no_load {
+                config.queue * average / (average - no_load)
             } else {
-                1.0
+                f64::INFINITY
+            };
+            let cap = state.used * config.headroom;
+            let goal = target.min(cap).min(state.max_limit as f64);
+            let step = ((goal - limit) * config.smoothing).min(config.increase);
+            let next = limit + step / limit.max(1.0);
+            // The approach is geometric: snap to the goal once within a hundredth of it, or a
+            // limit heading for 16 would stay at 15.99..., admitting 15.
+            if (goal - next).abs() < 0.01 {
+                goal
+            } else {
+                next
             }
-        };
-        let next = if ratio > config.tolerance {
-            // One cut per round trip, as TCP: a request admitted before the last cut ran under
-            // the old limit and says nothing about the new one.
-            let now = Instant::now();
-            let admitted = now.checked_sub(sample.latency).unwrap_or(now);
-            if state.last_cut.is_some_and(|cut| admitted < cut) {
-                return;
-            }
-            state.last_cut = Some(now);
-            limit * (config.tolerance / ratio).max(0.5)
-        } else {
-            limit + config.increase / limit.max(1.0)
         };
         let next = next.clamp(config.min_limit as f64, state.max_limit as f64);
         state.limit = next;
@@ -281,7 +337,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn backs_off_over_tolerance_and_returns_within_it() {
+    async fn heads_for_the_queue_target_grows_back_and_follows_use() {
         let vegas = Vegas::new(VegasConfig {
             initial_limit: 16,
             max_limit: 16,
@@ -289,31 +345,38 @@ mod tests {
         })
         .unwrap();
         for _ in 0..40 {
-            vegas.on_sample(Sample::success(ms(10), 1));
+            vegas.on_sample(Sample::success(ms(10), 16));
         }
         assert_eq!(vegas.limit(), 16);
         assert_eq!(vegas.no_load_latency(), Some(ms(10)));
+        // Four times the no-load latency: the target is 2 × 40 / (40 - 10) = 2.67.
         for _ in 0..200 {
-            // Each slow request was admitted after the previous one ended: every one may cut.
-            tokio::time::advance(ms(40)).await;
             vegas.on_sample(Sample::success(ms(40), 8));
         }
-        let low = vegas.limit();
-        assert!(low < 8, "{low}");
-        // Back to no-load latency: grows again, even app limited, up to the maximum.
-        for _ in 0..5000 {
-            vegas.on_sample(Sample::success(ms(10), 1));
+        let exact = vegas.exact_limit();
+        assert!((exact - 80.0 / 30.0).abs() < 0.3, "{exact}");
+        // Back to no-load latency, all of the limit used: grows again, up to the maximum.
+        for _ in 0..2000 {
+            vegas.on_sample(Sample::success(ms(10), vegas.limit()));
         }
         assert_eq!(vegas.limit(), 16);
-        // A drop counts as twice the tolerance.
+        // One request in flight at a time: the limit follows use down, to headroom × 1.
+        for _ in 0..2000 {
+            vegas.on_sample(Sample::success(ms(10), 1));
+        }
+        assert_eq!(vegas.limit(), 2);
+        // A drop halves the limit, once per round trip.
+        vegas.on_sample(Sample::success(ms(10), 2));
+        let before = vegas.exact_limit();
         tokio::time::advance(ms(10)).await;
-        vegas.on_sample(Sample::dropped(ms(1), 16));
-        assert!(vegas.state.lock().limit < 16.0);
+        vegas.on_sample(Sample::dropped(ms(1), 2));
+        vegas.on_sample(Sample::dropped(ms(5), 2));
+        assert!((vegas.exact_limit() - before / 2.0).abs() < 1e-9);
     }
 
     #[test]
     fn limits_of_equal_clients_converge_to_equal_shares() {
-        // Two clients of one backend whose latency grows with their total limit.
+        // Two clients of one backend whose latency grows with their total in flight.
         let config = |initial| VegasConfig {
             initial_limit: initial,
             max_limit: 100,
@@ -323,14 +386,18 @@ mod tests {
             Vegas::new(config(2)).unwrap(),
             Vegas::new(config(40)).unwrap(),
         );
-        for _ in 0..20_000 {
-            let total = (a.state.lock().limit + b.state.lock().limit) as u64;
-            let latency = ms(10 + total);
+        for _ in 0..30 {
+            a.on_sample(Sample::success(ms(10), 1));
+            b.on_sample(Sample::success(ms(10), 1));
+        }
+        for _ in 0..5_000 {
+            let total = (a.limit() + b.limit()) as u64;
+            let latency = ms(10 + 2 * total);
             a.on_sample(Sample::success(latency, a.limit()));
             b.on_sample(Sample::success(latency, b.limit()));
         }
-        let (a, b) = (a.state.lock().limit, b.state.lock().limit);
-        assert!((a - b).abs() <= 0.2 * a.max(b), "{a} vs {b}");
+        let (a, b) = (a.exact_limit(), b.exact_limit());
+        assert!((a - b).abs() <= 0.1 * a.max(b), "{a} vs {b}");
     }
 
     #[test]
@@ -341,8 +408,12 @@ mod tests {
             Vegas::new(config).unwrap_err().field
         };
         assert_eq!(bad(|c| c.window = 0), "window");
-        assert_eq!(bad(|c| c.tolerance = 1.0), "tolerance");
-        assert_eq!(bad(|c| c.increase = 0.0), "increase");
+        assert_eq!(bad(|c| c.queue = 0.0), "queue");
+        assert_eq!(bad(|c| c.queue = f64::INFINITY), "queue");
+        assert_eq!(bad(|c| c.increase = f64::NAN), "increase");
+        assert_eq!(bad(|c| c.smoothing = 0.0), "smoothing");
+        assert_eq!(bad(|c| c.headroom = 0.5), "headroom");
+        assert_eq!(bad(|c| c.backoff = 1.0), "backoff");
         assert_eq!(bad(|c| c.drift = 1.0), "drift");
         assert_eq!(bad(|c| c.min_limit = 0), "min_limit");
         let vegas = Vegas::new(VegasConfig::default()).unwrap();

@@ -583,7 +583,16 @@ fn instances(
             .map(|i| pool(config.pool_size, seed(i)).map(Instance::Pool))
             .collect(),
         "pooler" => {
-            let central = pool(config.pooler_cap, config.seed)?;
+            // A pooler replaces a server connection broken by a client that left mid-query as
+            // soon as it can: no storm guard throttles its connects (seawall's pool opens two
+            // at a time, which here would cap the pooler's throughput, not the server's).
+            let central = Pool::builder(primary.connector())
+                .name("primary")
+                .max_size(config.pooler_cap)
+                .max_connecting(config.pooler_cap)
+                .acquire_timeout(Duration::from_secs(3600))
+                .seed(config.seed)
+                .build()?;
             Ok(vec![Instance::Pool(central); config.instances])
         }
         _ => {

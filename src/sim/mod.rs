@@ -108,7 +108,10 @@ pub struct SimStats {
     pub connect_attempts: u64,
     /// Connections opened.
     pub connects: u64,
-    /// Connections currently open (dropped connections are subtracted: a leak shows here).
+    /// Connections currently open (dropped connections are subtracted: a leak shows here). A
+    /// connection dropped while an abandoned query still runs on it
+    /// ([`SimBackendBuilder::finish_abandoned_queries`]) counts until that query ends, as its
+    /// server process lives on until then.
     pub open_connections: usize,
     /// Queries started.
     pub queries: u64,
@@ -262,7 +265,9 @@ impl SimBackendBuilder {
     /// Whether a query whose caller gives up (drops the query future) keeps running on the
     /// server until its service time is over, as on a real database without
     /// `statement_timeout`; the connection it was sent on is left broken (mid-statement), as a
-    /// driver leaves a connection whose query was cancelled. Default `false`: the query stops at
+    /// driver leaves a connection whose query was cancelled. The query keeps its server process
+    /// too: until it ends it counts against `max_connections` and in the per-connection cost,
+    /// even once the client has dropped the connection. Default `false`: the query stops at
     /// once and frees its slot.
     pub fn finish_abandoned_queries(mut self, finish: bool) -> Self {
         self.knobs.finish_abandoned = finish;
@@ -637,6 +642,21 @@ pub struct SimConnection {
     epoch: u64,
     broken: bool,
     dirty: bool,
+    /// The server process behind the connection: it counts against `max_connections` until
+    /// the connection is dropped *and* the last query it started has ended.
+    process: Arc<Process>,
+}
+
+/// A server process (one per connection, as on PostgreSQL). A query abandoned by its caller
+/// keeps it alive until the query ends: the server only notices the client left when it tries
+/// to answer, so the process keeps its `max_connections` slot, its memory and its share of the
+/// per-connection cost until then.
+struct Process(Arc<SimBackend>);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Relaxed);
+    }
 }
 
 impl fmt::Debug for SimConnection {
@@ -692,7 +712,15 @@ impl SimConnection {
             // The server owns the work: if this future is dropped, the spawned task runs on and
             // the connection stays marked broken (it was left mid-statement).
             self.broken = true;
-            let work = tokio::spawn(serve(backend.clone()));
+            let process = self.process.clone();
+            let work = tokio::spawn({
+                let backend = backend.clone();
+                async move {
+                    let served = serve(backend).await;
+                    drop(process);
+                    served
+                }
+            });
             let served = work.await.map_err(|_| lost())?;
             self.broken = false;
             served
@@ -806,12 +834,6 @@ impl Drop for Busy<'_> {
     }
 }
 
-impl Drop for SimConnection {
-    fn drop(&mut self) {
-        self.backend.open.fetch_sub(1, Relaxed);
-    }
-}
-
 #[async_trait]
 impl Connector for SimConnector {
     type Connection = SimConnection;
@@ -846,6 +868,7 @@ impl Connector for SimConnector {
             epoch: backend.epoch.load(Relaxed),
             broken: false,
             dirty: false,
+            process: Arc::new(Process(backend.clone())),
         })
     }
 
@@ -1040,6 +1063,25 @@ mod tests {
         );
         assert_eq!(stats.busy, ms(2));
         assert!(!db.connector().has_broken(&mut conn));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_query_keeps_its_connection_slot_until_it_ends() {
+        let ms = Duration::from_millis;
+        let db = SimBackend::builder("db")
+            .service_time(ServiceTime::Fixed(ms(10)))
+            .max_connections(1)
+            .finish_abandoned_queries(true)
+            .build();
+        let conn = abandon_after(&db, ms(2)).await;
+        drop(conn);
+        // The client is gone, its server process is not: max_connections is still reached.
+        assert_eq!(db.stats().open_connections, 1);
+        let refused = db.connector().connect().await.unwrap_err();
+        assert!(matches!(refused, SimError::TooManyConnections { .. }));
+        tokio::time::sleep(ms(10)).await;
+        assert_eq!(db.stats().open_connections, 0);
+        let _conn = db.connector().connect().await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]
