@@ -4,7 +4,6 @@
 //! unreachable or garbage-speaking store, and two application instances with embedded promotion
 //! over one etcd record: after `kill -9` of the primary exactly one replica is promoted and
 //! both instances write to it.
-#![cfg(all(feature = "etcd", feature = "sqlx", feature = "testbed"))]
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
