@@ -314,6 +314,11 @@ struct Outcomes {
     errors: f64,
     calls: f64,
     updated_ns: u64,
+    /// Of the calls finished with [`InFlight::finish_split_at`]: time held and time waited
+    /// (nanoseconds), and how many.
+    held_ns: u64,
+    waited_ns: u64,
+    split: u64,
 }
 
 impl NodeLoad {
@@ -339,6 +344,9 @@ impl NodeLoad {
                 errors: 0.0,
                 calls: 0.0,
                 updated_ns: 0,
+                held_ns: 0,
+                waited_ns: 0,
+                split: 0,
             }),
             served: AtomicU64::new(0),
             lag: AtomicU64::new(LAG_UNKNOWN),
@@ -393,6 +401,18 @@ impl NodeLoad {
 
     /// [`record`](NodeLoad::record) as of `now`.
     pub fn record_at(&self, latency: Duration, ok: bool, now: Instant) {
+        self.record_split_at(latency, ok, now, None);
+    }
+
+    /// `record_at`, also adding the call's split into time held and time waited to the
+    /// totals (under the lock the outcome takes anyway: no extra atomic on the query path).
+    fn record_split_at(
+        &self,
+        latency: Duration,
+        ok: bool,
+        now: Instant,
+        split: Option<(Duration, Duration)>,
+    ) {
         let latency = if ok {
             latency
         } else {
@@ -406,6 +426,12 @@ impl NodeLoad {
         outcomes.errors = outcomes.errors * w + if ok { 0.0 } else { 1.0 };
         outcomes.calls = outcomes.calls * w + 1.0;
         outcomes.updated_ns = at;
+        if let Some((held, waited)) = split {
+            let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+            outcomes.held_ns = outcomes.held_ns.saturating_add(nanos(held));
+            outcomes.waited_ns = outcomes.waited_ns.saturating_add(nanos(waited));
+            outcomes.split += 1;
+        }
         let rate = outcomes.errors / outcomes.calls;
         self.error_rate.store(rate.to_bits(), Relaxed);
     }
@@ -432,6 +458,17 @@ impl NodeLoad {
     /// The peak-EWMA latency estimate now.
     pub fn latency(&self) -> Duration {
         self.latency.estimate()
+    }
+
+    /// Of the calls finished with [`InFlight::finish_split_at`]: the time they were held (the
+    /// work's own), the time they waited before it, both summed, and how many.
+    pub fn split_totals(&self) -> (Duration, Duration, u64) {
+        let o = self.outcomes.lock();
+        (
+            Duration::from_nanos(o.held_ns),
+            Duration::from_nanos(o.waited_ns),
+            o.split,
+        )
     }
 
     /// Statements the node answered (with rows or with an error of the caller's own) since it
@@ -597,6 +634,15 @@ impl InFlight {
         let latency = now.saturating_duration_since(self.started);
         self.node.record_at(latency, ok, now);
         // `Drop` decrements the in-flight count.
+    }
+
+    /// [`finish_at`](InFlight::finish_at), telling how the call's time split into `waited`
+    /// (before the work could start: queues) and `held` (the work itself), for
+    /// [`NodeLoad::split_totals`].
+    pub fn finish_split_at(self, ok: bool, now: Instant, held: Duration, waited: Duration) {
+        let latency = now.saturating_duration_since(self.started);
+        self.node
+            .record_split_at(latency, ok, now, Some((held, waited)));
     }
 
     /// The node this call runs on.

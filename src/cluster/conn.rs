@@ -47,9 +47,10 @@ pub struct ClusterConn<C: Connector> {
     /// A statement run through `execute` is in flight: if the handle is dropped now, the
     /// statement was abandoned and is cancelled on the server.
     in_statement: bool,
-    /// When the caller got it (after admission and the pool).
+    /// When the caller was admitted (a wait in the pool itself, rare behind a gate sized
+    /// after it, counts as held).
     acquired: tokio::time::Instant,
-    /// How long the acquire waited (admission queue and pool).
+    /// How long the acquire waited in the admission queue.
     waited: Duration,
 }
 
@@ -61,9 +62,9 @@ impl<C: Connector> ClusterConn<C> {
         permit: Permit,
         in_flight: InFlight,
         fallback: Option<FallbackRead>,
-        asked: tokio::time::Instant,
+        acquired: tokio::time::Instant,
     ) -> Self {
-        let acquired = tokio::time::Instant::now();
+        let waited = permit.queued_for();
         ClusterConn {
             conn,
             node,
@@ -76,7 +77,7 @@ impl<C: Connector> ClusterConn<C> {
             in_transaction: false,
             in_statement: false,
             acquired,
-            waited: acquired.saturating_duration_since(asked),
+            waited,
         }
     }
 
@@ -415,9 +416,8 @@ impl<C: Connector> Drop for ClusterConn<C> {
             self.conn.mark_broken();
         }
         let now = tokio::time::Instant::now();
-        self.node
-            .held
-            .record(now.saturating_duration_since(self.acquired), self.waited);
+        let held = now.saturating_duration_since(self.acquired);
+        self.node.held.record(held);
         if let Some(call) = self.call.take() {
             self.node.finish_call_at(call, self.outcome, now);
         }
@@ -429,7 +429,7 @@ impl<C: Connector> Drop for ClusterConn<C> {
             }
         }
         if let Some(in_flight) = self.in_flight.take() {
-            in_flight.finish_at(ok, now);
+            in_flight.finish_split_at(ok, now, held, self.waited);
         }
     }
 }

@@ -1012,11 +1012,13 @@ async fn acquire_on<C: Connector>(
             return Err(Error::Overloaded(overloaded));
         }
     };
-    let remaining = if permit.queued_for().is_zero() {
-        deadline.saturating_duration_since(now)
+    // No second reading of the clock unless the gate made it wait.
+    let admitted = if permit.queued_for().is_zero() {
+        now
     } else {
-        deadline.saturating_duration_since(Instant::now())
+        Instant::now()
     };
+    let remaining = deadline.saturating_duration_since(admitted);
     let timeout = remaining.max(Duration::from_micros(1));
     let acquired = if fail_fast {
         node.pool.get_or_refuse(timeout).await
@@ -1031,7 +1033,7 @@ async fn acquire_on<C: Connector>(
             permit,
             in_flight,
             fallback,
-            now,
+            admitted,
         )),
         Err(mut e) => {
             if let Error::Timeout(t) = &mut e {

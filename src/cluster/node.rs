@@ -42,16 +42,13 @@ pub struct Node<C: Connector> {
     pub(crate) held: HeldTime,
 }
 
-/// Time connections were held by callers and time their acquires waited, summed, and how many
-/// handles: three relaxed adds per handle, read by the flight recorder to tell query time from
-/// waiting.
+/// The per-node query-time histogram and the count of abandoned handles; the sums of held
+/// and waited time live in the load model ([`NodeLoad::split_totals`]), under the lock its
+/// outcome takes anyway.
 #[derive(Debug)]
 pub(crate) struct HeldTime {
     /// `seawall_query_seconds{node}`.
     histogram: metrics::Histogram,
-    held: std::sync::atomic::AtomicU64,
-    waited: std::sync::atomic::AtomicU64,
-    count: std::sync::atomic::AtomicU64,
     abandoned: std::sync::atomic::AtomicU64,
 }
 
@@ -59,9 +56,6 @@ impl HeldTime {
     fn new(node: &Arc<str>) -> Self {
         HeldTime {
             histogram: metrics::histogram!("seawall_query_seconds", "node" => node.clone()),
-            held: Default::default(),
-            waited: Default::default(),
-            count: Default::default(),
             abandoned: Default::default(),
         }
     }
@@ -71,27 +65,8 @@ impl HeldTime {
         self.abandoned.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn record(&self, held: std::time::Duration, waited: std::time::Duration) {
-        let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    pub(crate) fn record(&self, held: std::time::Duration) {
         self.histogram.record(held.as_secs_f64());
-        self.held.fetch_add(nanos(held), Ordering::Relaxed);
-        if !waited.is_zero() {
-            self.waited.fetch_add(nanos(waited), Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Held, waited, handles, abandoned handles.
-    fn totals(&self) -> (std::time::Duration, std::time::Duration, u64, u64) {
-        let d = |a: &std::sync::atomic::AtomicU64| {
-            std::time::Duration::from_nanos(a.load(Ordering::Relaxed))
-        };
-        (
-            d(&self.held),
-            d(&self.waited),
-            self.count.load(Ordering::Relaxed),
-            self.abandoned.load(Ordering::Relaxed),
-        )
     }
 }
 
@@ -237,7 +212,8 @@ impl<C: Connector> Node<C> {
     /// Everything known about the node, at one instant.
     pub fn snapshot(&self) -> NodeSnapshot {
         let load = &self.load;
-        let (held_total, waited_total, held_count, abandoned) = self.held.totals();
+        let (held_total, waited_total, held_count) = load.split_totals();
+        let abandoned = self.held.abandoned.load(Ordering::Relaxed);
         let last_error = {
             let health = self.health.lock();
             (health.failures > 0 && !health.last_error.is_empty())
@@ -312,8 +288,10 @@ pub struct NodeSnapshot {
     /// built: the work's own time, without admission or pool waits. Difference two snapshots
     /// and divide by the [`held_count`](Self::held_count) difference for the mean.
     pub held_total: std::time::Duration,
-    /// Time acquires of its connections waited through the cluster (admission queue and pool),
+    /// Time acquires of its connections waited through the cluster, in its admission queue,
     /// summed since it was built, for the handles counted in [`held_count`](Self::held_count).
+    /// Behind a gate sized after the pool the pool itself seldom makes anyone wait; such a
+    /// wait counts in [`held_total`](Self::held_total).
     pub waited_total: std::time::Duration,
     /// Handles returned since it was built.
     pub held_count: u64,
@@ -326,7 +304,7 @@ pub struct NodeSnapshot {
     /// Mean query time (callers holding its connections) over the flight recorder's last
     /// interval; `None` without two samples or without work in it.
     pub recent_query: Option<std::time::Duration>,
-    /// Mean wait for its connections (admission queue and pool) over the same interval.
+    /// Mean wait in its admission queue over the same interval.
     pub recent_wait: Option<std::time::Duration>,
 }
 

@@ -65,8 +65,8 @@ pub struct NodeSample {
     pub acquired: u64,
     /// Connections its pool opened, total.
     pub connects: u64,
-    /// Time the acquires of the handles in [`held_count`](Self::held_count) waited (admission
-    /// queue and pool), total.
+    /// Time the acquires of the handles in [`held_count`](Self::held_count) waited in the
+    /// admission queue, total.
     pub waited_total: Duration,
     /// Time callers held its connections, total, and how many handles (see
     /// [`NodeSnapshot::held_total`](crate::cluster::NodeSnapshot::held_total)).
