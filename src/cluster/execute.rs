@@ -200,6 +200,7 @@ impl<C: Connector> Cluster<C> {
         // statement where it belongs.
         conn.learn_write(fp, sql);
         let replica = conn.node().name.clone();
+        conn.node().routed.retried_on_primary.increment(1);
         drop(conn);
         tracing::debug!(node = %replica, fingerprint = %fp, "retrying a refused write on the primary");
         routes.retried_on_primary.add();

@@ -439,7 +439,10 @@ impl<C: Connector> Cluster<C> {
         let acquired = self.acquire_write(options).await;
         let routes = &self.shared.settings.ledger.routes;
         match &acquired {
-            Ok(_) => routes.writes.add(),
+            Ok(conn) => {
+                routes.writes.add();
+                conn.node().routed.write.increment(1);
+            }
             Err(e) => routes.failed(e),
         }
         acquired
@@ -551,8 +554,14 @@ impl<C: Connector> Cluster<C> {
         let acquired = self.acquire_read(options).await;
         let routes = &self.shared.settings.ledger.routes;
         match &acquired {
-            Ok(conn) if conn.role() == Role::Replica => routes.reads_to_replica.add(),
-            Ok(_) => routes.reads_to_primary.add(),
+            Ok(conn) if conn.role() == Role::Replica => {
+                routes.reads_to_replica.add();
+                conn.node().routed.read_replica.increment(1);
+            }
+            Ok(conn) => {
+                routes.reads_to_primary.add();
+                conn.node().routed.read_primary_fallback.increment(1);
+            }
             Err(e) => routes.failed(e),
         }
         acquired

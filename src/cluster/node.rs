@@ -40,6 +40,30 @@ pub struct Node<C: Connector> {
     pub(crate) ledger: Arc<Ledger>,
     /// How long callers held its connections (the work's own time) and waited for them.
     pub(crate) held: HeldTime,
+    /// Its share of `seawall_routed_total`.
+    pub(crate) routed: Routed,
+}
+
+/// `seawall_routed_total{route, node}`: the work routed to this node, by route.
+#[derive(Debug)]
+pub(crate) struct Routed {
+    pub(crate) read_replica: metrics::Counter,
+    pub(crate) read_primary_fallback: metrics::Counter,
+    pub(crate) write: metrics::Counter,
+    /// Statements this replica refused as writes, run again on the primary.
+    pub(crate) retried_on_primary: metrics::Counter,
+}
+
+impl Routed {
+    fn new(node: &Arc<str>) -> Self {
+        let counter = |route: &'static str| metrics::counter!("seawall_routed_total", "route" => route, "node" => node.clone());
+        Routed {
+            read_replica: counter("read_replica"),
+            read_primary_fallback: counter("read_primary_fallback"),
+            write: counter("write"),
+            retried_on_primary: counter("retried_on_primary"),
+        }
+    }
 }
 
 /// The per-node query-time histogram and the count of abandoned handles; the sums of held
@@ -86,6 +110,7 @@ impl<C: Connector> Node<C> {
             load.set_replication_lag(Some(std::time::Duration::ZERO));
         }
         let held = HeldTime::new(&name);
+        let routed = Routed::new(&name);
         Node {
             name,
             primary: AtomicBool::new(role == Role::Primary),
@@ -101,6 +126,7 @@ impl<C: Connector> Node<C> {
             events,
             ledger: Arc::default(),
             held,
+            routed,
         }
     }
 
