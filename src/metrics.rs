@@ -5,28 +5,27 @@
 //! Handles are registered once when a pool, breaker or admission gate is built, so the hot path
 //! only bumps a handle: install the recorder before building pools, or their metrics go nowhere.
 //!
-//! Every metric seawall emits, one per row. Pool metrics carry the pool's name as `pool` (in a
-//! [`Cluster`](crate::Cluster), the node's name); breaker and admission metrics carry the node's
-//! name as `node`. Durations are in seconds. Most metrics are registered when their owner is
-//! built, so an exporter shows them from then on; the breaker's transition and rejection counters
+//! Every metric seawall emits, one per row. Per-node metrics carry the node's name as `node`,
+//! pool metrics too (a standalone pool's name; in a [`Cluster`](crate::Cluster), the node's).
+//! Durations are in seconds. Most metrics are registered when their owner is built, so an exporter shows them from then on; the breaker's transition and rejection counters
 //! and the event counter are registered at their first increment, and appear only once that
 //! happened.
 //!
 //! | name | kind | labels | meaning |
 //! |---|---|---|---|
-//! | `seawall_pool_acquired_total` | counter | `pool` | connections handed out |
-//! | `seawall_pool_timeouts_total` | counter | `pool` | acquires that failed at their deadline |
-//! | `seawall_pool_broken_total` | counter | `pool` | connections discarded as broken |
-//! | `seawall_pool_connects_total` | counter | `pool` | connections opened |
-//! | `seawall_pool_connect_failures_total` | counter | `pool` | failed connect attempts |
-//! | `seawall_pool_closed_total` | counter | `pool` | connections closed for any reason |
-//! | `seawall_pool_acquire_wait_seconds` | histogram | `pool` | time an acquire waited (0 when served at once) |
-//! | `seawall_pool_connect_seconds` | histogram | `pool` | duration of successful connects |
-//! | `seawall_pool_size` | gauge | `pool` | open connections, idle or in use |
-//! | `seawall_pool_idle` | gauge | `pool` | connections ready in the pool |
-//! | `seawall_pool_in_use` | gauge | `pool` | connections checked out (or being reset after their return) |
-//! | `seawall_pool_waiters` | gauge | `pool` | acquires waiting for a connection |
-//! | `seawall_pool_connecting` | gauge | `pool` | connects in flight, including those waiting in backoff |
+//! | `seawall_pool_acquired_total` | counter | `node` | connections handed out |
+//! | `seawall_pool_timeouts_total` | counter | `node` | acquires that failed at their deadline |
+//! | `seawall_pool_broken_total` | counter | `node` | connections discarded as broken |
+//! | `seawall_pool_connects_total` | counter | `node` | connections opened |
+//! | `seawall_pool_connect_failures_total` | counter | `node` | failed connect attempts |
+//! | `seawall_pool_closed_total` | counter | `node` | connections closed for any reason |
+//! | `seawall_pool_acquire_wait_seconds` | histogram | `node` | time an acquire waited (0 when served at once) |
+//! | `seawall_pool_connect_seconds` | histogram | `node` | duration of successful connects |
+//! | `seawall_pool_size` | gauge | `node` | open connections, idle or in use |
+//! | `seawall_pool_idle` | gauge | `node` | connections ready in the pool |
+//! | `seawall_pool_in_use` | gauge | `node` | connections checked out (or being reset after their return) |
+//! | `seawall_pool_waiters` | gauge | `node` | acquires waiting for a connection |
+//! | `seawall_pool_connecting` | gauge | `node` | connects in flight, including those waiting in backoff |
 //! | `seawall_breaker_state` | gauge | `node` | the node's breaker: 0 closed, 1 open, 2 half-open |
 //! | `seawall_breaker_in_state` | gauge | `node`, `state` | 1 for the breaker's current state (`closed`, `open`, `half_open`), 0 for the others |
 //! | `seawall_node_up` | gauge | `node` | 1 while the health monitor counts the node up, 0 while down (sampled by the flight recorder) |

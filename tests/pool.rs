@@ -1640,7 +1640,7 @@ fn metrics_are_reported_with_the_pool_name() {
             let key = key.key();
             let pool = key
                 .labels()
-                .find(|l| l.key() == "pool")
+                .find(|l| l.key() == "node")
                 .map(|l| l.value().to_owned())
                 .unwrap_or_default();
             match value {

@@ -35,7 +35,8 @@ impl PoolMetrics {
     }
 
     fn seawall(pool: &str) -> Self {
-        let labels = [("pool", pool.to_owned())];
+        // Labelled `node`, like every other per-node metric (a standalone pool: its name).
+        let labels = [("node", pool.to_owned())];
         PoolMetrics {
             acquired: counter!("seawall_pool_acquired_total", &labels),
             timeouts: counter!("seawall_pool_timeouts_total", &labels),
