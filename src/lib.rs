@@ -100,6 +100,8 @@ pub mod diagnosis;
 pub mod driver;
 mod error;
 pub mod failover;
+#[cfg(any(feature = "patroni", feature = "etcd"))]
+mod http;
 pub mod limit;
 pub mod load;
 pub mod metrics;

@@ -1,20 +1,20 @@
 //! etcd as the [`PromotionLease`] store, through etcd's JSON gateway (`/v3/kv/range`,
 //! `/v3/kv/txn`, etcd 3.4 and later): plain HTTP, no gRPC or protoc.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Bytes;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
 use super::lease::{LeaseError, PromotionLease};
 use crate::error::ConfigError;
+use crate::http::{self, Endpoints};
 
 /// Largest answer read (a record is one short key).
 const MAX_ANSWER: usize = 64 * 1024;
@@ -32,17 +32,16 @@ const MAX_ANSWER: usize = 64 * 1024;
 /// assert_eq!(Etcd::new(["http://10.0.0.5:2379"], "").unwrap_err().field, "etcd.key");
 /// ```
 pub struct Etcd {
-    endpoints: Vec<String>,
+    endpoints: Endpoints,
     key: String,
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    client: Client<HttpConnector, Full<Bytes>>,
     timeout: Duration,
-    preferred: AtomicUsize,
 }
 
 impl std::fmt::Debug for Etcd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Etcd")
-            .field("endpoints", &self.endpoints)
+            .field("endpoints", &self.endpoints.list)
             .field("key", &self.key)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
@@ -56,38 +55,16 @@ impl Etcd {
         endpoints: impl IntoIterator<Item = S>,
         key: impl Into<String>,
     ) -> Result<Self, ConfigError> {
-        let endpoints: Vec<String> = endpoints
-            .into_iter()
-            .map(|e| e.as_ref().trim_end_matches('/').to_owned())
-            .collect();
-        if endpoints.is_empty() {
-            return Err(ConfigError::new(
-                "etcd.endpoints",
-                "must name at least one endpoint",
-            ));
-        }
-        if let Some(bad) = endpoints.iter().find(|e| {
-            e.strip_prefix("http://")
-                .is_none_or(|rest| rest.is_empty() || rest.contains('/'))
-        }) {
-            return Err(ConfigError::new(
-                "etcd.endpoints",
-                format!("`{bad}` is not an http://host:port URL"),
-            ));
-        }
+        let endpoints = Endpoints::new("etcd.endpoints", endpoints)?;
         let key = key.into();
         if key.is_empty() {
             return Err(ConfigError::new("etcd.key", "must not be empty"));
         }
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build_http();
         Ok(Etcd {
             endpoints,
             key,
-            client,
+            client: http::client(),
             timeout: Duration::from_millis(500),
-            preferred: AtomicUsize::new(0),
         })
     }
 
@@ -104,14 +81,12 @@ impl Etcd {
 
     /// Posts `body` to `path` on each endpoint in turn; the first JSON answer wins.
     async fn call(&self, path: &str, body: &Value) -> Result<Value, LeaseError> {
-        let n = self.endpoints.len();
-        let first = self.preferred.load(Ordering::Relaxed) % n;
         let mut errors = Vec::new();
-        for i in (0..n).map(|k| (first + k) % n) {
-            let endpoint = &self.endpoints[i];
+        for i in self.endpoints.order() {
+            let endpoint = &self.endpoints.list[i];
             match self.post(endpoint, path, body).await {
                 Ok(answer) => {
-                    self.preferred.store(i, Ordering::Relaxed);
+                    self.endpoints.answered(i);
                     return Ok(answer);
                 }
                 Err(e) => errors.push(format!("{endpoint}: {e}")),
@@ -128,36 +103,19 @@ impl Etcd {
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| format!("bad request: {e}"))?;
-        let ask = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = response.status();
-            let bytes = Limited::new(response.into_body(), MAX_ANSWER)
-                .collect()
-                .await
-                .map_err(|e| format!("reading the answer: {e}"))?
-                .to_bytes();
-            if !status.is_success() {
-                let text = String::from_utf8_lossy(&bytes);
-                return Err(format!(
-                    "HTTP {status}: {}",
-                    text.chars().take(200).collect::<String>()
-                ));
-            }
-            let answer: Value =
-                serde_json::from_slice(&bytes).map_err(|e| format!("bad answer: {e}"))?;
-            // Every answer of etcd's gateway has a header (revision, raft term).
-            if answer.get("header").is_none() {
-                return Err("bad answer: no header (not etcd?)".to_owned());
-            }
-            Ok(answer)
-        };
-        tokio::time::timeout(self.timeout, ask)
-            .await
-            .map_err(|_| format!("no answer within {:?}", self.timeout))?
+        let (status, bytes) = http::send(&self.client, request, self.timeout, MAX_ANSWER).await?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes);
+            let text: String = text.chars().take(200).collect();
+            return Err(format!("HTTP {status}: {text}"));
+        }
+        let answer: Value =
+            serde_json::from_slice(&bytes).map_err(|e| format!("bad answer: {e}"))?;
+        // Every answer of etcd's gateway has a header (revision, raft term).
+        if answer.get("header").is_none() {
+            return Err("bad answer: no header (not etcd?)".to_owned());
+        }
+        Ok(answer)
     }
 
     fn bad(&self, reason: impl Into<String>) -> LeaseError {

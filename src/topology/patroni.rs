@@ -1,16 +1,16 @@
 //! Patroni's REST API as a topology source: `GET /cluster` on any member's API.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::Empty;
 use hyper::body::Bytes;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use super::{Member, MemberRole, Topology, TopologyError, TopologySource};
 use crate::error::ConfigError;
+use crate::http::{self, Endpoints};
 
 /// Largest `/cluster` answer read (a few hundred bytes per member).
 const MAX_ANSWER: usize = 1 << 20;
@@ -28,17 +28,15 @@ const MAX_ANSWER: usize = 1 << 20;
 /// assert_eq!(Patroni::new(["ftp://x"]).unwrap_err().field, "patroni.endpoints");
 /// ```
 pub struct Patroni {
-    endpoints: Vec<String>,
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    endpoints: Endpoints,
+    client: Client<HttpConnector, Empty<Bytes>>,
     timeout: Duration,
-    /// The endpoint that answered last.
-    preferred: AtomicUsize,
 }
 
 impl std::fmt::Debug for Patroni {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Patroni")
-            .field("endpoints", &self.endpoints)
+            .field("endpoints", &self.endpoints.list)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -48,33 +46,10 @@ impl Patroni {
     /// A source over these REST API base URLs (`http://host:port`, as in Patroni's
     /// `restapi.connect_address`). Fails for an empty list or a URL that is not `http://`.
     pub fn new<S: AsRef<str>>(endpoints: impl IntoIterator<Item = S>) -> Result<Self, ConfigError> {
-        let endpoints: Vec<String> = endpoints
-            .into_iter()
-            .map(|e| e.as_ref().trim_end_matches('/').to_owned())
-            .collect();
-        if endpoints.is_empty() {
-            return Err(ConfigError::new(
-                "patroni.endpoints",
-                "must name at least one API",
-            ));
-        }
-        if let Some(bad) = endpoints.iter().find(|e| {
-            e.strip_prefix("http://")
-                .is_none_or(|rest| rest.is_empty() || rest.contains('/'))
-        }) {
-            return Err(ConfigError::new(
-                "patroni.endpoints",
-                format!("`{bad}` is not an http://host:port URL"),
-            ));
-        }
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build_http();
         Ok(Patroni {
-            endpoints,
-            client,
+            endpoints: Endpoints::new("patroni.endpoints", endpoints)?,
+            client: http::client(),
             timeout: Duration::from_millis(500),
-            preferred: AtomicUsize::new(0),
         })
     }
 
@@ -86,29 +61,17 @@ impl Patroni {
 
     /// The API base URLs.
     pub fn endpoints(&self) -> &[String] {
-        &self.endpoints
+        &self.endpoints.list
     }
 
     async fn get(&self, endpoint: &str) -> Result<Topology, String> {
-        let uri: hyper::Uri = format!("{endpoint}/cluster")
-            .parse()
+        let request = hyper::Request::get(format!("{endpoint}/cluster"))
+            .body(Empty::new())
             .map_err(|e| format!("bad URL: {e}"))?;
-        let ask = async {
-            let response = self.client.get(uri).await.map_err(|e| e.to_string())?;
-            let status = response.status();
-            let body = Limited::new(response.into_body(), MAX_ANSWER)
-                .collect()
-                .await
-                .map_err(|e| format!("reading the answer: {e}"))?
-                .to_bytes();
-            if !status.is_success() {
-                return Err(format!("HTTP {status}"));
-            }
-            Ok(body)
-        };
-        let body = tokio::time::timeout(self.timeout, ask)
-            .await
-            .map_err(|_| format!("no answer within {:?}", self.timeout))??;
+        let (status, body) = http::send(&self.client, request, self.timeout, MAX_ANSWER).await?;
+        if !status.is_success() {
+            return Err(format!("HTTP {status}"));
+        }
         parse_cluster(&body).map_err(|reason| format!("{BAD_ANSWER}{reason}"))
     }
 }
@@ -118,14 +81,12 @@ const BAD_ANSWER: &str = "bad answer: ";
 #[async_trait]
 impl TopologySource for Patroni {
     async fn fetch(&self) -> Result<Topology, TopologyError> {
-        let n = self.endpoints.len();
-        let first = self.preferred.load(Ordering::Relaxed) % n;
         let mut tried = Vec::new();
-        for i in (0..n).map(|k| (first + k) % n) {
-            let endpoint = &self.endpoints[i];
+        for i in self.endpoints.order() {
+            let endpoint = &self.endpoints.list[i];
             match self.get(endpoint).await {
                 Ok(topology) => {
-                    self.preferred.store(i, Ordering::Relaxed);
+                    self.endpoints.answered(i);
                     return Ok(topology);
                 }
                 Err(e) => tried.push((endpoint.clone(), e)),
