@@ -7,7 +7,9 @@
 //! gate, the load model, and on drop the reports to all three.
 //!
 //! Besides the criterion groups, the bench runs both loops interleaved round by round and prints
-//! the medians: `route overhead_ns=<n> read_ns=<n> pool_get_ns=<n>`. `SEAWALL_BENCH_QUICK=1`
+//! the medians: `route overhead_ns=<n> read_ns=<n> pool_get_ns=<n>`, and the flight
+//! recorder's cost per query, the same read on a cluster without it interleaved:
+//! `recorder overhead_ns=<n> read_ns=<n> read_without_recorder_ns=<n>`. `SEAWALL_BENCH_QUICK=1`
 //! prints that line only; `SEAWALL_BENCH_PROFILE=read|pool_get|write|route` runs one loop for
 //! five seconds, for `perf record`.
 
@@ -34,13 +36,21 @@ fn pool(name: &str) -> Pool<Free> {
 
 /// A primary and two replicas with default policies, every pool warmed with idle connections.
 fn cluster(rt: &Runtime) -> Cluster<Free> {
+    cluster_with(rt, true)
+}
+
+/// The same, with or without the flight recorder (whose query-time histogram is the only part
+/// of it on the query path).
+fn cluster_with(rt: &Runtime, recorder: bool) -> Cluster<Free> {
     rt.block_on(async {
-        let cluster = Cluster::builder()
+        let mut builder = Cluster::builder()
             .primary("primary", pool("primary"))
             .replica("replica-1", pool("replica-1"))
-            .replica("replica-2", pool("replica-2"))
-            .build()
-            .unwrap();
+            .replica("replica-2", pool("replica-2"));
+        if !recorder {
+            builder = builder.flight_recorder(None);
+        }
+        let cluster = builder.build().unwrap();
         for name in ["primary", "replica-1", "replica-2"] {
             let pool = cluster.node(name).unwrap().pool().clone();
             let held: Vec<_> = open_idle(&pool, 4).await;
@@ -118,31 +128,45 @@ fn run(rt: &Runtime, cluster: &Cluster<Free>, pool: &Pool<Free>, op: Op, iters: 
     })
 }
 
-/// Read and pool get, interleaved round by round so that both see the same machine phase.
+/// Read and pool get, interleaved round by round so that both see the same machine phase; and
+/// the read again on a cluster without the flight recorder, for the recorder's cost per query.
 fn interleaved(rounds: usize, iters: u64) {
     let rt = current_thread();
     let cluster = cluster(&rt);
     let pool = cluster.node("replica-1").unwrap().pool().clone();
+    let unrecorded = cluster_with(&rt, false);
+    let unrecorded_pool = unrecorded.node("replica-1").unwrap().pool().clone();
     run(&rt, &cluster, &pool, Op::Read, iters / 4);
     run(&rt, &cluster, &pool, Op::PoolGet, iters / 4);
+    run(&rt, &unrecorded, &unrecorded_pool, Op::Read, iters / 4);
     let (mut read, mut get, mut overhead, mut decide) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut bare, mut recorder) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        let per_op = |op| run(&rt, &cluster, &pool, op, iters).as_nanos() as f64 / iters as f64;
-        let d = per_op(Op::Decide);
-        let r = per_op(Op::Read);
-        let g = per_op(Op::PoolGet);
+        let per_op =
+            |cluster, pool, op| run(&rt, cluster, pool, op, iters).as_nanos() as f64 / iters as f64;
+        let d = per_op(&cluster, &pool, Op::Decide);
+        let r = per_op(&cluster, &pool, Op::Read);
+        let g = per_op(&cluster, &pool, Op::PoolGet);
+        let u = per_op(&unrecorded, &unrecorded_pool, Op::Read);
         decide.push(d);
         read.push(r);
         get.push(g);
         overhead.push(r - g);
+        bare.push(u);
+        recorder.push(r - u);
     }
+    let read = median(read);
     println!(
-        "route decision_ns={:.1} overhead_ns={:.1} read_ns={:.1} pool_get_ns={:.1}",
+        "route decision_ns={:.1} overhead_ns={:.1} read_ns={read:.1} pool_get_ns={:.1}",
         median(decide),
         median(overhead),
-        median(read),
         median(get)
+    );
+    println!(
+        "recorder overhead_ns={:.1} read_ns={read:.1} read_without_recorder_ns={:.1}",
+        median(recorder),
+        median(bare)
     );
 }
 

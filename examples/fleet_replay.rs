@@ -38,6 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let report = run(&config).await?;
     tables(&report);
+    verdicts(&report);
     let svg = chart(&report);
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fleet_replay.svg");
     std::fs::write(path, svg)?;
@@ -56,7 +57,59 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{} {goal}", if met { "met    " } else { "NOT MET" });
     }
     println!("{goals}");
+    for setup in ["fixed", "adaptive"] {
+        if let Some(summary) = report.incident_summary(setup) {
+            println!("{summary}");
+        }
+    }
     Ok(())
+}
+
+/// What every seawall instance's own diagnosis said as the surge unfolded: each kind of verdict
+/// once, when the first instance opened (or closed) it, on how many instances, and the first
+/// instance's words.
+fn verdicts(report: &FleetReport) {
+    let surge = report.config.phase_start(1).as_secs_f64();
+    for name in ["fixed", "adaptive"] {
+        let Some(setup) = report.setup(name) else {
+            continue;
+        };
+        println!("\n== {name}: what the instances' diagnosis said (surge at +{surge:.0} s) ==");
+        if setup.incidents.is_empty() {
+            println!("nothing: no incident opened");
+        }
+        // (opened, verdict kind, node) -> (first at, last at, instances, first words)
+        type Key<'a> = (bool, &'a str, Option<&'a str>);
+        type Seen = (f64, f64, Vec<usize>, String);
+        let mut seen: Vec<(Key, Seen)> = Vec::new();
+        for i in &setup.incidents {
+            let verdict = &i.step.incident.verdict;
+            let key = (
+                i.step.opened,
+                verdict.finding.name(),
+                verdict.node.as_deref(),
+            );
+            let at = i.step.at.as_secs_f64();
+            match seen.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, (_, last, instances, _))) => {
+                    *last = at;
+                    if !instances.contains(&i.instance) {
+                        instances.push(i.instance);
+                    }
+                }
+                None => seen.push((key, (at, at, vec![i.instance], verdict.to_string()))),
+            }
+        }
+        for ((opened, _, _), (first, last, instances, words)) in seen {
+            println!(
+                "+{first:4.1}-{last:4.1} s {} on {:>2}/{} instances (first: instance {}): {words}",
+                if opened { "opened" } else { "closed" },
+                instances.len(),
+                setup.instances.len(),
+                instances[0]
+            );
+        }
+    }
 }
 
 fn tables(report: &FleetReport) {

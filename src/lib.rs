@@ -100,6 +100,7 @@ pub mod diagnosis;
 pub mod driver;
 mod error;
 pub mod failover;
+mod histogram;
 #[cfg(any(feature = "patroni", feature = "etcd"))]
 mod http;
 pub mod limit;

@@ -45,7 +45,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::classify::{normalize, truncate, Fingerprint, FingerprintMap};
-use crate::pool::state::{bucket_of, midpoint, upper_bound};
+use crate::histogram::{bucket_of, midpoint, upper_bound};
 
 const SHARDS: usize = 16;
 

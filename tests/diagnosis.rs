@@ -162,6 +162,7 @@ async fn a_primary_that_slows_under_load_is_saturated() {
     assert_eq!(verdict.layer(), Layer::Database);
     let Finding::Saturated {
         query,
+        query_p99,
         baseline,
         replicas_healthy,
         in_flight,
@@ -172,6 +173,10 @@ async fn a_primary_that_slows_under_load_is_saturated() {
         panic!("{verdict}");
     };
     assert!(query >= baseline * 4, "{verdict}");
+    // The interval's p99 (from the recorder's histogram) is at least its mean's order.
+    let p99 = query_p99.expect("the recorder keeps query times");
+    assert!(p99 >= query / 2 && p99 >= baseline * 4, "{verdict}");
+    assert!(verdict.to_string().contains("(p99 "), "{verdict}");
     assert_eq!(replicas_healthy, Some(true), "{verdict}");
     assert!(in_flight >= limit, "{verdict}");
     let text = verdict.to_string();

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use seawall::sim::fleet::{run, FleetConfig};
+use seawall::diagnosis::Layer;
+use seawall::sim::fleet::{run, run_setup, FleetConfig, FleetReport};
 use seawall::sim::workload::Outcome;
 
 fn small() -> FleetConfig {
@@ -69,6 +70,55 @@ async fn adaptive_limits_meet_every_goal_on_a_degrading_primary() {
     assert!(sheds > 0);
     // The limit comes back up after the surge.
     assert!(goals.limit_end_mean > goals.limit_min as f64, "{goals:?}");
+}
+
+/// Every instance's own diagnosis (recorder on, no probes) blames the primary, at the database
+/// layer, within 3 s of the surge, and says nothing before it. Where each instance waits behind
+/// its adaptive limit (cut to its share of the knee) that is the server's capacity, not a pool
+/// too small. Phases long enough for the diagnosis to learn a baseline (3 samples) first.
+#[tokio::test(start_paused = true)]
+async fn every_instance_names_the_primary_as_the_surge_unfolds() {
+    let config = FleetConfig {
+        phase_durations: [
+            Duration::from_secs(5),
+            Duration::from_secs(6),
+            Duration::from_secs(3),
+        ],
+        ..small()
+    };
+    let mut setups = Vec::new();
+    for name in ["fixed", "adaptive"] {
+        setups.push(run_setup(&config, name).await.unwrap());
+    }
+    let report = FleetReport { config, setups };
+    for setup in ["fixed", "adaptive"] {
+        let summary = report.incident_summary(setup).unwrap();
+        println!("{summary}");
+        assert!(
+            summary
+                .detected_after
+                .is_some_and(|d| d <= Duration::from_secs(3)),
+            "{summary}"
+        );
+        assert_eq!(summary.culprit.as_deref(), Some("primary"), "{summary}");
+        assert_eq!(summary.layer, Some(Layer::Database), "{summary}");
+        assert_eq!(summary.false_alarms, 0, "{summary}");
+        assert!(
+            summary.instances_detecting * 10 >= summary.instances * 9,
+            "{summary}"
+        );
+        assert!(summary.to_string().starts_with("fleet incident setup="));
+    }
+    let adaptive = report.setup("adaptive").unwrap();
+    assert!(
+        adaptive
+            .incidents
+            .iter()
+            .all(|i| i.step.incident.verdict.layer() == Layer::Database),
+        "{:#?}",
+        adaptive.incidents
+    );
+    assert!(report.incident_summary("no such set-up").is_none());
 }
 
 #[tokio::test(start_paused = true)]

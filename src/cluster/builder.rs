@@ -262,8 +262,11 @@ impl Settings {
         let admission = Admission::new(name.clone(), limiter, config)?;
         let breaker = CircuitBreaker::new(name.clone(), self.breaker.clone());
         let load = NodeLoad::with_config(self.load)?;
-        let node = Node::new(name, role, pool, load, breaker, admission, events.clone())
+        let mut node = Node::new(name, role, pool, load, breaker, admission, events.clone())
             .with_ledger(self.ledger.clone());
+        if self.recorder.is_some() {
+            node = node.with_query_histogram();
+        }
         // What is sized after the pool follows `Pool::set_max_size`.
         let (gate, load) = (node.admission.clone(), Arc::downgrade(&node.load));
         node.pool.on_resize(Box::new(move |size| {

@@ -108,7 +108,9 @@ impl<C: Connector> ClusterConn<C> {
     /// Work that only saw the caller's errors is not counted by the breaker (as resilience4j's
     /// ignored exceptions), though its latency still feeds the load model and the limiter.
     pub fn report_error(&mut self, error: &C::Error) {
-        match self.node.pool.connector().classify_error(error) {
+        let outcome = self.node.pool.connector().classify_error(error);
+        self.node.held.error(outcome);
+        match outcome {
             Outcome::Failure => self.outcome = Outcome::Failure,
             Outcome::Ignored if self.outcome == Outcome::Success => self.outcome = Outcome::Ignored,
             _ => {}
@@ -120,6 +122,9 @@ impl<C: Connector> ClusterConn<C> {
     /// doing for it is cancelled ([`Connector::cancel_handle`]), then it is closed, and only
     /// then may a replacement open.
     pub fn mark_failed(&mut self) {
+        if self.outcome != Outcome::Failure {
+            self.node.held.error(Outcome::Failure);
+        }
         self.outcome = Outcome::Failure;
         self.conn.mark_interrupted();
     }
@@ -417,7 +422,9 @@ impl<C: Connector> Drop for ClusterConn<C> {
         }
         let now = tokio::time::Instant::now();
         let held = now.saturating_duration_since(self.acquired);
-        self.node.held.record(held);
+        self.node
+            .held
+            .record(held, self as *const Self as usize >> 6);
         if let Some(call) = self.call.take() {
             self.node.finish_call_at(call, self.outcome, now);
         }

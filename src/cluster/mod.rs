@@ -332,11 +332,11 @@ impl<C: Connector> Cluster<C> {
         cluster
     }
 
-    /// Starts the health monitors once a runtime is available.
+    /// Starts the background tasks (health monitors, topology follower, flight recorder,
+    /// primary of record) once a runtime is available. The recorder runs without probes too.
     fn ensure_monitors(&self) {
         let shared = &self.shared;
-        if shared.settings.health.interval.is_none()
-            || shared.stop.is_stopped()
+        if shared.stop.is_stopped()
             || shared.monitors_started.load(Ordering::Relaxed)
             || tokio::runtime::Handle::try_current().is_err()
             || shared.monitors_started.swap(true, Ordering::AcqRel)
@@ -359,6 +359,9 @@ impl<C: Connector> Cluster<C> {
     }
 
     fn spawn_monitor(&self, node: &Arc<Node<C>>) {
+        if self.shared.settings.health.interval.is_none() {
+            return;
+        }
         tokio::spawn(monitor::run(
             Arc::downgrade(&self.shared),
             Arc::downgrade(node),

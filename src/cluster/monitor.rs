@@ -120,6 +120,7 @@ pub(crate) fn observe<C: Connector>(
                 h.failures = 0;
                 h.failing_since = None;
                 h.successes = h.successes.saturating_add(1);
+                h.round_trip = Some(round_trip);
                 (
                     !node.is_up() && h.successes >= health.up_after,
                     probes_failed,

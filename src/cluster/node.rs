@@ -1,7 +1,7 @@
 //! One backend of a cluster: its pool and everything that judges it.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -11,6 +11,7 @@ use crate::admission::{Admission, AdmissionSnapshot};
 use crate::breaker::{BreakerSnapshot, BreakerState, CallGuard, CircuitBreaker, Outcome};
 use crate::driver::Connector;
 use crate::failover::ClusterEvent;
+use crate::histogram::{Counts, Histogram};
 use crate::load::NodeLoad;
 use crate::pool::{Pool, State};
 
@@ -66,21 +67,30 @@ impl Routed {
     }
 }
 
-/// The per-node query-time histogram and the count of abandoned handles; the sums of held
-/// and waited time live in the load model ([`NodeLoad::split_totals`]), under the lock its
-/// outcome takes anyway.
+/// The per-node query-time histograms, the count of abandoned handles and the errors seen on
+/// the node's connections; the sums of held and waited time live in the load model
+/// ([`NodeLoad::split_totals`]), under the lock its outcome takes anyway.
 #[derive(Debug)]
 pub(crate) struct HeldTime {
     /// `seawall_query_seconds{node}`.
     histogram: metrics::Histogram,
-    abandoned: std::sync::atomic::AtomicU64,
+    /// The same, for the flight recorder's per-interval p50 and p99 (when it is on).
+    queries: Option<Histogram>,
+    abandoned: AtomicU64,
+    /// Errors that count against the node (transport, client-side timeouts).
+    node_errors: AtomicU64,
+    /// Errors that are the caller's own (syntax, constraints).
+    caller_errors: AtomicU64,
 }
 
 impl HeldTime {
     fn new(node: &Arc<str>) -> Self {
         HeldTime {
             histogram: metrics::histogram!("seawall_query_seconds", "node" => node.clone()),
+            queries: None,
             abandoned: Default::default(),
+            node_errors: Default::default(),
+            caller_errors: Default::default(),
         }
     }
 
@@ -89,8 +99,27 @@ impl HeldTime {
         self.abandoned.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn record(&self, held: std::time::Duration) {
+    /// An error reported on one of the node's connections, by what it says about the node.
+    pub(crate) fn error(&self, outcome: Outcome) {
+        let counter = match outcome {
+            Outcome::Failure => &self.node_errors,
+            Outcome::Ignored => &self.caller_errors,
+            Outcome::Success => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `shard`: any number that differs between concurrent callers (an address of theirs).
+    pub(crate) fn record(&self, held: std::time::Duration, shard: usize) {
         self.histogram.record(held.as_secs_f64());
+        if let Some(queries) = &self.queries {
+            queries.record(held, shard);
+        }
+    }
+
+    /// The query times recorded so far for the flight recorder (`None` when it is off).
+    pub(crate) fn query_counts(&self) -> Option<(Counts, std::time::Duration)> {
+        self.queries.as_ref().map(|h| (h.counts(), h.max()))
     }
 }
 
@@ -133,6 +162,12 @@ impl<C: Connector> Node<C> {
     /// Reports to the cluster's `ledger`.
     pub(crate) fn with_ledger(mut self, ledger: Arc<Ledger>) -> Self {
         self.ledger = ledger;
+        self
+    }
+
+    /// Keeps a histogram of query times for the flight recorder.
+    pub(crate) fn with_query_histogram(mut self) -> Self {
+        self.held.queries = Some(Histogram::default());
         self
     }
 
@@ -240,14 +275,21 @@ impl<C: Connector> Node<C> {
         let load = &self.load;
         let (held_total, waited_total, held_count) = load.split_totals();
         let abandoned = self.held.abandoned.load(Ordering::Relaxed);
-        let last_error = {
+        let (last_error, probe_round_trip) = {
             let health = self.health.lock();
-            (health.failures > 0 && !health.last_error.is_empty())
-                .then(|| format!("probe: {}", health.last_error))
-        }
-        .or_else(|| self.pool.connect_error().map(|e| format!("connect: {e}")));
+            (
+                (health.failures > 0 && !health.last_error.is_empty())
+                    .then(|| format!("probe: {}", health.last_error)),
+                health.round_trip,
+            )
+        };
+        let last_error =
+            last_error.or_else(|| self.pool.connect_error().map(|e| format!("connect: {e}")));
         NodeSnapshot {
             last_error,
+            probe_round_trip,
+            node_errors: self.held.node_errors.load(Ordering::Relaxed),
+            caller_errors: self.held.caller_errors.load(Ordering::Relaxed),
             recent_query: None,
             recent_wait: None,
             held_total,
@@ -332,6 +374,14 @@ pub struct NodeSnapshot {
     pub recent_query: Option<std::time::Duration>,
     /// Mean wait in its admission queue over the same interval.
     pub recent_wait: Option<std::time::Duration>,
+    /// The round trip of its last successful health probe (`None` before one).
+    pub probe_round_trip: Option<std::time::Duration>,
+    /// Errors reported on its connections that count against it (transport failures,
+    /// client-side timeouts), since it was built.
+    pub node_errors: u64,
+    /// Errors reported on its connections that are the caller's own (syntax, constraints),
+    /// since it was built.
+    pub caller_errors: u64,
 }
 
 /// What the health monitor remembers of a node's recent probes.
@@ -345,6 +395,8 @@ pub(crate) struct Health {
     pub(crate) failing_since: Option<Instant>,
     /// The last probe error.
     pub(crate) last_error: String,
+    /// The last successful probe's round trip.
+    pub(crate) round_trip: Option<std::time::Duration>,
 }
 
 /// A node's load as routing sees it, read-only ([`Node::load`]).

@@ -2,12 +2,23 @@
 //! (default every second, 15 minutes kept), so that what led up to an incident can be read
 //! back while it happens or after it ([`Cluster::history`](super::Cluster::history)).
 //!
-//! Sampling reads what the nodes already keep (load model, pool, breaker, admission gate): it
-//! adds nothing to the query path. Memory is bounded: about 150 bytes per node per sample plus
-//! 110 for the route counts, so 15 minutes of a primary and two replicas is about 0.5 MB.
+//! Sampling reads what the nodes already keep (load model, pool, breaker, admission gate). The
+//! one addition to the query path is each node's query-time histogram (one relaxed increment
+//! of a sharded bucket when a handle is dropped; `benches/route.rs` prints its cost as
+//! `recorder overhead_ns=`), from which each sample takes the interval's p50 and p99, as it
+//! takes the p99 of the pool's acquire waits from the pool's histogram. With the recorder off
+//! ([`ClusterBuilder::flight_recorder(None)`](super::ClusterBuilder::flight_recorder)) nodes
+//! keep no such histogram.
+//!
+//! Memory is bounded: 320 bytes per node per sample plus 144 for the rest of the sample, so
+//! 15 minutes (900 samples) of a primary and two replicas is about 1.0 MB; besides, each node
+//! keeps its histogram (16 KB) and the recorder two cumulative copies of its buckets (8 KB).
+//!
+//! The recorder runs whether or not health probes do (a fleet instance with
+//! `probe_interval(None)` is diagnosed too).
 
-use std::collections::VecDeque;
-use std::sync::Weak;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
@@ -17,7 +28,9 @@ use std::path::PathBuf;
 use crate::diagnosis::{Diagnoser, DiagnosisConfig, IncidentReport, NodeSample, Recording};
 use crate::driver::Connector;
 use crate::failover::ClusterEvent;
+use crate::histogram::Counts;
 
+use super::node::Node;
 use super::Shared;
 
 /// How often the recorder samples and how many samples it keeps.
@@ -46,6 +59,17 @@ pub(crate) struct Recorder {
     pub(crate) diagnoser: Mutex<Diagnoser>,
     /// Where a report is written when an incident closes.
     pub(crate) reports: Option<PathBuf>,
+    /// Each node's cumulative histograms at the last sample, to take the interval's quantiles.
+    last: Mutex<HashMap<Arc<str>, Cumulative>>,
+}
+
+/// A node's cumulative histograms at one sample.
+#[derive(Debug, Default)]
+struct Cumulative {
+    queries: Counts,
+    waits: Counts,
+    /// Acquires served without waiting.
+    immediate: u64,
 }
 
 impl Recorder {
@@ -59,6 +83,7 @@ impl Recorder {
             samples: Mutex::new(VecDeque::with_capacity(config.keep.min(4096))),
             diagnoser: Mutex::new(Diagnoser::new(diagnosis)),
             reports,
+            last: Mutex::new(HashMap::new()),
         }
     }
 
@@ -107,7 +132,7 @@ pub(crate) async fn run<C: Connector>(cluster: Weak<Shared<C>>) {
             return;
         };
         let at = base.0 + base.1.elapsed();
-        let recording = sample(&shared, at);
+        let recording = sample(&shared, recorder, at);
         let changes = recorder.diagnoser.lock().observe(&recording);
         recorder.push(recording);
         for incident in changes.opened {
@@ -130,8 +155,11 @@ pub(crate) async fn run<C: Connector>(cluster: Weak<Shared<C>>) {
     }
 }
 
-fn sample<C: Connector>(shared: &Shared<C>, at: SystemTime) -> Recording {
+fn sample<C: Connector>(shared: &Shared<C>, recorder: &Recorder, at: SystemTime) -> Recording {
     let nodes: Vec<_> = shared.topology.read().nodes().cloned().collect();
+    let mut last = recorder.last.lock();
+    // A node that left the topology leaves the map too.
+    last.retain(|name, _| nodes.iter().any(|n| n.name == *name));
     Recording {
         at,
         nodes: nodes
@@ -139,6 +167,7 @@ fn sample<C: Connector>(shared: &Shared<C>, at: SystemTime) -> Recording {
             .map(|node| {
                 let s = node.snapshot();
                 publish(&s);
+                let interval = Interval::of(node, &s, last.entry(s.name.clone()).or_default());
                 NodeSample {
                     name: s.name,
                     role: s.role,
@@ -150,8 +179,13 @@ fn sample<C: Connector>(shared: &Shared<C>, at: SystemTime) -> Recording {
                     queue: s.admission.queue_len,
                     pool_in_use: s.pool.in_use,
                     pool_size: s.pool.size,
+                    pool_max_size: s.pool.max_size,
                     pool_waiters: s.pool.waiters,
                     acquire_wait_p99: s.pool.acquire_wait.p99,
+                    wait_p99: interval.wait_p99,
+                    query_p50: interval.query_p50,
+                    query_p99: interval.query_p99,
+                    probe_round_trip: s.probe_round_trip,
                     latency: s.latency,
                     error_rate: s.error_rate,
                     lag: s.replication_lag,
@@ -164,10 +198,49 @@ fn sample<C: Connector>(shared: &Shared<C>, at: SystemTime) -> Recording {
                     held_total: s.held_total,
                     held_count: s.held_count,
                     abandoned: s.abandoned,
+                    node_errors: s.node_errors,
+                    caller_errors: s.caller_errors,
+                    broken: s.pool.totals.broken,
+                    breaker_refused: s.breaker.rejected,
                 }
             })
             .collect(),
         routes: shared.settings.ledger.routes.snapshot(),
+    }
+}
+
+/// A node's quantiles over the interval since the last sample.
+struct Interval {
+    wait_p99: Option<Duration>,
+    query_p50: Option<Duration>,
+    query_p99: Option<Duration>,
+}
+
+impl Interval {
+    /// From the node's cumulative histograms now and at the last sample (which it moves on).
+    fn of<C: Connector>(node: &Node<C>, s: &super::NodeSnapshot, last: &mut Cumulative) -> Self {
+        let waits = node.pool.wait_counts();
+        let immediate = s.pool.totals.acquired.saturating_sub(waits.total());
+        let wait_p99 = waits.since(&last.waits).quantile(
+            0.99,
+            immediate.saturating_sub(last.immediate),
+            Duration::MAX,
+        );
+        last.waits = waits;
+        last.immediate = immediate;
+        let (query_p50, query_p99) = match node.held.query_counts() {
+            Some((queries, max)) => {
+                let recent = queries.since(&last.queries);
+                last.queries = queries;
+                (recent.quantile(0.5, 0, max), recent.quantile(0.99, 0, max))
+            }
+            None => (None, None),
+        };
+        Interval {
+            wait_p99,
+            query_p50,
+            query_p99,
+        }
     }
 }
 

@@ -7,11 +7,11 @@
 //! | verdict | layer | when |
 //! |---|---|---|
 //! | [`Unreachable`](Finding::Unreachable) | database | the health monitor marked it down, or its connects fail with most of its work |
-//! | [`Saturated`](Finding::Saturated) | database | work waits for it (a queue, pool waiters, shed work) and its query time is ≥ 2× its baseline, or ≥ 10% of its queries are abandoned by callers who gave up |
+//! | [`Saturated`](Finding::Saturated) | database | work waits for it (a queue, pool waiters, shed work) and its query time is ≥ 2× its baseline, or ≥ 10% of its queries are abandoned by callers who gave up, or an adaptive limiter cut its limit below its pool size while its query time is above its baseline (the limiter judged it slower under the load: in a fleet each instance's limit is its share of the server) |
 //! | [`Slow`](Finding::Slow) | database | nothing waits, but its query time is ≥ 3× its baseline |
 //! | [`Lagging`](Finding::Lagging) | replication | a replica's lag is past [`DiagnosisConfig::max_lag`] |
 //! | [`ConnectionStorm`](Finding::ConnectionStorm) | database | its pool opened more connections in one interval than it holds |
-//! | [`PoolTooSmall`](Finding::PoolTooSmall) | application | work waits for a connection longer than its queries take, or ≥ 5% of it is shed, while the node answers as fast as usual |
+//! | [`PoolTooSmall`](Finding::PoolTooSmall) | application | work waits for a connection longer than its queries take, or ≥ 5% of it is shed, while the node answers as fast as usual and its limit is its pool's size |
 //! | [`CallerErrors`](Finding::CallerErrors) | application | statements fail with the caller's own errors (syntax, constraints) |
 //!
 //! A finding must hold for [`DiagnosisConfig::confirm`] consecutive samples to open an
@@ -78,6 +78,8 @@ pub enum Finding {
         limit: usize,
         /// Mean query time in the interval.
         query: Duration,
+        /// 99th percentile query time in the interval, when the recorder keeps it.
+        query_p99: Option<Duration>,
         /// Its baseline.
         baseline: Duration,
         /// Share of its requests shed in the interval, in percent.
@@ -92,6 +94,8 @@ pub enum Finding {
     Slow {
         /// Mean query time in the interval.
         query: Duration,
+        /// 99th percentile query time in the interval, when the recorder keeps it.
+        query_p99: Option<Duration>,
         /// Its baseline.
         baseline: Duration,
     },
@@ -180,9 +184,14 @@ fn ms(d: Duration) -> String {
     }
 }
 
+/// `" (p99 …)"` after a mean, when the p99 is known.
+fn p99(d: Option<Duration>) -> String {
+    d.map(|d| format!(" (p99 {})", ms(d))).unwrap_or_default()
+}
+
 impl fmt::Display for Verdict {
-    /// For example `primary saturated (in flight 16/16, query 940 ms vs baseline 8.0 ms, 12% of
-    /// its requests shed, replicas healthy) [database]`.
+    /// For example `primary saturated (in flight 16/16, query 940 ms (p99 1480 ms) vs baseline
+    /// 8.0 ms, 12% of its requests shed, replicas healthy) [database]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let node = self.node.as_deref().unwrap_or("application");
         match &self.finding {
@@ -198,16 +207,18 @@ impl fmt::Display for Verdict {
                 in_flight,
                 limit,
                 query,
+                query_p99,
                 baseline,
                 shed_pct,
                 abandoned_pct,
                 replicas_healthy,
             } => write!(
                 f,
-                "{node} saturated (in flight {in_flight}/{limit}, query {} vs baseline {}, \
+                "{node} saturated (in flight {in_flight}/{limit}, query {}{} vs baseline {}, \
                  {shed_pct:.0}% of its requests shed, {abandoned_pct:.0}% of its queries abandoned \
                  by their callers{})",
                 ms(*query),
+                p99(*query_p99),
                 ms(*baseline),
                 match replicas_healthy {
                     Some(true) => ", replicas healthy",
@@ -215,10 +226,15 @@ impl fmt::Display for Verdict {
                     None => "",
                 }
             )?,
-            Finding::Slow { query, baseline } => write!(
+            Finding::Slow {
+                query,
+                query_p99,
+                baseline,
+            } => write!(
                 f,
-                "{node} slow (query {} vs baseline {}, nothing waiting)",
+                "{node} slow (query {}{} vs baseline {}, nothing waiting)",
                 ms(*query),
+                p99(*query_p99),
                 ms(*baseline)
             )?,
             Finding::Lagging { lag } => write!(f, "{node} lagging ({} behind)", ms(*lag))?,
@@ -513,14 +529,21 @@ impl Diagnoser {
                 n.abandoned.saturating_sub(b.abandoned),
                 n.held_count.saturating_sub(b.held_count),
             );
+            // An adaptive limiter cut the node's limit below its pool: it judged the node slower
+            // under the load, so the waits it makes are the database's capacity, not the pool's.
+            let limited = n.limit < n.pool_max_size;
             if pressure(n, b) {
                 // Slower under the load, so far past its limit that work is turned away, or so
                 // slow to answer that callers give up on their queries.
-                if above(cfg.saturated_ratio) || abandoned_pct >= cfg.abandoned_pct {
+                if above(cfg.saturated_ratio)
+                    || abandoned_pct >= cfg.abandoned_pct
+                    || (limited && above(1.0))
+                {
                     found.push(verdict(Finding::Saturated {
                         in_flight: n.in_flight,
                         limit: n.limit,
                         query,
+                        query_p99: n.query_p99,
                         baseline,
                         shed_pct,
                         abandoned_pct,
@@ -529,7 +552,7 @@ impl Diagnoser {
                 } else {
                     let wait = mean(n.waited_total, b.waited_total, n.held_count, b.held_count)
                         .unwrap_or_default();
-                    if wait > query.max(cfg.min_excess) || shed_pct >= cfg.shed_pct {
+                    if !limited && (wait > query.max(cfg.min_excess) || shed_pct >= cfg.shed_pct) {
                         found.push(verdict(Finding::PoolTooSmall {
                             wait,
                             query,
@@ -539,7 +562,11 @@ impl Diagnoser {
                     }
                 }
             } else if above(cfg.slow_ratio) {
-                found.push(verdict(Finding::Slow { query, baseline }));
+                found.push(verdict(Finding::Slow {
+                    query,
+                    query_p99: n.query_p99,
+                    baseline,
+                }));
             }
         }
         let r = &now.routes;

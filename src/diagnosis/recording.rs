@@ -45,10 +45,22 @@ pub struct NodeSample {
     pub pool_in_use: usize,
     /// Open connections.
     pub pool_size: usize,
+    /// Its pool's maximum size.
+    pub pool_max_size: usize,
     /// Acquires waiting in the pool.
     pub pool_waiters: usize,
     /// p99 of acquire waits since the pool was built.
     pub acquire_wait_p99: Duration,
+    /// p99 of its pool's acquire waits over the last interval (immediate acquires count as
+    /// zero); `None` without acquires in it.
+    pub wait_p99: Option<Duration>,
+    /// Median query time (callers holding its connections, waits excluded) over the last
+    /// interval; `None` without work in it.
+    pub query_p50: Option<Duration>,
+    /// 99th percentile of the same.
+    pub query_p99: Option<Duration>,
+    /// The round trip of its last successful health probe.
+    pub probe_round_trip: Option<Duration>,
     /// Peak-EWMA latency of its recent work.
     pub latency: Duration,
     /// Recent error rate in `[0, 1]`.
@@ -75,6 +87,15 @@ pub struct NodeSample {
     pub held_count: u64,
     /// Handles among them whose caller gave up while their statement ran, total.
     pub abandoned: u64,
+    /// Errors on its connections that count against it (transport, client-side timeouts),
+    /// total.
+    pub node_errors: u64,
+    /// Errors on its connections that were the caller's own (syntax, constraints), total.
+    pub caller_errors: u64,
+    /// Connections its pool discarded as broken, total.
+    pub broken: u64,
+    /// Calls its circuit breaker refused, total.
+    pub breaker_refused: u64,
 }
 
 /// How the cluster routed its work since it was built.

@@ -275,6 +275,12 @@ impl<C: Connector> Pool<C> {
         self.shared.state()
     }
 
+    /// The waits of the acquires that waited, so far, for figures over an interval (the
+    /// others are `acquired - waited` in [`State::totals`]).
+    pub(crate) fn wait_counts(&self) -> crate::histogram::Counts {
+        self.shared.waits.counts()
+    }
+
     /// Changes the maximum size at run time. Growing lets waiters connect at once; shrinking
     /// closes idle connections now and checked-out ones as they return, until the pool fits.
     /// In a [`Cluster`](crate::Cluster), the node's admission gate follows: a limit sized after

@@ -1,8 +1,9 @@
 //! Point-in-time snapshot of a pool, and the acquire-wait histogram behind it.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
+
+use crate::histogram::{Counts, Histogram};
 
 /// A snapshot of a pool, from [`Pool::state`](crate::pool::Pool::state).
 #[derive(Debug, Clone, PartialEq)]
@@ -73,122 +74,41 @@ pub struct WaitSummary {
     pub max: Duration,
 }
 
-const SUB: usize = 8; // buckets per power of two
-const SUB_BITS: u32 = 3;
-const BUCKETS: usize = SUB + (64 - SUB_BITS as usize) * SUB;
-
-/// Lock-free log-linear histogram of waits in microseconds.
+/// Acquire waits, in the shared [log-linear histogram](crate::histogram).
 ///
 /// Only acquires that actually waited are recorded here; immediate ones are counted under the
 /// pool lock (which the fast path holds anyway) and merged in as zero-wait samples, so the fast
-/// path touches no shared cache line beyond the lock.
-///
-/// Recording is one relaxed increment of one bucket; the maximum is only written when it grows.
-/// Waits happen under contention, when every extra shared write costs a cache-line transfer, and
-/// waits of the same length land in the same bucket: the buckets are kept in a few shards,
-/// chosen by the recorder, so that concurrent recorders seldom write the same line.
-#[derive(Debug)]
-pub(crate) struct WaitHistogram {
-    /// `SHARDS` consecutive runs of `BUCKETS` counters.
-    buckets: Box<[AtomicU64]>,
-    max_us: AtomicU64,
-}
-
-const SHARDS: usize = 4;
-
-impl Default for WaitHistogram {
-    fn default() -> Self {
-        WaitHistogram {
-            buckets: (0..SHARDS * BUCKETS).map(|_| AtomicU64::new(0)).collect(),
-            max_us: AtomicU64::new(0),
-        }
-    }
-}
-
-/// The middle of bucket `i`, for the mean.
-pub(crate) fn midpoint(i: usize) -> u64 {
-    if i < SUB {
-        return i as u64;
-    }
-    let lower = upper_bound(i - 1) + 1;
-    lower + (upper_bound(i) - lower) / 2
-}
-
-pub(crate) fn bucket_of(us: u64) -> usize {
-    if us < SUB as u64 {
-        return us as usize;
-    }
-    let octave = 63 - us.leading_zeros(); // >= SUB_BITS
-    let sub = (us >> (octave - SUB_BITS)) as usize & (SUB - 1);
-    SUB + (octave - SUB_BITS) as usize * SUB + sub
-}
-
-/// The largest value that falls in bucket `i`.
-pub(crate) fn upper_bound(i: usize) -> u64 {
-    if i < SUB {
-        return i as u64;
-    }
-    let octave = (i - SUB) / SUB + SUB_BITS as usize;
-    let sub = ((i - SUB) % SUB) as u64;
-    let base = 1u64 << octave;
-    let width = base >> SUB_BITS;
-    base + ((sub + 1) * width - 1)
-}
+/// path touches no shared cache line beyond the lock. Waits happen under contention, when every
+/// extra shared write costs a cache-line transfer: the histogram's shards keep concurrent
+/// recorders off each other's lines.
+#[derive(Debug, Default)]
+pub(crate) struct WaitHistogram(Histogram);
 
 impl WaitHistogram {
     /// Records one wait; `shard` is any number that differs between concurrent recorders (an
     /// address of theirs will do).
     pub(crate) fn record(&self, wait: Duration, shard: usize) {
-        let us = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
-        self.buckets[(shard % SHARDS) * BUCKETS + bucket_of(us)].fetch_add(1, Relaxed);
-        if us > self.max_us.load(Relaxed) {
-            self.max_us.fetch_max(us, Relaxed);
-        }
+        self.0.record(wait, shard);
+    }
+
+    /// The waits recorded so far, for a difference over an interval.
+    pub(crate) fn counts(&self) -> Counts {
+        self.0.counts()
     }
 
     /// Summary with `immediate` extra zero-wait samples.
     pub(crate) fn summary(&self, immediate: u64) -> WaitSummary {
-        let counts: Vec<u64> = (0..BUCKETS)
-            .map(|i| {
-                (0..SHARDS)
-                    .map(|shard| self.buckets[shard * BUCKETS + i].load(Relaxed))
-                    .sum()
-            })
-            .collect();
-        let waited: u64 = counts.iter().sum();
-        let count = waited + immediate;
-        if count == 0 {
-            return WaitSummary::default();
-        }
-        let quantile = |q: f64| {
-            let rank = ((count as f64) * q).ceil().max(1.0) as u64;
-            if rank <= immediate {
-                return Duration::ZERO;
-            }
-            let mut seen = immediate;
-            for (i, c) in counts.iter().enumerate() {
-                seen += c;
-                if seen >= rank {
-                    return Duration::from_micros(upper_bound(i));
-                }
-            }
-            Duration::from_micros(self.max_us.load(Relaxed))
-        };
-        let max = Duration::from_micros(self.max_us.load(Relaxed));
-        WaitSummary {
-            count,
-            mean: Duration::from_micros(
-                counts
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| c * midpoint(i))
-                    .sum::<u64>()
-                    / count,
-            )
-            .min(max),
-            p50: quantile(0.50).min(max),
-            p99: quantile(0.99).min(max),
-            max,
+        let counts = self.0.counts();
+        let max = self.0.max();
+        match counts.quantile(0.5, immediate, max) {
+            None => WaitSummary::default(),
+            Some(p50) => WaitSummary {
+                count: counts.total() + immediate,
+                mean: counts.mean(immediate, max),
+                p50,
+                p99: counts.quantile(0.99, immediate, max).unwrap_or(max),
+                max,
+            },
         }
     }
 }
@@ -196,21 +116,6 @@ impl WaitHistogram {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn buckets_are_monotonic_and_bounds_contain_values() {
-        let mut last = 0;
-        for us in (0..100_000u64).chain([u64::MAX / 2, u64::MAX]) {
-            let b = bucket_of(us);
-            assert!(b >= last);
-            assert!(b < BUCKETS);
-            assert!(upper_bound(b) >= us, "value {us} above bound of bucket {b}");
-            if b > 0 {
-                assert!(upper_bound(b - 1) < us);
-            }
-            last = b;
-        }
-    }
 
     #[test]
     fn summary_merges_immediate_acquires() {

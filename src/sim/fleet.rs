@@ -26,16 +26,22 @@
 //! [`ClusterBuilder::shed_load`]: crate::cluster::ClusterBuilder::shed_load
 //! [`Usl::knee`]: super::usl::Usl::knee
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use parking_lot::Mutex;
+
+use super::outage::IncidentStep;
 use super::usl::Usl;
 use super::workload::{self, Kind, Outcome, Phase, Recording, Request, Summary, Workload};
 use super::{ServiceTime, SimBackend, SimConnector};
 use crate::cluster::{AcquireOptions, Cluster, LimiterKind};
+use crate::diagnosis::Layer;
+use crate::failover::ClusterEvent;
 use crate::pool::Pool;
 use crate::{ConfigError, Error};
 
@@ -218,6 +224,59 @@ pub struct SetupReport {
     pub refused_connects: u64,
     /// Most connections the primary had open.
     pub peak_connections: usize,
+    /// What each instance's own diagnosis said as the run unfolded (the seawall set-ups; their
+    /// flight recorders run without health probes), in the order it was said.
+    pub incidents: Vec<FleetIncident>,
+}
+
+/// An incident one instance of the fleet opened or closed.
+#[derive(Debug, Clone)]
+pub struct FleetIncident {
+    /// The instance, from 0.
+    pub instance: usize,
+    /// The incident, and when (since the set-up's start).
+    pub step: IncidentStep,
+}
+
+/// How the fleet's diagnosis did in one set-up ([`FleetReport::incident_summary`]). `Display`
+/// prints `fleet incident setup=… detected_after_ms=… instances=k/n culprit=… layer=…
+/// false_alarms=…`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct FleetIncidentSummary {
+    /// The set-up.
+    pub setup: &'static str,
+    /// From the surge's start to the first instance's first verdict.
+    pub detected_after: Option<Duration>,
+    /// Instances that opened an incident during the surge.
+    pub instances_detecting: usize,
+    /// Instances in the fleet.
+    pub instances: usize,
+    /// The node the first verdict blamed.
+    pub culprit: Option<String>,
+    /// The layer it blamed.
+    pub layer: Option<Layer>,
+    /// Incidents opened before the surge, over every instance.
+    pub false_alarms: usize,
+}
+
+impl fmt::Display for FleetIncidentSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let none = || "none".to_owned();
+        write!(
+            f,
+            "fleet incident setup={} detected_after_ms={} instances={}/{} culprit={} layer={} \
+             false_alarms={}",
+            self.setup,
+            self.detected_after
+                .map_or_else(none, |d| d.as_millis().to_string()),
+            self.instances_detecting,
+            self.instances,
+            self.culprit.clone().unwrap_or_else(none),
+            self.layer.map_or_else(none, |l| l.to_string()),
+            self.false_alarms
+        )
+    }
 }
 
 impl SetupReport {
@@ -303,6 +362,32 @@ impl FleetReport {
         100.0 * ok / secs / peak
     }
 
+    /// How the instances' own diagnosis did in set-up `name`: when the first verdict came after
+    /// the surge started, whom it blamed, how many instances saw an incident during the surge,
+    /// and how many incidents opened before it (false alarms). `None` for an unknown set-up.
+    pub fn incident_summary(&self, name: &str) -> Option<FleetIncidentSummary> {
+        let setup = self.setup(name)?;
+        let surge = self.config.phase_start(1);
+        let end = self.config.phase_start(2);
+        let opened = || setup.incidents.iter().filter(|i| i.step.opened);
+        let first = opened().find(|i| i.step.at >= surge && i.step.at < end);
+        let mut detecting: Vec<usize> = opened()
+            .filter(|i| i.step.at >= surge && i.step.at < end)
+            .map(|i| i.instance)
+            .collect();
+        detecting.sort_unstable();
+        detecting.dedup();
+        Some(FleetIncidentSummary {
+            setup: setup.name,
+            detected_after: first.map(|i| i.step.at - surge),
+            instances_detecting: detecting.len(),
+            instances: setup.instances.len(),
+            culprit: first.and_then(|i| i.step.incident.verdict.node.as_deref().map(str::to_owned)),
+            layer: first.map(|i| i.step.incident.verdict.layer()),
+            false_alarms: opened().filter(|i| i.step.at < surge).count(),
+        })
+    }
+
     /// The buckets of phase `phase`.
     pub fn phase_buckets(&self, phase: usize) -> std::ops::Range<usize> {
         let bucket = self.config.bucket.as_secs_f64();
@@ -321,6 +406,7 @@ impl FleetReport {
             limits: Vec::new(),
             refused_connects: 0,
             peak_connections: 0,
+            incidents: Vec::new(),
         };
         let adaptive = self.setup("adaptive").unwrap_or(&empty);
         let pct = |name| self.setup(name).map_or(0.0, |s| self.goodput_pct(s, 1));
@@ -526,6 +612,16 @@ pub async fn run_setup(
         })
         .collect();
     let sampler = Sampler::start(config.bucket, primary.clone(), limits);
+    let incidents = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let listeners: Vec<_> = instances
+        .iter()
+        .enumerate()
+        .filter_map(|(i, instance)| match instance {
+            Instance::Cluster(cluster) => Some(listen(i, cluster, started, incidents.clone())),
+            Instance::Pool(_) => None,
+        })
+        .collect();
     let mut runs = JoinSet::new();
     for (i, instance) in instances.iter().enumerate() {
         let arrivals = config.workload(i).arrivals();
@@ -546,6 +642,10 @@ pub async fn run_setup(
         }
     }
     let (peak_inflight, mean_inflight, limits, peak_connections) = sampler.finish().await;
+    for listener in listeners {
+        listener.abort();
+    }
+    let incidents = std::mem::take(&mut *incidents.lock());
     for instance in &instances {
         match instance {
             Instance::Pool(pool) => pool.close().await,
@@ -560,6 +660,34 @@ pub async fn run_setup(
         limits,
         refused_connects: primary.stats().refused_connects,
         peak_connections,
+        incidents,
+    })
+}
+
+/// Collects instance `i`'s incidents as its diagnosis opens and closes them.
+fn listen(
+    i: usize,
+    cluster: &Cluster<SimConnector>,
+    started: Instant,
+    into: Arc<Mutex<Vec<FleetIncident>>>,
+) -> tokio::task::JoinHandle<()> {
+    let mut events = cluster.subscribe();
+    tokio::spawn(async move {
+        while let Ok(event) = events.recv().await {
+            let (opened, incident) = match event {
+                ClusterEvent::IncidentOpened(incident) => (true, incident),
+                ClusterEvent::IncidentClosed(incident) => (false, incident),
+                _ => continue,
+            };
+            into.lock().push(FleetIncident {
+                instance: i,
+                step: IncidentStep {
+                    at: started.elapsed(),
+                    opened,
+                    incident,
+                },
+            });
+        }
     })
 }
 

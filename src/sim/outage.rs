@@ -599,8 +599,15 @@ async fn watch_naive(pool: Pool<SimConnector>, watch: Arc<Watched>) {
             queue: 0,
             pool_in_use: state.in_use,
             pool_size: state.size,
+            pool_max_size: state.max_size,
             pool_waiters: state.waiters,
             acquire_wait_p99: state.acquire_wait.p99,
+            // Figures over each second come from the cluster's own histograms; the naive pool
+            // is read through its totals.
+            wait_p99: None,
+            query_p50: None,
+            query_p99: None,
+            probe_round_trip: None,
             latency: Duration::ZERO,
             error_rate: 0.0,
             lag: None,
@@ -613,6 +620,10 @@ async fn watch_naive(pool: Pool<SimConnector>, watch: Arc<Watched>) {
             held_total,
             held_count,
             abandoned,
+            node_errors: 0,
+            caller_errors: 0,
+            broken: state.totals.broken,
+            breaker_refused: 0,
         };
         let recording = Sample {
             at: base + started.elapsed(),
