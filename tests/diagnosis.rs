@@ -219,6 +219,23 @@ async fn a_primary_that_slows_under_load_is_saturated() {
         .markdown
         .contains("incident 1 starts: primary saturated"));
     assert!(report.markdown.contains("incident 1 closed"));
+    // The figures table has the second's p99s, errors by kind and the probe's round trip.
+    assert!(
+        report
+            .markdown
+            .contains("| query ms (p99) | wait ms (pool p99) | error % | errors node / caller |"),
+        "{}",
+        report.markdown
+    );
+    let primary_rows: Vec<&str> = report
+        .markdown
+        .lines()
+        .filter(|l| l.contains("| primary | Primary |"))
+        .collect();
+    assert!(
+        primary_rows.iter().any(|l| !l.contains(" (-) ")),
+        "no p99 in {primary_rows:#?}"
+    );
     assert!(report
         .markdown
         .contains("![Recorded figures](incident-report.svg)"));

@@ -117,7 +117,7 @@ fn markdown(history: &[Recording], incidents: &[Incident], stem: &str) -> String
         let _ = writeln!(out, "- {} {}", clock(*t), what);
     }
     let _ = writeln!(out, "\n## Figures\n\n![Recorded figures]({stem}.svg)\n");
-    out.push_str("| time | node | role | up | in flight / limit | queue | query ms | wait ms | error % | shed | lag ms |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| time | node | role | up | in flight / limit | queue | query ms (p99) | wait ms (pool p99) | error % | errors node / caller | shed | lag ms | probe ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     // From a little before the first incident, or the end of the recording.
     let from = incidents
         .iter()
@@ -139,12 +139,14 @@ fn markdown(history: &[Recording], incidents: &[Incident], stem: &str) -> String
             let wait =
                 b.and_then(|b| mean(n.waited_total, b.waited_total, n.held_count, b.held_count));
             let shed = b.map_or(0, |b| n.shed.saturating_sub(b.shed));
+            let errors =
+                |f: fn(&super::NodeSample) -> u64| b.map_or(0, |b| f(n).saturating_sub(f(b)));
             let ms = |d: Option<Duration>| {
                 d.map_or("-".to_owned(), |d| format!("{:.1}", d.as_secs_f64() * 1e3))
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:?} | {} | {}/{} | {} | {} | {} | {:.0} | {} | {} |",
+                "| {} | {} | {:?} | {} | {}/{} | {} | {} ({}) | {} ({}) | {:.0} | {} / {} | {} | {} | {} |",
                 clock(now.at),
                 n.name,
                 n.role,
@@ -153,10 +155,15 @@ fn markdown(history: &[Recording], incidents: &[Incident], stem: &str) -> String
                 n.limit,
                 n.queue + n.pool_waiters,
                 ms(query),
+                ms(n.query_p99),
                 ms(wait),
+                ms(n.wait_p99),
                 n.error_rate * 100.0,
+                errors(|n| n.node_errors),
+                errors(|n| n.caller_errors),
                 shed,
-                ms(n.lag)
+                ms(n.lag),
+                ms(n.probe_round_trip)
             );
             rows += 1;
         }
