@@ -31,6 +31,7 @@
 //! | `seawall_node_up` | gauge | `node` | 1 while the health monitor counts the node up, 0 while down (sampled by the flight recorder) |
 //! | `seawall_node_fenced` | gauge | `node` | 1 while the node is fenced (split brain, stale timeline, not the named leader), else 0 (sampled by the flight recorder) |
 //! | `seawall_replication_lag_seconds` | gauge | `node` | a node's replication lag from its last probe, 0 for the primary, absent while unknown (sampled by the flight recorder) |
+//! | `seawall_incident_open` | gauge | `node`, `verdict`, `layer` | 1 while the [diagnosis](crate::diagnosis) has an incident open with that verdict (`saturated`, `unreachable`, ... as [`Finding::name`](crate::diagnosis::Finding::name)) on that node (`application` for the application as a whole), blaming that layer (`database`, `replication`, `application`); 0 once it closed |
 //! | `seawall_query_seconds` | histogram | `node` | time callers held a connection of the node through the cluster: the work's own time, waits excluded |
 //! | `seawall_breaker_transitions_total` | counter | `node`, `to` | breaker state changes, by new state (`closed`, `open`, `half_open`) |
 //! | `seawall_breaker_rejected_total` | counter | `node`, `state` | calls refused by an open or full half-open breaker, by its state |

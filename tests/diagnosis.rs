@@ -410,3 +410,67 @@ async fn statements_failing_on_their_own_blame_the_application() {
         .to_string()
         .starts_with("statements failing with their own errors"));
 }
+
+/// An open incident is a gauge alerts can match on (`seawall_incident_open{node,verdict,layer}`,
+/// the `SeawallIncident` rule): 1 while the primary is unreachable, 0 once it is back.
+#[test]
+fn an_open_incident_is_a_gauge_naming_node_verdict_and_layer() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let gauge = move || -> Vec<(Vec<(String, String)>, f64)> {
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter_map(|(key, _, _, value)| {
+                let key = key.key();
+                if key.name() != "seawall_incident_open" {
+                    return None;
+                }
+                let labels = key
+                    .labels()
+                    .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                    .collect();
+                match value {
+                    DebugValue::Gauge(v) => Some((labels, v.into_inner())),
+                    _ => None,
+                }
+            })
+            .collect()
+    };
+    let (during, after) = metrics::with_local_recorder(&recorder, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap()
+            .block_on(async {
+                let bed = bed(4, 4, |b| b);
+                let primary = bed.primary.clone();
+                tokio::spawn(async move {
+                    sleep(ms(20_000)).await;
+                    primary.set_down(true);
+                    sleep(ms(15_000)).await;
+                    primary.set_down(false);
+                });
+                drive(&bed, Duration::from_secs(30), 0.3, 21, |_| NORMAL).await;
+                let during = gauge();
+                drive(&bed, Duration::from_secs(30), 0.3, 22, |_| NORMAL).await;
+                (during, gauge())
+            })
+    });
+    let expected = vec![
+        ("node".to_owned(), "primary".to_owned()),
+        ("verdict".to_owned(), "unreachable".to_owned()),
+        ("layer".to_owned(), "database".to_owned()),
+    ];
+    let value = |series: &[(Vec<(String, String)>, f64)]| {
+        series
+            .iter()
+            .find(|(labels, _)| *labels == expected)
+            .map(|(_, v)| *v)
+    };
+    assert_eq!(value(&during), Some(1.0), "{during:?}");
+    assert_eq!(value(&after), Some(0.0), "{after:?}");
+}

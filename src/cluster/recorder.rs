@@ -136,6 +136,7 @@ pub(crate) async fn run<C: Connector>(cluster: Weak<Shared<C>>) {
         let changes = recorder.diagnoser.lock().observe(&recording);
         recorder.push(recording);
         for incident in changes.opened {
+            incident_gauge(&incident, 1.0);
             shared.emit(ClusterEvent::IncidentOpened(incident));
         }
         for incident in changes.closed {
@@ -150,6 +151,7 @@ pub(crate) async fn run<C: Connector>(cluster: Weak<Shared<C>>) {
                     tracing::warn!(%error, dir = %dir.display(), "could not write the incident report");
                 }
             }
+            incident_gauge(&incident, 0.0);
             shared.emit(ClusterEvent::IncidentClosed(incident));
         }
     }
@@ -242,6 +244,22 @@ impl Interval {
             query_p99,
         }
     }
+}
+
+/// `seawall_incident_open{node,verdict,layer}`: 1 while an incident with that verdict is open.
+fn incident_gauge(incident: &crate::diagnosis::Incident, value: f64) {
+    let verdict = &incident.opened_with;
+    let node = verdict
+        .node
+        .as_deref()
+        .map_or_else(|| "application".to_owned(), str::to_owned);
+    metrics::gauge!(
+        "seawall_incident_open",
+        "node" => node,
+        "verdict" => verdict.finding.name(),
+        "layer" => verdict.layer().name()
+    )
+    .set(value);
 }
 
 /// The node gauges the recorder samples (see [`crate::metrics`]).
