@@ -12,6 +12,10 @@
 //! criterion groups the bench runs the pools interleaved round by round (A B C A B C …) and
 //! prints the median of the per-round time ratios:
 //! `ratio <scenario> seawall/deadpool=<x> seawall/bb8=<y>` (lower is better for seawall).
+//!
+//! `SEAWALL_BENCH_QUICK=1` skips criterion and runs 5 interleaved rounds instead of 21;
+//! `SEAWALL_BENCH_ROUNDS=<n>` sets the number of rounds and `SEAWALL_BENCH_SCENARIO=<name>` runs
+//! only the scenarios whose name contains it (for comparing builds on a noisy machine).
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -330,9 +334,11 @@ fn interleaved(
 }
 
 /// `SEAWALL_BENCH_PROFILE=<pool>:<scenario>` runs only that pair for a few seconds, for a
-/// profiler (`perf record`) to look at one pool at a time.
+/// profiler (`perf record`) to look at one pool at a time (`contended-oversubscribed` starts
+/// the busy threads too).
 fn profile(spec: &str) {
     let (name, scenario) = spec.split_once(':').expect("<pool>:<scenario>");
+    let _busy = (scenario == "contended-oversubscribed").then(|| Oversubscribed::start(0x5EA_3A11));
     let (rt, size, run): (Runtime, usize, Scenario) = match scenario {
         "uncontended" => (single_thread(), UNCONTENDED_POOL, run_uncontended),
         // Every task has its own connection: the scheduling floor of the contended loop.
@@ -348,7 +354,7 @@ fn profile(spec: &str) {
         n += 64_000;
     }
     println!(
-        "profile {name} {scenario}: {:.1} ns/acquire",
+        "profile {name} {scenario}: {:.1} ns/acquire, {n} acquisitions",
         spent.as_nanos() as f64 / n as f64
     );
 }
@@ -363,31 +369,41 @@ fn main() {
         criterion_groups(&mut c);
         c.final_summary();
     }
-    let rounds = if quick { 5 } else { 21 };
-    interleaved(
-        "uncontended",
-        &single_thread(),
-        UNCONTENDED_POOL,
-        rounds,
-        200_000,
-        run_uncontended,
-    );
-    interleaved(
-        "contended",
-        &two_workers(),
-        CONTENDED_POOL,
-        rounds,
-        64_000,
-        run_contended,
-    );
-    let busy = Oversubscribed::start(0x5EA_3A11);
-    interleaved(
-        "contended-oversubscribed",
-        &two_workers(),
-        CONTENDED_POOL,
-        rounds,
-        64_000,
-        run_contended,
-    );
-    drop(busy);
+    let rounds = std::env::var("SEAWALL_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(if quick { 5 } else { 21 });
+    let only = std::env::var("SEAWALL_BENCH_SCENARIO").unwrap_or_default();
+    if "uncontended".contains(&only) {
+        interleaved(
+            "uncontended",
+            &single_thread(),
+            UNCONTENDED_POOL,
+            rounds,
+            200_000,
+            run_uncontended,
+        );
+    }
+    if "contended".contains(&only) {
+        interleaved(
+            "contended",
+            &two_workers(),
+            CONTENDED_POOL,
+            rounds,
+            64_000,
+            run_contended,
+        );
+    }
+    if "contended-oversubscribed".contains(&only) {
+        let busy = Oversubscribed::start(0x5EA_3A11);
+        interleaved(
+            "contended-oversubscribed",
+            &two_workers(),
+            CONTENDED_POOL,
+            rounds,
+            64_000,
+            run_contended,
+        );
+        drop(busy);
+    }
 }
