@@ -177,3 +177,110 @@ async fn close_leaves_no_session_on_any_server() {
     let e = sqlx::query("SELECT 1").execute(&cluster).await.unwrap_err();
     assert!(matches!(cause(&e), Some(Error::Closed { .. })), "{e:?}");
 }
+
+/// A wrapped `PgPool` takes its password from the provider too (sqlx's own pool cannot rotate
+/// one): with scram authentication on, a rotation plus the old sessions killed costs a few
+/// failed statements at most, and every connection after it uses the new password.
+#[tokio::test]
+async fn a_wrapped_pool_rotates_its_password_without_a_restart() {
+    use seawall::sqlx::PgPoolConnector;
+    let bed = PgCluster::start(0).expect("start the PostgreSQL test bed");
+    bed.query(0, "CREATE ROLE rotating LOGIN PASSWORD 'v1'")
+        .unwrap();
+    let hba = bed.data_dir(0).unwrap().join("pg_hba.conf");
+    let rules = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(
+        &hba,
+        format!("host all rotating 127.0.0.1/32 scram-sha-256\n{rules}"),
+    )
+    .unwrap();
+    bed.query(0, "SELECT pg_reload_conf()").unwrap();
+    let url = format!(
+        "postgres://rotating:stale@127.0.0.1:{}/postgres",
+        bed.port(0).unwrap()
+    );
+    let pg = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect_lazy(&url)
+        .unwrap();
+    // The password is checked: the URL's own is refused.
+    let refused = sqlx::query("SELECT 1").execute(&pg).await.unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("password authentication failed"),
+        "{refused}"
+    );
+
+    let current = Arc::new(parking_lot::Mutex::new("v1".to_owned()));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let connector = PgPoolConnector::new(pg).password_provider({
+        let (current, calls) = (current.clone(), calls.clone());
+        move || {
+            let password = current.lock().clone();
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move { Ok(password) }
+        }
+    });
+    let cluster = Cluster::builder()
+        .primary(
+            "primary",
+            Pool::builder(connector)
+                .name("primary")
+                .max_size(2)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        sqlx::query("SELECT 1").execute(&cluster).await.unwrap();
+    }
+    let before = calls.load(Ordering::SeqCst);
+    assert!(before >= 1, "the provider was never asked");
+
+    // Rotate, and end every session that logged in with the old password.
+    bed.query(0, "ALTER ROLE rotating PASSWORD 'v2'").unwrap();
+    *current.lock() = "v2".to_owned();
+    bed.query(
+        0,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'rotating'",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut failed = 0;
+    let mut ok = 0;
+    while ok < 10 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no statement succeeded after the rotation ({failed} failed)"
+        );
+        match sqlx::query("SELECT 1").execute(&cluster).await {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                failed += 1;
+                assert!(
+                    !e.to_string().contains("password authentication failed"),
+                    "a connect used the old password: {e}"
+                );
+            }
+        }
+    }
+    println!("after the rotation: {failed} statements failed on killed sessions, then {ok} ok");
+    assert!(failed <= 2, "{failed}");
+    assert!(
+        calls.load(Ordering::SeqCst) > before,
+        "no new connect asked"
+    );
+    let sessions: usize = bed
+        .query(
+            0,
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = 'rotating'",
+        )
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(sessions >= 1, "the new sessions are the rotated role's");
+    cluster.close().await;
+}

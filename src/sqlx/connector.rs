@@ -52,7 +52,7 @@ pub struct PgConnector {
 }
 
 /// Gives the password for each new connection.
-type PasswordProvider = Arc<
+pub(super) type PasswordProvider = Arc<
     dyn Fn() -> futures_core::future::BoxFuture<'static, Result<String, ::sqlx::error::BoxDynError>>
         + Send
         + Sync,
@@ -158,6 +158,12 @@ impl PgConnector {
     {
         self.password = Some(Arc::new(move || Box::pin(provider())));
         self
+    }
+
+    /// Remembers the password a connect made elsewhere used (a wrapped pool's), for the cancel
+    /// connection.
+    pub(super) fn remember_password(&self, password: String) {
+        *self.last_password.lock() = Some(password);
     }
 
     /// The connect options (hold the password: print them with care, their `Debug` shows it).

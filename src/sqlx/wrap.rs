@@ -64,6 +64,7 @@ use crate::pool::{Builder, Pool};
 use crate::session::SessionState;
 use crate::Cluster;
 
+use super::connector::PasswordProvider;
 use super::{PgConnector, SessionReset};
 
 /// A [`Connector`] over an existing `sqlx::PgPool`: each seawall connection is a
@@ -73,13 +74,62 @@ pub struct PgPoolConnector {
     pool: PgPool,
     // The same policies as a direct connection: error classes, probe, reset.
     direct: PgConnector,
+    password: Option<PasswordProvider>,
 }
 
 impl PgPoolConnector {
     /// Wraps `pool`; sessions are reset on every return ([`SessionReset::Always`]).
     pub fn new(pool: PgPool) -> Self {
         let direct = PgConnector::new((*pool.connect_options()).clone());
-        PgPoolConnector { pool, direct }
+        PgPoolConnector {
+            pool,
+            direct,
+            password: None,
+        }
+    }
+
+    /// Asks `provider` for the password before every seawall connect (an acquire from the
+    /// wrapped pool) and every probe connect, and sets it on the wrapped pool's connect options
+    /// (`PgPool::set_connect_options`), so the connections sqlx opens from then on use it: a
+    /// rotated password or an expiring cloud IAM token never needs a restart, as with
+    /// [`PgConnector::password_provider`]. An acquire the sqlx pool serves from its idle
+    /// connections asks too (seawall connects are rare: it keeps what it gets). A provider that
+    /// fails fails that connect, which the pool counts and retries like any failed connect.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use seawall::pool::Pool;
+    /// use seawall::sqlx::PgPoolConnector;
+    /// use sqlx::postgres::PgPoolOptions;
+    ///
+    /// let pg = PgPoolOptions::new().max_connections(16).connect_lazy("postgres://app@db-1/shop")?;
+    /// let connector = PgPoolConnector::new(pg).password_provider(|| async {
+    ///     Ok(std::fs::read_to_string("/run/secrets/db-password")?.trim().to_owned())
+    /// });
+    /// let pool = Pool::builder(connector).name("primary").max_size(16).build()?;
+    /// # let _ = pool; Ok(()) }
+    /// ```
+    pub fn password_provider<F, Fut>(mut self, provider: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<String, ::sqlx::error::BoxDynError>>
+            + Send
+            + 'static,
+    {
+        self.password = Some(Arc::new(move || Box::pin(provider())));
+        self
+    }
+
+    /// With a provider: its password on the wrapped pool's connect options (and for cancels).
+    async fn refresh_password(&self) -> Result<(), ::sqlx::Error> {
+        let Some(provider) = &self.password else {
+            return Ok(());
+        };
+        let password = provider().await.map_err(::sqlx::Error::Configuration)?;
+        let options = (*self.pool.connect_options()).clone().password(&password);
+        self.pool.set_connect_options(options);
+        self.direct.remember_password(password);
+        Ok(())
     }
 
     /// Sets when returned sessions are reset (default [`SessionReset::Always`]).
@@ -112,6 +162,7 @@ impl fmt::Debug for PgPoolConnector {
         f.debug_struct("PgPoolConnector")
             .field("max_connections", &self.max_connections())
             .field("connects_like", &self.direct)
+            .field("password_provider", &self.password.is_some())
             .finish()
     }
 }
@@ -176,12 +227,14 @@ impl Connector for PgPoolConnector {
 
     /// Acquires from the wrapped pool (within its own `acquire_timeout`).
     async fn connect(&self) -> Result<PgPoolConnection, ::sqlx::Error> {
+        self.refresh_password().await?;
         Ok(PgPoolConnection(Lent::Pooled(self.pool.acquire().await?)))
     }
 
     /// Connects directly with the wrapped pool's connect options, outside its
     /// `max_connections`: the probe must not wait for the pool it judges.
     async fn connect_probe(&self) -> Result<PgPoolConnection, ::sqlx::Error> {
+        self.refresh_password().await?;
         let options = self.pool.connect_options();
         Ok(PgPoolConnection(Lent::Own(
             PgConnection::connect_with(&options).await?,
