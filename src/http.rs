@@ -86,16 +86,32 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let ask = async {
-        let response = client.request(request).await.map_err(|e| e.to_string())?;
+        let response = client.request(request).await.map_err(|e| with_causes(&e))?;
         let status = response.status();
         let body = Limited::new(response.into_body(), max)
             .collect()
             .await
-            .map_err(|e| format!("reading the answer: {e}"))?
+            .map_err(|e| format!("reading the answer: {}", with_causes(&*e)))?
             .to_bytes();
         Ok((status, body))
     };
     tokio::time::timeout(timeout, ask)
         .await
         .map_err(|_| format!("no answer within {timeout:?}"))?
+}
+
+/// An error with its chain of causes (hyper's own says only "client error (SendRequest)"; the
+/// reason, such as a connection reset, is in its source).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

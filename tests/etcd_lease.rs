@@ -181,6 +181,13 @@ async fn an_unreachable_or_garbled_store_is_a_typed_error() {
                         tokio::time::sleep(Duration::from_secs(30)).await; // hangs
                     }
                     let _ = socket.write_all(reply.as_bytes()).await;
+                    // Read what the client still sends (a body after the headers) before
+                    // closing: closing with unread data resets the connection, and the client
+                    // would see the reset instead of the answer under test.
+                    let _ = socket.shutdown().await;
+                    let drain =
+                        async { while matches!(socket.read(&mut buf).await, Ok(n) if n > 0) {} };
+                    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
                 });
             }
         });
