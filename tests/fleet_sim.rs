@@ -96,13 +96,18 @@ async fn every_instance_names_the_primary_as_the_surge_unfolds() {
         println!("{summary}");
         assert!(
             summary
+                .incident
                 .detected_after
                 .is_some_and(|d| d <= Duration::from_secs(3)),
             "{summary}"
         );
-        assert_eq!(summary.culprit.as_deref(), Some("primary"), "{summary}");
-        assert_eq!(summary.layer, Some(Layer::Database), "{summary}");
-        assert_eq!(summary.false_alarms, 0, "{summary}");
+        assert_eq!(
+            summary.incident.culprit.as_deref(),
+            Some("primary"),
+            "{summary}"
+        );
+        assert_eq!(summary.incident.layer, Some(Layer::Database), "{summary}");
+        assert_eq!(summary.incident.false_alarms, 0, "{summary}");
         assert!(
             summary.instances_detecting * 10 >= summary.instances * 9,
             "{summary}"

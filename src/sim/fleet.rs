@@ -35,12 +35,11 @@ use tokio::time::Instant;
 
 use parking_lot::Mutex;
 
-use super::outage::IncidentStep;
+use super::outage::{IncidentStep, IncidentSummary};
 use super::usl::Usl;
 use super::workload::{self, Kind, Outcome, Phase, Recording, Request, Summary, Workload};
 use super::{ServiceTime, SimBackend, SimConnector};
 use crate::cluster::{AcquireOptions, Cluster, LimiterKind};
-use crate::diagnosis::Layer;
 use crate::failover::ClusterEvent;
 use crate::pool::Pool;
 use crate::{ConfigError, Error};
@@ -239,42 +238,31 @@ pub struct FleetIncident {
 }
 
 /// How the fleet's diagnosis did in one set-up ([`FleetReport::incident_summary`]). `Display`
-/// prints `fleet incident setup=… detected_after_ms=… instances=k/n culprit=… layer=…
+/// prints `fleet incident setup=… instances=k/n detected_after_ms=… culprit=… layer=…
 /// false_alarms=…`.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct FleetIncidentSummary {
     /// The set-up.
     pub setup: &'static str,
-    /// From the surge's start to the first instance's first verdict.
-    pub detected_after: Option<Duration>,
     /// Instances that opened an incident during the surge.
     pub instances_detecting: usize,
     /// Instances in the fleet.
     pub instances: usize,
-    /// The node the first verdict blamed.
-    pub culprit: Option<String>,
-    /// The layer it blamed.
-    pub layer: Option<Layer>,
-    /// Incidents opened before the surge, over every instance.
-    pub false_alarms: usize,
+    /// The first verdict of any instance after the surge started (when, whom, which layer), and
+    /// the incidents opened before it over every instance (false alarms).
+    pub incident: IncidentSummary,
 }
 
 impl fmt::Display for FleetIncidentSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let none = || "none".to_owned();
         write!(
             f,
-            "fleet incident setup={} detected_after_ms={} instances={}/{} culprit={} layer={} \
-             false_alarms={}",
+            "fleet incident setup={} instances={}/{} {}",
             self.setup,
-            self.detected_after
-                .map_or_else(none, |d| d.as_millis().to_string()),
             self.instances_detecting,
             self.instances,
-            self.culprit.clone().unwrap_or_else(none),
-            self.layer.map_or_else(none, |l| l.to_string()),
-            self.false_alarms
+            self.incident.fields()
         )
     }
 }
@@ -379,12 +367,15 @@ impl FleetReport {
         detecting.dedup();
         Some(FleetIncidentSummary {
             setup: setup.name,
-            detected_after: first.map(|i| i.step.at - surge),
             instances_detecting: detecting.len(),
             instances: setup.instances.len(),
-            culprit: first.and_then(|i| i.step.incident.verdict.node.as_deref().map(str::to_owned)),
-            layer: first.map(|i| i.step.incident.verdict.layer()),
-            false_alarms: opened().filter(|i| i.step.at < surge).count(),
+            incident: IncidentSummary {
+                detected_after: first.map(|i| i.step.at - surge),
+                culprit: first
+                    .and_then(|i| i.step.incident.verdict.node.as_deref().map(str::to_owned)),
+                layer: first.map(|i| i.step.incident.verdict.layer()),
+                false_alarms: opened().filter(|i| i.step.at < surge).count(),
+            },
         })
     }
 

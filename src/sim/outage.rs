@@ -252,18 +252,24 @@ pub struct IncidentSummary {
     pub false_alarms: usize,
 }
 
-impl fmt::Display for IncidentSummary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl IncidentSummary {
+    /// `detected_after_ms=… culprit=… layer=… false_alarms=…`, `none` for what is unknown.
+    pub(crate) fn fields(&self) -> String {
         let none = || "none".to_owned();
-        write!(
-            f,
-            "incident detected_after_ms={} culprit={} layer={} false_alarms={}",
+        format!(
+            "detected_after_ms={} culprit={} layer={} false_alarms={}",
             self.detected_after
                 .map_or_else(none, |d| d.as_millis().to_string()),
             self.culprit.clone().unwrap_or_else(none),
             self.layer.map_or_else(none, |l| l.to_string()),
             self.false_alarms
         )
+    }
+}
+
+impl fmt::Display for IncidentSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "incident {}", self.fields())
     }
 }
 

@@ -52,7 +52,7 @@ pub struct PgConnector {
 }
 
 /// Gives the password for each new connection.
-pub(super) type PasswordProvider = Arc<
+type PasswordProvider = Arc<
     dyn Fn() -> futures_core::future::BoxFuture<'static, Result<String, ::sqlx::error::BoxDynError>>
         + Send
         + Sync,
@@ -158,6 +158,11 @@ impl PgConnector {
     {
         self.password = Some(Arc::new(move || Box::pin(provider())));
         self
+    }
+
+    /// Its password provider, if any (a wrapped pool asks it too).
+    pub(super) fn provider(&self) -> Option<&PasswordProvider> {
+        self.password.as_ref()
     }
 
     /// Remembers the password a connect made elsewhere used (a wrapped pool's), for the cancel

@@ -64,7 +64,6 @@ use crate::pool::{Builder, Pool};
 use crate::session::SessionState;
 use crate::Cluster;
 
-use super::connector::PasswordProvider;
 use super::{PgConnector, SessionReset};
 
 /// A [`Connector`] over an existing `sqlx::PgPool`: each seawall connection is a
@@ -74,18 +73,13 @@ pub struct PgPoolConnector {
     pool: PgPool,
     // The same policies as a direct connection: error classes, probe, reset.
     direct: PgConnector,
-    password: Option<PasswordProvider>,
 }
 
 impl PgPoolConnector {
     /// Wraps `pool`; sessions are reset on every return ([`SessionReset::Always`]).
     pub fn new(pool: PgPool) -> Self {
         let direct = PgConnector::new((*pool.connect_options()).clone());
-        PgPoolConnector {
-            pool,
-            direct,
-            password: None,
-        }
+        PgPoolConnector { pool, direct }
     }
 
     /// Asks `provider` for the password before every seawall connect (an acquire from the
@@ -116,13 +110,14 @@ impl PgPoolConnector {
             + Send
             + 'static,
     {
-        self.password = Some(Arc::new(move || Box::pin(provider())));
+        // Kept by the direct connector, which uses it for cancel connections too.
+        self.direct = self.direct.password_provider(provider);
         self
     }
 
     /// With a provider: its password on the wrapped pool's connect options (and for cancels).
     async fn refresh_password(&self) -> Result<(), ::sqlx::Error> {
-        let Some(provider) = &self.password else {
+        let Some(provider) = self.direct.provider() else {
             return Ok(());
         };
         let password = provider().await.map_err(::sqlx::Error::Configuration)?;
@@ -162,7 +157,6 @@ impl fmt::Debug for PgPoolConnector {
         f.debug_struct("PgPoolConnector")
             .field("max_connections", &self.max_connections())
             .field("connects_like", &self.direct)
-            .field("password_provider", &self.password.is_some())
             .finish()
     }
 }
