@@ -32,16 +32,7 @@ async fn each_error_names_its_root_cause() {
 
     // 1. A wrong password on the primary: the write's error names the node and the server's
     //    refusal, not only "no primary".
-    pg.query(0, "CREATE ROLE app LOGIN PASSWORD 'right'")
-        .unwrap();
-    let hba = pg.data_dir(0).unwrap().join("pg_hba.conf");
-    let rules = std::fs::read_to_string(&hba).unwrap();
-    std::fs::write(
-        &hba,
-        format!("host all app 127.0.0.1/32 scram-sha-256\n{rules}"),
-    )
-    .unwrap();
-    pg.query(0, "SELECT pg_reload_conf()").unwrap();
+    pg.add_password_role(0, "app", "right").unwrap();
     let wrong = format!("postgres://app:wrong@127.0.0.1:{}/postgres", port(0));
     let cluster = Cluster::builder()
         .primary("primary", pool("primary", &wrong, 2))

@@ -185,16 +185,7 @@ async fn close_leaves_no_session_on_any_server() {
 async fn a_wrapped_pool_rotates_its_password_without_a_restart() {
     use seawall::sqlx::PgPoolConnector;
     let bed = PgCluster::start(0).expect("start the PostgreSQL test bed");
-    bed.query(0, "CREATE ROLE rotating LOGIN PASSWORD 'v1'")
-        .unwrap();
-    let hba = bed.data_dir(0).unwrap().join("pg_hba.conf");
-    let rules = std::fs::read_to_string(&hba).unwrap();
-    std::fs::write(
-        &hba,
-        format!("host all rotating 127.0.0.1/32 scram-sha-256\n{rules}"),
-    )
-    .unwrap();
-    bed.query(0, "SELECT pg_reload_conf()").unwrap();
+    bed.add_password_role(0, "rotating", "v1").unwrap();
     let url = format!(
         "postgres://rotating:stale@127.0.0.1:{}/postgres",
         bed.port(0).unwrap()

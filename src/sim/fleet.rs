@@ -35,12 +35,11 @@ use tokio::time::Instant;
 
 use parking_lot::Mutex;
 
-use super::outage::{IncidentStep, IncidentSummary};
+use super::outage::{listen_incidents, IncidentStep, IncidentSummary};
 use super::usl::Usl;
 use super::workload::{self, Kind, Outcome, Phase, Recording, Request, Summary, Workload};
 use super::{ServiceTime, SimBackend, SimConnector};
 use crate::cluster::{AcquireOptions, Cluster, LimiterKind};
-use crate::failover::ClusterEvent;
 use crate::pool::Pool;
 use crate::{ConfigError, Error};
 
@@ -609,7 +608,12 @@ pub async fn run_setup(
         .iter()
         .enumerate()
         .filter_map(|(i, instance)| match instance {
-            Instance::Cluster(cluster) => Some(listen(i, cluster, started, incidents.clone())),
+            Instance::Cluster(cluster) => {
+                let incidents = incidents.clone();
+                Some(listen_incidents(cluster, started, move |step| {
+                    incidents.lock().push(FleetIncident { instance: i, step })
+                }))
+            }
             Instance::Pool(_) => None,
         })
         .collect();
@@ -652,33 +656,6 @@ pub async fn run_setup(
         refused_connects: primary.stats().refused_connects,
         peak_connections,
         incidents,
-    })
-}
-
-/// Collects instance `i`'s incidents as its diagnosis opens and closes them.
-fn listen(
-    i: usize,
-    cluster: &Cluster<SimConnector>,
-    started: Instant,
-    into: Arc<Mutex<Vec<FleetIncident>>>,
-) -> tokio::task::JoinHandle<()> {
-    let mut events = cluster.subscribe();
-    tokio::spawn(async move {
-        while let Ok(event) = events.recv().await {
-            let (opened, incident) = match event {
-                ClusterEvent::IncidentOpened(incident) => (true, incident),
-                ClusterEvent::IncidentClosed(incident) => (false, incident),
-                _ => continue,
-            };
-            into.lock().push(FleetIncident {
-                instance: i,
-                step: IncidentStep {
-                    at: started.elapsed(),
-                    opened,
-                    incident,
-                },
-            });
-        }
     })
 }
 

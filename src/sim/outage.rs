@@ -273,6 +273,30 @@ impl fmt::Display for IncidentSummary {
     }
 }
 
+/// Hands `cluster`'s incidents to `on_step` as its diagnosis opens and closes them, timed from
+/// `started`, until the cluster is gone or the task aborted.
+pub(crate) fn listen_incidents(
+    cluster: &Cluster<SimConnector>,
+    started: Instant,
+    mut on_step: impl FnMut(IncidentStep) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let mut events = cluster.subscribe();
+    tokio::spawn(async move {
+        while let Ok(event) = events.recv().await {
+            let (opened, incident) = match event {
+                ClusterEvent::IncidentOpened(incident) => (true, incident),
+                ClusterEvent::IncidentClosed(incident) => (false, incident),
+                _ => continue,
+            };
+            on_step(IncidentStep {
+                at: started.elapsed(),
+                opened,
+                incident,
+            });
+        }
+    })
+}
+
 /// An incident opened or closed during a run, with when (since the run's start).
 #[derive(Debug, Clone)]
 pub struct IncidentStep {
@@ -711,22 +735,9 @@ async fn run_seawall(config: &OutageConfig, arrivals: &[workload::Arrival]) -> S
     let shed_reasons = Arc::new(Mutex::new(BTreeMap::new()));
     let incidents = Arc::new(Mutex::new(Vec::new()));
     let listener = {
-        let mut events = cluster.subscribe();
         let incidents = incidents.clone();
-        let started = Instant::now();
-        tokio::spawn(async move {
-            while let Ok(event) = events.recv().await {
-                let (opened, incident) = match event {
-                    ClusterEvent::IncidentOpened(i) => (true, i),
-                    ClusterEvent::IncidentClosed(i) => (false, i),
-                    _ => continue,
-                };
-                incidents.lock().push(IncidentStep {
-                    at: started.elapsed(),
-                    opened,
-                    incident,
-                });
-            }
+        listen_incidents(&cluster, Instant::now(), move |step| {
+            incidents.lock().push(step)
         })
     };
     let recording = workload::run(arrivals, config.client_deadline, |request| {

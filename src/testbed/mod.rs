@@ -322,6 +322,30 @@ impl PgCluster {
         Ok(&self.node(i)?.data)
     }
 
+    /// Creates login role `role` with `password` on node `i`, whose connections over TCP must
+    /// then give that password (scram-sha-256; every other user keeps trust authentication).
+    pub fn add_password_role(
+        &self,
+        i: usize,
+        role: &str,
+        password: &str,
+    ) -> Result<(), TestbedError> {
+        self.query(
+            i,
+            &format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"),
+        )?;
+        let hba = self.data_dir(i)?.join("pg_hba.conf");
+        let rules =
+            std::fs::read_to_string(&hba).map_err(|e| TestbedError::io("read pg_hba.conf", e))?;
+        std::fs::write(
+            &hba,
+            format!("host all {role} 127.0.0.1/32 scram-sha-256\n{rules}"),
+        )
+        .map_err(|e| TestbedError::io("write pg_hba.conf", e))?;
+        self.query(i, "SELECT pg_reload_conf()")?;
+        Ok(())
+    }
+
     /// The server log of node `i`.
     pub fn log_path(&self, i: usize) -> Result<&Path, TestbedError> {
         Ok(&self.node(i)?.log)
