@@ -13,6 +13,9 @@
 //! prints the median of the per-round time ratios:
 //! `ratio <scenario> seawall/deadpool=<x> seawall/bb8=<y>` (lower is better for seawall).
 //!
+//! Beside them runs a deadpool that bounds its waits as seawall and bb8 do (its default waits
+//! forever, with no timer), printed as `peer <scenario> seawall/deadpool-wait-timeout=<z>`.
+//!
 //! `SEAWALL_BENCH_QUICK=1` skips criterion and runs 5 interleaved rounds instead of 21;
 //! `SEAWALL_BENCH_ROUNDS=<n>` sets the number of rounds and `SEAWALL_BENCH_SCENARIO=<name>` runs
 //! only the scenarios whose name contains it (for comparing builds on a noisy machine).
@@ -91,6 +94,12 @@ enum AnyPool {
 
 const NAMES: [&str; 3] = ["seawall", "deadpool", "bb8"];
 
+/// deadpool as configured by default waits forever, without a timer; seawall (and bb8) bound
+/// every wait (30 s by default). This deadpool bounds its waits the same way
+/// (`wait_timeout(30 s)`): it runs in the interleaved rounds beside the others, for the
+/// `peer` line, so the cost of a bounded wait is visible apart from the pool's own.
+const DEADPOOL_WAIT_TIMEOUT: &str = "deadpool-wait-timeout";
+
 impl AnyPool {
     async fn new(which: &str, size: usize) -> AnyPool {
         let pool = match which {
@@ -103,6 +112,14 @@ impl AnyPool {
             "deadpool" => AnyPool::Deadpool(
                 deadpool::managed::Pool::builder(DeadpoolManager)
                     .max_size(size)
+                    .build()
+                    .unwrap(),
+            ),
+            DEADPOOL_WAIT_TIMEOUT => AnyPool::Deadpool(
+                deadpool::managed::Pool::builder(DeadpoolManager)
+                    .max_size(size)
+                    .wait_timeout(Some(Duration::from_secs(30)))
+                    .runtime(deadpool::Runtime::Tokio1)
                     .build()
                     .unwrap(),
             ),
@@ -301,13 +318,15 @@ fn interleaved(
 ) {
     let pools: Vec<AnyPool> = NAMES
         .iter()
+        .chain(&[DEADPOOL_WAIT_TIMEOUT])
         .map(|n| rt.block_on(AnyPool::new(n, pool_size)))
         .collect();
     for p in &pools {
         run(rt, p, iters / 4); // warm-up
     }
-    let mut per_op: Vec<Vec<f64>> = vec![Vec::new(); NAMES.len()];
+    let mut per_op: Vec<Vec<f64>> = vec![Vec::new(); pools.len()];
     let mut vs_deadpool = Vec::new();
+    let mut vs_deadpool_wait = Vec::new();
     let mut vs_bb8 = Vec::new();
     for _ in 0..rounds {
         let t: Vec<f64> = pools
@@ -316,11 +335,12 @@ fn interleaved(
             .collect();
         vs_deadpool.push(t[0] / t[1]);
         vs_bb8.push(t[0] / t[2]);
+        vs_deadpool_wait.push(t[0] / t[3]);
         for (i, x) in t.into_iter().enumerate() {
             per_op[i].push(x);
         }
     }
-    for (name, times) in NAMES.iter().zip(per_op) {
+    for (name, times) in NAMES.iter().chain(&[DEADPOOL_WAIT_TIMEOUT]).zip(per_op) {
         println!(
             "interleaved {scenario} {name}: median {:.1} ns/acquire over {rounds} rounds",
             median(times)
@@ -330,6 +350,10 @@ fn interleaved(
         "ratio {scenario} seawall/deadpool={:.3} seawall/bb8={:.3}",
         median(vs_deadpool),
         median(vs_bb8)
+    );
+    println!(
+        "peer {scenario} seawall/{DEADPOOL_WAIT_TIMEOUT}={:.3}",
+        median(vs_deadpool_wait)
     );
 }
 
