@@ -2,6 +2,8 @@
 //! none over ten simulated minutes of normal, noisy load, and the incident report's timeline
 //! against the truth. Paused clock: minutes of traffic take seconds.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -419,46 +421,29 @@ fn an_open_incident_is_a_gauge_naming_node_verdict_and_layer() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let gauge = move || -> Vec<(Vec<(String, String)>, f64)> {
-        snapshotter
-            .snapshot()
-            .into_vec()
+        common::metric_samples(&snapshotter, "seawall_incident_open")
             .into_iter()
-            .filter_map(|(key, _, _, value)| {
-                let key = key.key();
-                if key.name() != "seawall_incident_open" {
-                    return None;
-                }
-                let labels = key
-                    .labels()
-                    .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                    .collect();
-                match value {
-                    DebugValue::Gauge(v) => Some((labels, v.into_inner())),
-                    _ => None,
-                }
+            .filter_map(|(labels, value)| match value {
+                DebugValue::Gauge(v) => Some((labels, v.into_inner())),
+                _ => None,
             })
             .collect()
     };
     let (during, after) = metrics::with_local_recorder(&recorder, || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap()
-            .block_on(async {
-                let bed = bed(4, 4, |b| b);
-                let primary = bed.primary.clone();
-                tokio::spawn(async move {
-                    sleep(ms(20_000)).await;
-                    primary.set_down(true);
-                    sleep(ms(15_000)).await;
-                    primary.set_down(false);
-                });
-                drive(&bed, Duration::from_secs(30), 0.3, 21, |_| NORMAL).await;
-                let during = gauge();
-                drive(&bed, Duration::from_secs(30), 0.3, 22, |_| NORMAL).await;
-                (during, gauge())
-            })
+        common::paused_runtime().block_on(async {
+            let bed = bed(4, 4, |b| b);
+            let primary = bed.primary.clone();
+            tokio::spawn(async move {
+                sleep(ms(20_000)).await;
+                primary.set_down(true);
+                sleep(ms(15_000)).await;
+                primary.set_down(false);
+            });
+            drive(&bed, Duration::from_secs(30), 0.3, 21, |_| NORMAL).await;
+            let during = gauge();
+            drive(&bed, Duration::from_secs(30), 0.3, 22, |_| NORMAL).await;
+            (during, gauge())
+        })
     });
     let expected = vec![
         ("node".to_owned(), "primary".to_owned()),

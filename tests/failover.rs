@@ -4,6 +4,8 @@
 //! (when it may start, which replica wins, single flight). Every figure is simulated time, so
 //! the runs are deterministic.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -707,46 +709,31 @@ fn events_are_counted_as_metrics() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let seen = metrics::with_local_recorder(&recorder, || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap()
-            .block_on(async {
-                let sim = Sim::new(2, health(), |b| b);
-                sim.replica(1).set_down(true);
-                sleep(ms(500)).await;
-                sim.replica(1).set_down(false);
-                sleep(ms(500)).await;
-                let seen: Vec<&'static str> =
-                    sim.events.lock().iter().map(|(_, e)| e.name()).collect();
-                seen
-            })
+        common::paused_runtime().block_on(async {
+            let sim = Sim::new(2, health(), |b| b);
+            sim.replica(1).set_down(true);
+            sleep(ms(500)).await;
+            sim.replica(1).set_down(false);
+            sleep(ms(500)).await;
+            let seen: Vec<&'static str> = sim.events.lock().iter().map(|(_, e)| e.name()).collect();
+            seen
+        })
     });
     assert!(
         seen.contains(&"node_down") && seen.contains(&"node_up"),
         "{seen:?}"
     );
-    let counters: Vec<(String, u64)> = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter_map(|(key, _, _, value)| {
-            let key = key.key();
-            if key.name() != "seawall_cluster_events_total" {
-                return None;
-            }
-            let event = key
-                .labels()
-                .find(|l| l.key() == "event")?
-                .value()
-                .to_owned();
-            match value {
-                DebugValue::Counter(n) => Some((event, n)),
-                _ => None,
-            }
-        })
-        .collect();
+    let counters: Vec<(String, u64)> =
+        common::metric_samples(&snapshotter, "seawall_cluster_events_total")
+            .into_iter()
+            .filter_map(|(labels, value)| {
+                let (_, event) = labels.into_iter().find(|(k, _)| k == "event")?;
+                match value {
+                    DebugValue::Counter(n) => Some((event, n)),
+                    _ => None,
+                }
+            })
+            .collect();
     for name in ["node_down", "node_up", "breaker_opened"] {
         let expected = seen.iter().filter(|n| **n == name).count() as u64;
         let counted = counters

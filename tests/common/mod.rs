@@ -90,3 +90,24 @@ pub fn paused_runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// The samples of metric `name` in a debugging recorder's snapshot, each with its labels.
+pub fn metric_samples(
+    snapshotter: &metrics_util::debugging::Snapshotter,
+    name: &str,
+) -> Vec<(Vec<(String, String)>, metrics_util::debugging::DebugValue)> {
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, _, _, _)| key.key().name() == name)
+        .map(|(key, _, _, value)| {
+            let labels = key
+                .key()
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            (labels, value)
+        })
+        .collect()
+}
